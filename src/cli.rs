@@ -1,0 +1,236 @@
+//! Command-line interface: the flags and commands scripts rely on (SPEC §12).
+//! The `///` comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "audit-trail",
+    version,
+    about = "Audit-trail archiver for telephony and unified-communications systems"
+)]
+pub struct Opts {
+    /// Data directory (default: $AUDIT_TRAIL_DATA, else ./audit-data)
+    #[arg(long, global = true, env = "AUDIT_TRAIL_DATA", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Configuration file (default: <data-dir>/audit-trail.toml; no file means all defaults)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Schedules directory (default: the schedules_dir setting, else ./schedules)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub schedules: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Append one record (one flag per field) or JSON Lines (--json FILE|-)
+    Append(Box<AppendArgs>),
+    /// Show the circular log as a table
+    Show(ShowArgs),
+    /// Export records as CSV, JSON Lines or XML
+    Export(ExportArgs),
+    /// Seal the active file now
+    Rotate,
+    /// Check that files are well-formed and ids contiguous
+    Verify(VerifyArgs),
+    /// Counts, active file, next id
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// JSON Lines input, one record per line ("-" for standard input)
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = FIELD_FLAG_IDS)]
+    pub json: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub fields: FieldArgs,
+}
+
+/// Flag names of the record fields, in the order of `record::FIELDS`.
+pub const FIELD_FLAG_NAMES: [&str; 16] = [
+    "time",
+    "detail-level",
+    "user",
+    "first-name",
+    "last-name",
+    "tenant",
+    "source-ip",
+    "node",
+    "app",
+    "context",
+    "action",
+    "data",
+    "category",
+    "outcome",
+    "auth-type",
+    "session-id",
+];
+
+const FIELD_FLAG_IDS: [&str; 16] = [
+    "time",
+    "detail_level",
+    "user",
+    "first_name",
+    "last_name",
+    "tenant",
+    "source_ip",
+    "node",
+    "app",
+    "context",
+    "action",
+    "data",
+    "category",
+    "outcome",
+    "auth_type",
+    "session_id",
+];
+
+/// One flag per record field (SPEC §12), in the order of `record::FIELDS`.
+#[derive(Debug, Args, Default)]
+pub struct FieldArgs {
+    /// Event time, RFC 3339 (default: now)
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Detail level (default: Low)
+    #[arg(long)]
+    pub detail_level: Option<String>,
+    /// Who did it
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub first_name: Option<String>,
+    #[arg(long)]
+    pub last_name: Option<String>,
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// IPv4 or IPv6 address of the client
+    #[arg(long)]
+    pub source_ip: Option<String>,
+    /// Node where the action was made (default: this host)
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Application (required), e.g. "System Admin Tool"
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Area of the application, e.g. "User Session"
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Action (required): Login, Logout, Login failure, Add, Change, Delete, Submit…
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Free text; kept exactly
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Event class: presence, failure, system, config, read, modify…
+    #[arg(long)]
+    pub category: Option<String>,
+    /// success or failure
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// SSO, LDAP, CUCM, Windows, Local…
+    #[arg(long)]
+    pub auth_type: Option<String>,
+    #[arg(long)]
+    pub session_id: Option<String>,
+}
+
+impl FieldArgs {
+    /// The flag values in the order of `record::FIELDS`.
+    pub fn values(&self) -> [Option<&str>; 16] {
+        [
+            &self.time,
+            &self.detail_level,
+            &self.user,
+            &self.first_name,
+            &self.last_name,
+            &self.tenant,
+            &self.source_ip,
+            &self.node,
+            &self.app,
+            &self.context,
+            &self.action,
+            &self.data,
+            &self.category,
+            &self.outcome,
+            &self.auth_type,
+            &self.session_id,
+        ]
+        .map(|v| v.as_deref())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Only the newest N records
+    #[arg(long, short = 'n', value_name = "N")]
+    pub last: Option<u64>,
+    /// Do not shorten long values
+    #[arg(long)]
+    pub wide: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Json,
+    Xml,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// The whole local history (active, sealed and archived files), not just the circular log
+    #[arg(long)]
+    pub all: bool,
+    /// Write to FILE (complete or not at all) instead of standard output
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// Record filters (SPEC §8). Text filters match whole values, ignoring case.
+#[derive(Debug, Args, Default)]
+pub struct FilterArgs {
+    /// From this time on (RFC 3339, "YYYY-MM-DD HH:MM:SS" local, or a date)
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Up to this time, inclusive (a date means through the end of that day)
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Application name
+    #[arg(long)]
+    pub app: Option<String>,
+    /// User name
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Action type
+    #[arg(long)]
+    pub action: Option<String>,
+    #[arg(long)]
+    pub category: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Files to check (plain or .gz; default: the whole data directory)
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
+}

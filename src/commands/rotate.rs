@@ -1,0 +1,22 @@
+//! `rotate`: seal the active file now.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::Ctx;
+
+pub fn run(ctx: &Ctx) -> Result<ExitCode> {
+    let mut log = ctx.open_log()?;
+    match log.rotate()? {
+        Some(s) => println!(
+            "sealed {} (ids {}..{}, {} records)",
+            s.path.display(),
+            s.info.first_id,
+            s.info.last_id,
+            s.info.records
+        ),
+        None => println!("nothing to seal: the active file holds no record"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

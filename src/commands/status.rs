@@ -1,0 +1,67 @@
+//! `status`: where the log stands (`--json` for scripts).
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::Ctx;
+use crate::cli::StatusArgs;
+use crate::history::{self, FileKind, Records};
+
+#[derive(Debug, Serialize)]
+struct Status {
+    data_dir: String,
+    host: String,
+    capacity: u64,
+    next_id: u64,
+    /// Records in the circular log.
+    circular_records: u64,
+    /// Oldest id still held locally (0 when none).
+    oldest_id: u64,
+    active_file: Option<ActiveStatus>,
+    sealed_files: usize,
+    archived_files: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct ActiveStatus {
+    path: String,
+    first_id: u64,
+    records: u64,
+}
+
+pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
+    let files = history::list(&ctx.layout)?;
+    let (_, from, last) = history::circular(&ctx.layout, ctx.config.capacity)?;
+    let active = files.iter().find(|f| f.kind == FileKind::Active).map(|f| {
+        let records = Records::new(&ctx.layout, vec![f.clone()], 0).filter(|r| r.is_ok()).count() as u64;
+        ActiveStatus { path: f.path.display().to_string(), first_id: f.first_id, records }
+    });
+    let st = Status {
+        data_dir: ctx.layout.data_dir.display().to_string(),
+        host: ctx.host.clone(),
+        capacity: ctx.config.capacity,
+        next_id: last + 1,
+        circular_records: if last == 0 { 0 } else { last - from + 1 },
+        oldest_id: files.first().map_or(0, |f| f.first_id.min(last)),
+        active_file: active,
+        sealed_files: files.iter().filter(|f| f.kind == FileKind::Sealed).count(),
+        archived_files: files.iter().filter(|f| f.kind == FileKind::Archived).count(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("data directory   {}", st.data_dir);
+    println!("host             {}", st.host);
+    println!("next id          {}", st.next_id);
+    println!("circular log     {} of {} records", st.circular_records, st.capacity);
+    match &st.active_file {
+        Some(a) => println!("active file      {} ({} records from id {})", a.path, a.records, a.first_id),
+        None => println!("active file      none yet"),
+    }
+    println!("sealed files     {}", st.sealed_files);
+    println!("archived files   {}", st.archived_files);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,201 @@
+//! The configuration file (`audit-trail.toml`) and the data directory layout.
+//!
+//! One type serves the file and the defaults: every key has its default here,
+//! unknown keys are rejected with their name, and no file at all means all
+//! defaults. Validation happens once, in [`Config::load`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// Default number of records in the circular log and in each file.
+pub const DEFAULT_CAPACITY: u64 = 5000;
+/// Largest capacity accepted (a file of this many records is still a few GB).
+pub const MAX_CAPACITY: u64 = 10_000_000;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Auditing is on; once a data directory holds records it cannot be turned off.
+    pub enabled: bool,
+    /// Host name used in file names and as the default `node`; the system's by default.
+    pub host_name: Option<String>,
+    /// Records in the circular log and per file.
+    pub capacity: u64,
+    /// Days to keep sealed and archived files (0 = forever).
+    pub retention_days: u32,
+    /// Categories recorded, joined with `+` (`all` for everything).
+    pub event_mask: String,
+    /// Where schedule files are read from.
+    pub schedules_dir: Option<PathBuf>,
+    pub targets: BTreeMap<String, TargetConfig>,
+    pub siem: Option<SiemConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            enabled: true,
+            host_name: None,
+            capacity: DEFAULT_CAPACITY,
+            retention_days: 0,
+            event_mask: "presence+failure+system+config".into(),
+            schedules_dir: None,
+            targets: BTreeMap::new(),
+            siem: None,
+        }
+    }
+}
+
+/// An offboard upload target (§6).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub protocol: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub remote_dir: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// SIEM forwarding (§10).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiemConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    pub protocol: String,
+    pub host: String,
+    pub port: Option<u16>,
+    #[serde(default = "json")]
+    pub format: String,
+    pub ca_file: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn json() -> String {
+    "json".into()
+}
+
+impl Config {
+    /// Reads `path`; a missing file is all defaults only when the path was not
+    /// given explicitly.
+    pub fn load(path: &Path, explicit: bool) -> Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(Config::default()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read configuration {}", path.display())),
+        };
+        let cfg: Config =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("configuration {}: {e}", path.display()))?;
+        cfg.validate().with_context(|| format!("configuration {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.capacity == 0 || self.capacity > MAX_CAPACITY {
+            bail!("capacity = {} is out of range (1..={MAX_CAPACITY})", self.capacity);
+        }
+        if let Some(h) = &self.host_name
+            && sanitize_host(h).is_empty()
+        {
+            bail!("host_name = {h:?} has no character usable in a file name");
+        }
+        Ok(())
+    }
+
+    /// The host name used for file names and `node`, sanitised for file names.
+    pub fn host(&self) -> String {
+        let raw = match &self.host_name {
+            Some(h) => h.clone(),
+            None => gethostname::gethostname().to_string_lossy().into_owned(),
+        };
+        let clean = sanitize_host(&raw);
+        if clean.is_empty() { "localhost".into() } else { clean }
+    }
+}
+
+/// Keeps letters, digits, `.` and `-`; anything else (including `_`, which
+/// separates the host from the time stamp in file names) becomes `-`.
+pub fn sanitize_host(raw: &str) -> String {
+    let s: String =
+        raw.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' }).collect();
+    s.trim_matches(['-', '.']).chars().take(64).collect()
+}
+
+/// Where everything lives inside a data directory (SPEC §3).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub data_dir: PathBuf,
+    /// Sealed `*.xml` files.
+    pub sealed: PathBuf,
+    /// Compressed sealed files and their manifest.
+    pub archive: PathBuf,
+    pub backups: PathBuf,
+    pub state: PathBuf,
+    /// The file being written (`*.xml.open`), never a `*.xml` under `sealed`.
+    pub active: PathBuf,
+    /// Held by whoever writes the log.
+    pub lock: PathBuf,
+}
+
+impl Layout {
+    pub fn new(data_dir: &Path) -> Layout {
+        let state = data_dir.join("state");
+        Layout {
+            data_dir: data_dir.to_path_buf(),
+            sealed: data_dir.join("audit_trail"),
+            archive: data_dir.join("archive"),
+            backups: data_dir.join("backups"),
+            active: state.join("active"),
+            lock: state.join("lock"),
+            state,
+        }
+    }
+
+    /// Creates the directories a writer needs.
+    pub fn create(&self) -> Result<()> {
+        for dir in [&self.sealed, &self.archive, &self.backups, &self.state, &self.active] {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = toml::from_str::<Config>("capacity = 10\ncolour = 'red'\n").unwrap_err();
+        assert!(e.to_string().contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn host_names_are_sanitised() {
+        assert_eq!(sanitize_host("pbx_01/../x"), "pbx-01-..-x");
+        assert_eq!(sanitize_host("  "), "");
+        assert_eq!(sanitize_host("PBX01.example.com"), "PBX01.example.com");
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let cfg = Config::load(Path::new("/nonexistent/audit-trail.toml"), false).unwrap();
+        assert_eq!(cfg.capacity, 5000);
+        assert!(Config::load(Path::new("/nonexistent/audit-trail.toml"), true).is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! The whole local history as one stream of records, in id order: archived
+//! (`archive/*.xml.gz`), sealed (`audit_trail/*.xml`) and active files.
+//!
+//! Readers take no lock. Sealed files never change, and the active file only
+//! grows by whole records, so a reader sees a consistent prefix. Files move
+//! while the service runs (active → sealed → archived), so directories are
+//! listed in that order — a file moving between two listings is seen at least
+//! once — and a file that is gone when opened is looked up in its next home.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use flate2::read::MultiGzDecoder;
+
+use crate::config::Layout;
+use crate::log::kind_of;
+use crate::record::Record;
+use crate::xml_read::XmlReader;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FileKind {
+    Archived,
+    Sealed,
+    Active,
+}
+
+impl FileKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            FileKind::Archived => "archived",
+            FileKind::Sealed => "sealed",
+            FileKind::Active => "active",
+        }
+    }
+}
+
+/// One file of the history.
+#[derive(Debug, Clone)]
+pub struct LogFile {
+    pub path: PathBuf,
+    pub kind: FileKind,
+    /// `<host>_<stamp>`.
+    pub stem: String,
+    /// The id of its first record, from the header.
+    pub first_id: u64,
+}
+
+const READ_BUF: usize = 256 * 1024;
+
+/// Opens any history file (plain or gzip) for reading.
+pub fn open_any(path: &Path) -> std::io::Result<Box<dyn BufRead + Send>> {
+    let file = File::open(path)?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        Ok(Box::new(BufReader::with_capacity(READ_BUF, MultiGzDecoder::new(BufReader::with_capacity(READ_BUF, file)))))
+    } else {
+        Ok(Box::new(BufReader::with_capacity(READ_BUF, file)))
+    }
+}
+
+impl LogFile {
+    /// Opens the file, following it to where it moved if it is gone.
+    pub fn open(&self, layout: &Layout) -> Result<Box<dyn BufRead + Send>> {
+        let candidates = [
+            self.path.clone(),
+            layout.sealed.join(format!("{}.xml", self.stem)),
+            layout.archive.join(format!("{}.xml.gz", self.stem)),
+        ];
+        for p in candidates.iter().skip_while(|p| **p != self.path) {
+            match open_any(p) {
+                Ok(r) => return Ok(r),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot open {}", p.display())),
+            }
+        }
+        Err(anyhow!("{} disappeared while it was being read", self.path.display()))
+    }
+}
+
+/// The `first-id` in a file's header, reading only the head of the file.
+pub fn first_id_of(path: &Path) -> Result<Option<u64>> {
+    let mut head = Vec::with_capacity(1024);
+    open_any(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .take(1024)
+        .read_to_end(&mut head)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut rd = XmlReader::new(&head[..]);
+    Ok(rd.header().ok().and_then(|h| h.first_id))
+}
+
+fn list_dir(dir: &Path, want: FileKind, seen: &mut HashSet<String>, out: &mut Vec<LogFile>) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some((kind, stem)) = kind_of(name) else { continue };
+        if kind != want || seen.contains(stem) {
+            continue;
+        }
+        let stem = stem.to_owned();
+        let first_id = match first_id_of(&path) {
+            Ok(Some(id)) => id,
+            // Moved away between listing and opening: its next home is listed next.
+            Err(_) if !path.exists() => continue,
+            Ok(None) => return Err(anyhow!("{} has no first-id in its header", path.display())),
+            Err(e) => return Err(e),
+        };
+        seen.insert(stem.clone());
+        out.push(LogFile { path, kind, stem, first_id });
+    }
+    Ok(())
+}
+
+/// Every file of the history, oldest first.
+pub fn list(layout: &Layout) -> Result<Vec<LogFile>> {
+    let (mut files, mut seen) = (Vec::new(), HashSet::new());
+    list_dir(&layout.active, FileKind::Active, &mut seen, &mut files)?;
+    list_dir(&layout.sealed, FileKind::Sealed, &mut seen, &mut files)?;
+    list_dir(&layout.archive, FileKind::Archived, &mut seen, &mut files)?;
+    files.sort_by_key(|f| (f.first_id, f.kind));
+    Ok(files)
+}
+
+/// Last id and stem of the newest sealed or archived file.
+pub fn last_sealed(layout: &Layout) -> Result<Option<(u64, String)>> {
+    let (mut files, mut seen) = (Vec::new(), HashSet::new());
+    list_dir(&layout.sealed, FileKind::Sealed, &mut seen, &mut files)?;
+    list_dir(&layout.archive, FileKind::Archived, &mut seen, &mut files)?;
+    let Some(newest) = files.into_iter().max_by_key(|f| f.first_id) else { return Ok(None) };
+    let mut rd = XmlReader::new(newest.open(layout)?);
+    let mut last = newest.first_id.saturating_sub(1);
+    while let Some(r) = rd.next_record().map_err(|e| anyhow!("{}: {e}", newest.path.display()))? {
+        last = r.id;
+    }
+    if let Some(seal) = rd.seal() {
+        last = last.max(seal.last_id);
+    }
+    Ok(Some((last, newest.stem)))
+}
+
+/// Streams the records of a list of files in order, starting at `from_id`.
+pub struct Records<'l> {
+    layout: &'l Layout,
+    files: std::vec::IntoIter<LogFile>,
+    current: Option<(LogFile, XmlReader<Box<dyn BufRead + Send>>)>,
+    from_id: u64,
+    /// How many files were opened so far (for progress reports).
+    pub files_read: usize,
+}
+
+impl<'l> Records<'l> {
+    pub fn new(layout: &'l Layout, files: Vec<LogFile>, from_id: u64) -> Self {
+        Records { layout, files: files.into_iter(), current: None, from_id, files_read: 0 }
+    }
+}
+
+impl Iterator for Records<'_> {
+    type Item = Result<Record<'static>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.current.is_none() {
+                let f = self.files.next()?;
+                let rd = match f.open(self.layout) {
+                    Ok(r) => XmlReader::new(r),
+                    Err(e) => return Some(Err(e)),
+                };
+                self.files_read += 1;
+                self.current = Some((f, rd));
+            }
+            let (f, rd) = self.current.as_mut()?;
+            match rd.next_record() {
+                Ok(Some(r)) if r.id < self.from_id => continue,
+                Ok(Some(r)) => return Some(Ok(r)),
+                Ok(None) => self.current = None,
+                // The active file may end in a record still being written.
+                Err(_) if f.kind == FileKind::Active => self.current = None,
+                Err(e) => {
+                    let msg = anyhow!("{}: {e}", f.path.display());
+                    self.current = None;
+                    return Some(Err(msg));
+                }
+            }
+        }
+    }
+}
+
+/// The files and first id of the circular log: the newest `capacity` records.
+/// Also returns the last id (0 when the log is empty).
+pub fn circular(layout: &Layout, capacity: u64) -> Result<(Vec<LogFile>, u64, u64)> {
+    let files = list(layout)?;
+    let Some(newest) = files.last() else { return Ok((Vec::new(), 1, 0)) };
+    let mut last = newest.first_id.saturating_sub(1);
+    for r in Records::new(layout, vec![newest.clone()], 0) {
+        last = r?.id;
+    }
+    if last == 0 {
+        return Ok((Vec::new(), 1, 0));
+    }
+    let from = last.saturating_sub(capacity - 1).max(1);
+    let start = files.iter().rposition(|f| f.first_id <= from).unwrap_or(0);
+    Ok((files[start..].to_vec(), from, last))
+}

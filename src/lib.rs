@@ -1,0 +1,30 @@
+//! audit-trail: an audit-trail archiver for telephony and unified-communications
+//! systems. Records go into a circular log and hostname-named XML files that are
+//! sealed every `capacity` records; see README.md for the whole picture.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod export;
+pub mod history;
+pub mod log;
+pub mod record;
+pub mod timestamp;
+pub mod verify;
+pub mod xml_read;
+pub mod xml_write;
+
+/// The stylesheet shipped next to sealed files (schema/audit-trail.xsl).
+pub const STYLESHEET_XSL: &str = include_str!("../schema/audit-trail.xsl");
+/// The schema of the file format (schema/audit-trail.xsd).
+pub const SCHEMA_XSD: &str = include_str!("../schema/audit-trail.xsd");
+
+/// True when an error is only a closed output pipe (`audit-trail export | head`).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<csv::Error>().is_some_and(
+                |ce| matches!(ce.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe),
+            )
+    })
+}

@@ -1,0 +1,486 @@
+//! The log: the active file, rollover into sealed files, and crash recovery.
+//!
+//! # On disk
+//!
+//! The active file is `state/active/<host>_<stamp>.xml.open`. It is the XML
+//! document itself, minus its trailer: a header whose `first-id` says which id
+//! its first record has, then complete records. Sealing appends
+//! `<Seal …/></AuditTrail>`, fsyncs, and renames the file to
+//! `audit_trail/<host>_<stamp>.xml`; sealed files are never opened for writing
+//! again. Once a record exists there is always exactly one active file (a
+//! rotation opens the next one at once), so the next id is always
+//! `first-id + records in the active file`: no separate counter can drift.
+//!
+//! # Durability (what is fsynced when)
+//!
+//! * An append returns only after `fdatasync` of the active file, so every id
+//!   it hands out is on disk. A batch shares one fsync.
+//! * Sealing fsyncs the file (trailer included) *before* renaming it, so a
+//!   sealed name never points at data that could be lost; the directories
+//!   touched by renames and creations are fsynced before the append that
+//!   caused them returns.
+//! * Writers hold an exclusive lock on `state/lock`, so ids from concurrent
+//!   processes are unique and gap-free.
+//!
+//! # Recovery
+//!
+//! Opening the log repairs what a crash can leave: a torn tail (cut back to
+//! the end of the last complete record), a seal that was written but not yet
+//! renamed (the rename is finished), a trailer that was cut short (removed;
+//! the file stays active), an empty active file with a torn header (removed).
+//! Every repair is reported in [`Log::open`]'s notes.
+//!
+//! # File names
+//!
+//! `<host>_<YYYYMMDDHHMMSS>` from the local time a file is started. When that
+//! stamp would not be later than the previous file's (several files in one
+//! second, or the clock stepping back), the previous stamp plus one second is
+//! used instead, so names stay unique and sort in creation order; the real
+//! start time is always in the `created` attribute.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use chrono::NaiveDateTime;
+
+use crate::config::Layout;
+use crate::history::{self, FileKind};
+use crate::record::Record;
+use crate::timestamp::{self, Clock};
+use crate::xml_read::XmlReader;
+use crate::xml_write::{self, SealInfo};
+
+/// Suffix of the active file.
+pub const ACTIVE_SUFFIX: &str = ".xml.open";
+
+/// Flush the write buffer to the file beyond this many bytes.
+const WRITE_CHUNK: usize = 1 << 20;
+
+struct Active {
+    path: PathBuf,
+    stem: String,
+    file: File,
+    first_id: u64,
+    count: u64,
+    /// Bytes on disk that are known good (end of the last complete record).
+    len: u64,
+}
+
+/// A file that was sealed.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub path: PathBuf,
+    pub info: SealInfo,
+}
+
+/// The open log, held by exactly one writer at a time.
+pub struct Log {
+    layout: Layout,
+    host: String,
+    capacity: u64,
+    clock: Arc<dyn Clock>,
+    _lock: File,
+    active: Option<Active>,
+    next_id: u64,
+    last_stamp: Option<NaiveDateTime>,
+    dirs_dirty: bool,
+    poisoned: bool,
+}
+
+impl Log {
+    /// Takes the writer lock (waiting for another writer to finish), creates
+    /// the layout if needed and repairs what a crash left. Returns the log and
+    /// a note for each repair made.
+    pub fn open(layout: &Layout, host: &str, capacity: u64, clock: Arc<dyn Clock>) -> Result<(Log, Vec<String>)> {
+        layout.create()?;
+        install_stylesheet(&layout.sealed)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&layout.lock)
+            .with_context(|| format!("cannot open lock file {}", layout.lock.display()))?;
+        lock.lock().with_context(|| format!("cannot lock {}", layout.lock.display()))?;
+
+        let mut log = Log {
+            layout: layout.clone(),
+            host: host.to_owned(),
+            capacity: capacity.max(1),
+            clock,
+            _lock: lock,
+            active: None,
+            next_id: 1,
+            last_stamp: None,
+            dirs_dirty: false,
+            poisoned: false,
+        };
+        let notes = log.recover()?;
+        Ok((log, notes))
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Name and record count of the active file, if any.
+    pub fn active(&self) -> Option<(&Path, u64)> {
+        self.active.as_ref().map(|a| (a.path.as_path(), a.count))
+    }
+
+    fn recover(&mut self) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        let mut actives = Vec::new();
+        for entry in fs::read_dir(&self.layout.active)? {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            if let Some(stem) = name.strip_suffix(ACTIVE_SUFFIX) {
+                actives.push((stem.to_owned(), path));
+            }
+        }
+        let mut parsed = Vec::new();
+        for (stem, path) in actives {
+            match scan_active(&path)? {
+                Some(scan) => parsed.push((stem, path, scan)),
+                None => {
+                    fs::remove_file(&path)?;
+                    notes.push(format!(
+                        "removed {}: its header was cut short before any record was written",
+                        path.display()
+                    ));
+                    self.dirs_dirty = true;
+                }
+            }
+        }
+        parsed.sort_by_key(|(_, _, s)| s.first_id);
+        let newest = parsed.pop();
+        // Older active files were on their way to being sealed.
+        for (stem, path, scan) in parsed {
+            let mut a = self.reopen_active(stem, path, &scan, &mut notes)?;
+            if !scan.sealed {
+                let info = self.seal_info(&a);
+                write_all_at_end(&mut a, &xml_write::seal(&info))?;
+            }
+            self.finish_seal(a)?;
+        }
+        let mut last_stamp = None;
+        if let Some((stem, path, scan)) = newest {
+            let a = self.reopen_active(stem.clone(), path, &scan, &mut notes)?;
+            self.next_id = a.first_id + a.count;
+            last_stamp = stem_stamp(&stem);
+            if scan.sealed {
+                notes.push(format!("finished sealing {} (it was sealed but not yet moved)", a.path.display()));
+                self.finish_seal(a)?;
+            } else {
+                self.active = Some(a);
+            }
+        } else {
+            // No active file: a brand-new directory, or a crash between
+            // sealing a file and opening the next. The sealed files know.
+            if let Some((last_id, stem)) = history::last_sealed(&self.layout)? {
+                self.next_id = last_id + 1;
+                last_stamp = stem_stamp(&stem);
+            }
+        }
+        self.last_stamp = last_stamp;
+        self.sync_dirs()?;
+        Ok(notes)
+    }
+
+    fn reopen_active(&mut self, stem: String, path: PathBuf, scan: &Scan, notes: &mut Vec<String>) -> Result<Active> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let keep = if scan.sealed { scan.file_len } else { scan.good_end };
+        if keep < scan.file_len {
+            file.set_len(keep).with_context(|| format!("cannot repair {}", path.display()))?;
+            file.sync_all()?;
+            let last = if scan.count == 0 {
+                "the header".to_string()
+            } else {
+                format!("record {}", scan.first_id + scan.count - 1)
+            };
+            notes.push(format!(
+                "repaired {}: removed {} bytes of torn tail after {last}{}",
+                path.display(),
+                scan.file_len - keep,
+                scan.problem.as_deref().map(|p| format!(" ({p})")).unwrap_or_default(),
+            ));
+        }
+        Ok(Active { path, stem, file, first_id: scan.first_id, count: scan.count, len: keep })
+    }
+
+    fn seal_info(&self, a: &Active) -> SealInfo {
+        SealInfo {
+            first_id: a.first_id,
+            last_id: a.first_id + a.count - 1,
+            records: a.count,
+            sealed: timestamp::format(&self.clock.now()),
+        }
+    }
+
+    /// Makes the sealed file durable, then gives it its final name.
+    fn finish_seal(&mut self, a: Active) -> Result<Sealed> {
+        a.file.sync_all().with_context(|| format!("cannot sync {}", a.path.display()))?;
+        let dest = self.layout.sealed.join(format!("{}.xml", a.stem));
+        if dest.exists() {
+            bail!("cannot seal {}: {} already exists", a.path.display(), dest.display());
+        }
+        fs::rename(&a.path, &dest)
+            .with_context(|| format!("cannot move {} to {}", a.path.display(), dest.display()))?;
+        self.dirs_dirty = true;
+        let info = SealInfo {
+            first_id: a.first_id,
+            last_id: a.first_id + a.count.max(1) - 1,
+            records: a.count,
+            sealed: String::new(),
+        };
+        Ok(Sealed { path: dest, info })
+    }
+
+    fn sync_dirs(&mut self) -> Result<()> {
+        if self.dirs_dirty {
+            for dir in [&self.layout.sealed, &self.layout.active] {
+                File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))?;
+            }
+            self.dirs_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Starts a new active file whose first record will get `next_id`.
+    fn start_file(&mut self) -> Result<()> {
+        let now = self.clock.now();
+        let mut stamp = now.naive_local();
+        stamp = stamp.with_nanosecond(0).unwrap_or(stamp);
+        if let Some(prev) = self.last_stamp
+            && stamp <= prev
+        {
+            stamp = prev + chrono::Duration::seconds(1);
+        }
+        let (stem, path) = loop {
+            let stem = format!("{}_{}", self.host, stamp.format("%Y%m%d%H%M%S"));
+            let taken = self.layout.sealed.join(format!("{stem}.xml")).exists()
+                || self.layout.archive.join(format!("{stem}.xml.gz")).exists();
+            if !taken {
+                break (stem.clone(), self.layout.active.join(format!("{stem}{ACTIVE_SUFFIX}")));
+            }
+            stamp += chrono::Duration::seconds(1);
+        };
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let header = xml_write::header(&self.host, &timestamp::format(&now), Some(self.next_id));
+        file.write_all(&header).with_context(|| format!("cannot write {}", path.display()))?;
+        file.sync_all()?;
+        self.dirs_dirty = true;
+        self.last_stamp = Some(stamp);
+        self.active = Some(Active { path, stem, file, first_id: self.next_id, count: 0, len: header.len() as u64 });
+        Ok(())
+    }
+
+    /// Seals the active file (if it holds records) and starts the next one.
+    fn roll(&mut self) -> Result<Option<Sealed>> {
+        let sealed = match self.active.take() {
+            Some(a) if a.count == 0 => {
+                self.active = Some(a);
+                return Ok(None);
+            }
+            Some(mut a) => {
+                let info = self.seal_info(&a);
+                write_all_at_end(&mut a, &xml_write::seal(&info))?;
+                let mut s = self.finish_seal(a)?;
+                s.info = info;
+                Some(s)
+            }
+            None => None,
+        };
+        self.start_file()?;
+        Ok(sealed)
+    }
+
+    /// Appends validated records, assigning consecutive ids, and returns the
+    /// first and last id once they are all on disk (`None` for no records).
+    pub fn append<'a, I>(&mut self, records: I) -> Result<Option<(u64, u64)>>
+    where
+        I: IntoIterator<Item = Record<'a>>,
+    {
+        if self.poisoned {
+            bail!("the log hit a write error earlier; reopen it");
+        }
+        let result = self.append_inner(records);
+        if result.is_err() {
+            self.poisoned = true;
+            if let Some(a) = &self.active {
+                // Leave only whole records behind; recovery would do the same.
+                let _ = a.file.set_len(a.len);
+            }
+        }
+        result
+    }
+
+    fn append_inner<'a, I>(&mut self, records: I) -> Result<Option<(u64, u64)>>
+    where
+        I: IntoIterator<Item = Record<'a>>,
+    {
+        let first = self.next_id;
+        let mut buf = Vec::with_capacity(WRITE_CHUNK + 64 * 1024);
+        let mut pending = 0u64;
+        for mut rec in records {
+            let full = self.active.as_ref().is_none_or(|a| a.count + pending >= self.capacity);
+            if full {
+                self.flush(&mut buf, &mut pending)?;
+                self.roll()?;
+            }
+            rec.id = self.next_id;
+            xml_write::record(&mut buf, &rec);
+            self.next_id += 1;
+            pending += 1;
+            if buf.len() >= WRITE_CHUNK {
+                self.flush(&mut buf, &mut pending)?;
+            }
+        }
+        self.flush(&mut buf, &mut pending)?;
+        if self.next_id == first {
+            return Ok(None);
+        }
+        if let Some(a) = &self.active {
+            a.file.sync_data().with_context(|| format!("cannot sync {}", a.path.display()))?;
+        }
+        self.sync_dirs()?;
+        Ok(Some((first, self.next_id - 1)))
+    }
+
+    fn flush(&mut self, buf: &mut Vec<u8>, pending: &mut u64) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let a = self.active.as_mut().context("no active file")?;
+        write_all_at_end(a, buf)?;
+        a.count += *pending;
+        *pending = 0;
+        buf.clear();
+        Ok(())
+    }
+
+    /// Seals the active file now, even if it is not full. Returns what was
+    /// sealed, or `None` when the active file holds no record.
+    pub fn rotate(&mut self) -> Result<Option<Sealed>> {
+        if self.poisoned {
+            bail!("the log hit a write error earlier; reopen it");
+        }
+        if self.active.as_ref().is_none_or(|a| a.count == 0) {
+            return Ok(None);
+        }
+        let sealed = self.roll()?;
+        self.sync_dirs()?;
+        Ok(sealed)
+    }
+}
+
+fn write_all_at_end(a: &mut Active, bytes: &[u8]) -> Result<()> {
+    a.file.seek(SeekFrom::Start(a.len))?;
+    a.file.write_all(bytes).with_context(|| format!("cannot write {}", a.path.display()))?;
+    a.len += bytes.len() as u64;
+    Ok(())
+}
+
+/// The `YYYYMMDDHHMMSS` part of a file stem.
+pub fn stem_stamp(stem: &str) -> Option<NaiveDateTime> {
+    let (_, stamp) = stem.rsplit_once('_')?;
+    timestamp::parse_file_stamp(stamp)
+}
+
+/// What a look through an active file found.
+struct Scan {
+    first_id: u64,
+    count: u64,
+    good_end: u64,
+    file_len: u64,
+    /// Seal and closing tag complete: the file only needs its rename.
+    sealed: bool,
+    problem: Option<String>,
+}
+
+/// Reads an active file to find its last complete record. `None` when not
+/// even the header is there (a crash right after the file was created).
+fn scan_active(path: &Path) -> Result<Option<Scan>> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file_len = file.metadata()?.len();
+    let mut rd = XmlReader::new(BufReader::with_capacity(256 * 1024, file));
+    let first_id = match rd.header() {
+        Ok(h) => match h.first_id {
+            Some(id) => id,
+            None => bail!("{} has no first-id attribute; it was not written by audit-trail", path.display()),
+        },
+        Err(_) if file_len < 512 => return Ok(None),
+        Err(e) => bail!("{} is not an audit-trail file: {e}", path.display()),
+    };
+    let mut count = 0;
+    let mut problem = None;
+    loop {
+        match rd.next_record() {
+            Ok(Some(rec)) => {
+                if rec.id != first_id + count {
+                    problem = Some(format!("record id {} where {} was expected", rec.id, first_id + count));
+                    break;
+                }
+                count += 1;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                problem = Some(format!("cut off {e}"));
+                break;
+            }
+        }
+    }
+    let mut good_end = rd.good_end();
+    let sealed = problem.is_none()
+        && rd.closed()
+        && rd.seal().is_some_and(|s| s.first_id == first_id && s.records == count && count > 0);
+    if problem.is_none() && !sealed && rd.seal_end().is_some() {
+        problem = Some("trailer cut short".into());
+        good_end = good_end.min(file_len);
+    }
+    Ok(Some(Scan { first_id, count, good_end, file_len, sealed, problem }))
+}
+
+/// Puts the stylesheet next to the sealed files, so a browser that opens one
+/// shows it as a table.
+fn install_stylesheet(dir: &Path) -> Result<()> {
+    let path = dir.join(xml_write::STYLESHEET);
+    if !path.exists() {
+        let tmp = dir.join(format!(".{}.tmp", xml_write::STYLESHEET));
+        fs::write(&tmp, crate::STYLESHEET_XSL)?;
+        fs::rename(&tmp, &path)?;
+    }
+    Ok(())
+}
+
+/// Whether a file belongs to the active, sealed or archived set, from its name.
+pub fn kind_of(name: &str) -> Option<(FileKind, &str)> {
+    if let Some(stem) = name.strip_suffix(ACTIVE_SUFFIX) {
+        Some((FileKind::Active, stem))
+    } else if let Some(stem) = name.strip_suffix(".xml.gz") {
+        Some((FileKind::Archived, stem))
+    } else {
+        name.strip_suffix(".xml").map(|stem| (FileKind::Sealed, stem))
+    }
+}
+
+use chrono::Timelike;

@@ -1,0 +1,15 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let opts = audit_trail::cli::Opts::parse();
+    match audit_trail::commands::run(opts) {
+        Ok(code) => code,
+        Err(e) if audit_trail::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("audit-trail: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! The audit record (SPEC §2): its fields, their limits, and the validation
+//! every record passes before it gets an id.
+//!
+//! A record is kept as an array of optional strings indexed by [`Field`], so
+//! the XML writer and reader, the CSV/JSON exporters and the JSON Lines parser
+//! all walk the same table ([`FIELDS`]) instead of repeating sixteen names.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::timestamp;
+
+/// Number of fields a record carries besides its id.
+pub const NFIELDS: usize = 16;
+
+/// Longest `action_data` accepted, in bytes (an import of hundreds of users
+/// fits comfortably; a runaway blob does not).
+pub const MAX_ACTION_DATA: usize = 1024 * 1024;
+/// Longest value accepted for every other field, in bytes.
+pub const MAX_FIELD: usize = 4096;
+
+/// Index of a field in [`FIELDS`] and in [`Record::fields`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Field {
+    Timestamp = 0,
+    DetailLevel,
+    UserName,
+    FirstName,
+    LastName,
+    Tenant,
+    SourceIp,
+    Node,
+    AppName,
+    AppContext,
+    ActionType,
+    ActionData,
+    Category,
+    Outcome,
+    AuthType,
+    SessionId,
+}
+
+/// How a field is named in each of the places it appears.
+#[derive(Debug)]
+pub struct FieldSpec {
+    pub field: Field,
+    /// JSON input and export, CSV header.
+    pub json: &'static str,
+    /// XML element.
+    pub xml: &'static str,
+    /// Column title in `show`.
+    pub title: &'static str,
+    pub max_len: usize,
+}
+
+macro_rules! spec {
+    ($f:ident, $json:literal, $xml:literal, $title:literal, $max:expr) => {
+        FieldSpec { field: Field::$f, json: $json, xml: $xml, title: $title, max_len: $max }
+    };
+}
+
+/// Every field in the order it is written to XML, JSON and CSV.
+pub const FIELDS: [FieldSpec; NFIELDS] = [
+    spec!(Timestamp, "timestamp", "TimeStamp", "Time Stamp", 64),
+    spec!(DetailLevel, "detail_level", "DetailLevel", "Detail Level", MAX_FIELD),
+    spec!(UserName, "user_name", "UserName", "User Name", MAX_FIELD),
+    spec!(FirstName, "first_name", "FirstName", "First Name", MAX_FIELD),
+    spec!(LastName, "last_name", "LastName", "Last Name", MAX_FIELD),
+    spec!(Tenant, "tenant", "Tenant", "Tenant", MAX_FIELD),
+    spec!(SourceIp, "source_ip", "SourceIP", "Source IP", 64),
+    spec!(Node, "node", "Node", "Node", MAX_FIELD),
+    spec!(AppName, "app_name", "AppName", "App Name", MAX_FIELD),
+    spec!(AppContext, "app_context", "AppContext", "App Context", MAX_FIELD),
+    spec!(ActionType, "action_type", "ActionType", "Action Type", MAX_FIELD),
+    spec!(ActionData, "action_data", "ActionData", "Action Data", MAX_ACTION_DATA),
+    spec!(Category, "category", "Category", "Category", MAX_FIELD),
+    spec!(Outcome, "outcome", "Outcome", "Outcome", 16),
+    spec!(AuthType, "auth_type", "AuthType", "Auth Type", MAX_FIELD),
+    spec!(SessionId, "session_id", "SessionId", "Session Id", MAX_FIELD),
+];
+
+impl Field {
+    pub fn spec(self) -> &'static FieldSpec {
+        &FIELDS[self as usize]
+    }
+
+    pub fn from_json(name: &str) -> Option<Field> {
+        FIELDS.iter().find(|s| s.json == name).map(|s| s.field)
+    }
+
+    pub fn from_xml(name: &[u8]) -> Option<Field> {
+        FIELDS.iter().find(|s| s.xml.as_bytes() == name).map(|s| s.field)
+    }
+}
+
+/// One audit record. `id` is 0 until the log assigns one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub id: u64,
+    pub fields: [Option<Cow<'a, str>>; NFIELDS],
+}
+
+impl<'a> Record<'a> {
+    pub fn get(&self, f: Field) -> Option<&str> {
+        self.fields[f as usize].as_deref()
+    }
+
+    pub fn set(&mut self, f: Field, v: impl Into<Cow<'a, str>>) {
+        self.fields[f as usize] = Some(v.into());
+    }
+
+    pub fn into_owned(self) -> Record<'static> {
+        Record { id: self.id, fields: self.fields.map(|v| v.map(|c| Cow::Owned(c.into_owned()))) }
+    }
+}
+
+/// What is wrong with one field of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The JSON name of the field, or `None` when the problem is the record as a whole.
+    pub field: Option<&'static str>,
+    pub reason: String,
+}
+
+impl FieldError {
+    fn new(field: Field, reason: impl Into<String>) -> Self {
+        FieldError { field: Some(field.spec().json), reason: reason.into() }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.field {
+            Some(name) => write!(f, "field `{name}`: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+/// Values the archiver fills in when the submitter leaves them out.
+#[derive(Debug, Clone)]
+pub struct Defaults<'d> {
+    /// Acceptance time, already formatted (RFC 3339, milliseconds, server offset).
+    pub now: &'d str,
+    /// The archiver's host name, for `node`.
+    pub node: &'d str,
+}
+
+/// Checks a submitted record and brings it to its stored form: required fields
+/// present, IP and timestamp valid (and normalised), sizes within limits,
+/// defaults applied. Every problem found is returned, not just the first.
+pub fn validate<'a>(rec: &mut Record<'a>, defaults: &Defaults<'_>) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    for spec in &FIELDS {
+        if let Some(v) = &rec.fields[spec.field as usize]
+            && v.len() > spec.max_len
+        {
+            errors.push(FieldError::new(
+                spec.field,
+                format!("{} bytes, longer than the limit of {} bytes", v.len(), spec.max_len),
+            ));
+        }
+    }
+    for f in [Field::AppName, Field::ActionType] {
+        match rec.get(f) {
+            None => errors.push(FieldError::new(f, "is required")),
+            Some(v) if v.trim().is_empty() => errors.push(FieldError::new(f, "is required and must not be blank")),
+            Some(_) => {}
+        }
+    }
+    if let Some(ip) = rec.get(Field::SourceIp) {
+        match ip.trim().parse::<IpAddr>() {
+            Ok(addr) => {
+                let canonical = addr.to_string();
+                if canonical != ip {
+                    rec.set(Field::SourceIp, canonical);
+                }
+            }
+            Err(_) => errors.push(FieldError::new(Field::SourceIp, format!("{ip:?} is not an IPv4 or IPv6 address"))),
+        }
+    }
+    if let Some(out) = rec.get(Field::Outcome) {
+        if out.eq_ignore_ascii_case("success") {
+            if out != "success" {
+                rec.set(Field::Outcome, "success");
+            }
+        } else if out.eq_ignore_ascii_case("failure") {
+            if out != "failure" {
+                rec.set(Field::Outcome, "failure");
+            }
+        } else {
+            errors.push(FieldError::new(Field::Outcome, format!("{out:?} is not `success` or `failure`")));
+        }
+    }
+    match rec.get(Field::Timestamp) {
+        None => rec.set(Field::Timestamp, defaults.now.to_owned()),
+        Some(ts) => match timestamp::normalize(ts) {
+            Ok(Some(stored)) => rec.set(Field::Timestamp, stored),
+            Ok(None) => {}
+            Err(reason) => errors.push(FieldError::new(Field::Timestamp, reason)),
+        },
+    }
+    if rec.get(Field::DetailLevel).is_none() {
+        rec.set(Field::DetailLevel, "Low");
+    }
+    if rec.get(Field::Node).is_none() {
+        rec.set(Field::Node, defaults.node.to_owned());
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// A string that borrows from the JSON input when it holds no escapes.
+struct JsonStr<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for JsonStr<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsonStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(JsonStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Reads one JSON object into a record. Problems that leave the JSON itself
+/// readable (an unknown or repeated field) are kept in `problem` while the
+/// rest of the object is skipped; `current` names the field being read, so a
+/// JSON error inside a value can name its field.
+struct RecordSeed<'s> {
+    current: &'s std::cell::Cell<Option<Field>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RecordSeed<'_> {
+    type Value = Result<Record<'de>, FieldError>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RecordSeed<'_> {
+    type Value = Result<Record<'de>, FieldError>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object with the fields of an audit record")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut rec = Record::default();
+        let mut problem = None;
+        while let Some(JsonStr(key)) = map.next_key::<JsonStr<'de>>()? {
+            let field = Field::from_json(&key);
+            self.current.set(field);
+            let Some(field) = field.filter(|_| problem.is_none()) else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                if problem.is_none() {
+                    let reason = if key == "id" {
+                        "ids are assigned by the archiver; remove `id` from the input".to_owned()
+                    } else {
+                        let known: Vec<_> = FIELDS.iter().map(|s| s.json).collect();
+                        format!("unknown field `{key}` (known fields: {})", known.join(", "))
+                    };
+                    problem = Some(FieldError { field: None, reason });
+                }
+                continue;
+            };
+            let value = map.next_value::<Option<JsonStr<'de>>>()?;
+            let slot = &mut rec.fields[field as usize];
+            if slot.is_some() {
+                problem = Some(FieldError::new(field, "given more than once"));
+            }
+            *slot = value.map(|v| v.0);
+        }
+        self.current.set(None);
+        Ok(match problem {
+            Some(p) => Err(p),
+            None => Ok(rec),
+        })
+    }
+}
+
+/// serde_json's messages end with "at line 1 column N", which is the column
+/// inside one input line; keep it but drop the meaningless "line 1".
+fn json_reason(msg: &str) -> String {
+    match msg.rfind(" at line 1 column ") {
+        Some(i) => format!("{} (column {})", &msg[..i], &msg[i + " at line 1 column ".len()..]),
+        None => msg.to_owned(),
+    }
+}
+
+/// Parses one JSON Lines line into a record (not yet validated).
+pub fn parse_json_line(line: &[u8]) -> Result<Record<'_>, FieldError> {
+    if let Err(e) = std::str::from_utf8(line) {
+        // Say which field holds the bad bytes, when the line is otherwise JSON.
+        let lossy = String::from_utf8_lossy(line);
+        let field = field_at(&lossy, e.valid_up_to());
+        return Err(FieldError { field, reason: format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1) });
+    }
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let current = std::cell::Cell::new(None);
+    let parsed = match serde::de::DeserializeSeed::deserialize(RecordSeed { current: &current }, &mut de) {
+        Ok(r) => r?,
+        Err(e) => {
+            let field = current.get().map(|f| f.spec().json);
+            return Err(FieldError { field, reason: json_reason(&e.to_string()) });
+        }
+    };
+    if let Err(e) = de.end() {
+        return Err(FieldError { field: None, reason: json_reason(&e.to_string()) });
+    }
+    Ok(parsed)
+}
+
+/// The JSON key whose value spans byte `pos` of a line, found by looking back
+/// for the nearest `"key":` (good enough to name a field in an error).
+fn field_at(line: &str, pos: usize) -> Option<&'static str> {
+    let head = line.get(..pos)?;
+    FIELDS
+        .iter()
+        .filter_map(|s| head.rfind(&format!("\"{}\"", s.json)).map(|i| (i, s.json)))
+        .max_by_key(|(i, _)| *i)
+        .map(|(_, name)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Defaults<'static> = Defaults { now: "2026-11-22T09:45:37.120+01:00", node: "pbx01" };
+
+    fn parse_ok(line: &str) -> Record<'_> {
+        let mut r = parse_json_line(line.as_bytes()).expect("parses");
+        validate(&mut r, &D).expect("valid");
+        r
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let r = parse_ok(r#"{"app_name":"System Admin Tool","action_type":"Login"}"#);
+        assert_eq!(r.get(Field::Timestamp), Some(D.now));
+        assert_eq!(r.get(Field::DetailLevel), Some("Low"));
+        assert_eq!(r.get(Field::Node), Some("pbx01"));
+        assert!(matches!(r.fields[Field::AppName as usize], Some(Cow::Borrowed(_))), "no copy when unescaped");
+    }
+
+    #[test]
+    fn unknown_and_id_fields_are_named() {
+        let e = parse_json_line(br#"{"app_name":"a","action_type":"b","colour":"red"}"#).unwrap_err();
+        assert!(e.reason.contains("unknown field `colour`"), "{e}");
+        let e = parse_json_line(br#"{"id":"4","app_name":"a"}"#).unwrap_err();
+        assert!(e.reason.contains("assigned by the archiver"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let e = parse_json_line(br#"{"app_name":"a","action_type":"b","session_id":10}"#).unwrap_err();
+        assert_eq!(e.field, Some("session_id"));
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_field() {
+        let e = parse_json_line(b"{\"app_name\":\"a\",\"action_data\":\"x\xff\"}").unwrap_err();
+        assert_eq!(e.field, Some("action_data"), "{e}");
+        assert!(e.reason.contains("UTF-8"));
+    }
+
+    #[test]
+    fn all_problems_reported() {
+        let mut r =
+            parse_json_line(br#"{"source_ip":"10.0.0.300","timestamp":"yesterday","outcome":"maybe"}"#).unwrap();
+        let errs = validate(&mut r, &D).unwrap_err();
+        let names: Vec<_> = errs.iter().map(|e| e.field.unwrap()).collect();
+        assert_eq!(names, ["app_name", "action_type", "source_ip", "outcome", "timestamp"]);
+    }
+
+    #[test]
+    fn ip_and_outcome_normalised() {
+        let r = parse_ok(r#"{"app_name":"a","action_type":"b","source_ip":"2001:DB8:0:0::1","outcome":"FAILURE"}"#);
+        assert_eq!(r.get(Field::SourceIp), Some("2001:db8::1"));
+        assert_eq!(r.get(Field::Outcome), Some("failure"));
+    }
+
+    #[test]
+    fn oversized_field_rejected() {
+        let big = "x".repeat(MAX_FIELD + 1);
+        let line = format!(r#"{{"app_name":"{big}","action_type":"b"}}"#);
+        let mut r = parse_json_line(line.as_bytes()).unwrap();
+        let errs = validate(&mut r, &D).unwrap_err();
+        assert_eq!(errs[0].field, Some("app_name"));
+        assert!(errs[0].reason.contains("limit"));
+    }
+
+    #[test]
+    fn duplicate_and_trailing_garbage() {
+        assert!(parse_json_line(br#"{"app_name":"a","app_name":"b"}"#).unwrap_err().reason.contains("more than once"));
+        assert!(parse_json_line(br#"{"app_name":"a"} x"#).is_err());
+        assert!(parse_json_line(br#"[1]"#).is_err());
+    }
+}

@@ -1,0 +1,183 @@
+//! Time: the injectable clock, and the one stored timestamp form
+//! (RFC 3339, millisecond precision, the server's UTC offset at that instant).
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDateTime, TimeZone, Timelike, Utc};
+
+/// Where "now" comes from. Tests substitute a fixed or stepping clock so that
+/// file names, rollovers and retention are checked without sleeping.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<FixedOffset>;
+}
+
+/// The system clock, in the server's local time zone.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<FixedOffset> {
+        Local::now().fixed_offset()
+    }
+}
+
+/// A clock that stands still until moved.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<Mutex<DateTime<FixedOffset>>>);
+
+impl ManualClock {
+    pub fn new(at: DateTime<FixedOffset>) -> Self {
+        ManualClock(Arc::new(Mutex::new(at)))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *t += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<FixedOffset> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Formats an instant in the stored form, e.g. `2026-11-22T09:45:37.120+01:00`.
+pub fn format(t: &DateTime<FixedOffset>) -> String {
+    let mut out = String::with_capacity(29);
+    push_digits(&mut out, t.year().clamp(0, 9999) as u32, 4);
+    out.push('-');
+    push_digits(&mut out, t.month(), 2);
+    out.push('-');
+    push_digits(&mut out, t.day(), 2);
+    out.push('T');
+    push_digits(&mut out, t.hour(), 2);
+    out.push(':');
+    push_digits(&mut out, t.minute(), 2);
+    out.push(':');
+    push_digits(&mut out, t.second(), 2);
+    out.push('.');
+    push_digits(&mut out, (t.nanosecond() % 1_000_000_000) / 1_000_000, 3);
+    let off = t.offset().local_minus_utc();
+    out.push(if off < 0 { '-' } else { '+' });
+    let off = off.unsigned_abs() / 60;
+    push_digits(&mut out, off / 60, 2);
+    out.push(':');
+    push_digits(&mut out, off % 60, 2);
+    out
+}
+
+fn push_digits(out: &mut String, mut v: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    for i in (0..width).rev() {
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.push_str(std::str::from_utf8(&buf[..width]).unwrap_or("0"));
+}
+
+/// Parses any RFC 3339 timestamp.
+pub fn parse(s: &str) -> Result<DateTime<FixedOffset>, String> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map_err(|e| format!("{s:?} is not an RFC 3339 timestamp such as 2026-11-22T09:45:37.120+01:00 ({e})"))
+}
+
+/// Brings a submitted timestamp to the stored form. `Ok(None)` means the input
+/// is already exactly in that form and can be kept as it is.
+pub fn normalize(s: &str) -> Result<Option<String>, String> {
+    let t = parse(s)?;
+    if !(1..=9999).contains(&t.year()) {
+        return Err(format!("{s:?} is outside the years 0001..9999"));
+    }
+    let local = Local.from_utc_datetime(&t.naive_utc()).fixed_offset();
+    let stored = format(&local);
+    Ok(if stored == s { None } else { Some(stored) })
+}
+
+/// Milliseconds since the epoch of a stored (or any RFC 3339) timestamp.
+pub fn millis(s: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis())
+}
+
+/// Parses a filter bound given by a user: RFC 3339, `YYYY-MM-DD HH:MM[:SS]`
+/// (local time), or a date `YYYY-MM-DD` (local midnight; with `end_of_day`,
+/// the last millisecond of that day, so `--to 2026-11-30` includes the 30th).
+pub fn parse_bound(s: &str, end_of_day: bool) -> Result<i64, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(s, fmt) {
+            return local_millis(n, s);
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let n = if end_of_day { d.and_hms_milli_opt(23, 59, 59, 999) } else { d.and_hms_opt(0, 0, 0) };
+        return local_millis(n.ok_or_else(|| format!("{s:?} is not a valid date"))?, s);
+    }
+    Err(format!(
+        "{s:?} is not a time: use RFC 3339 (2026-11-22T09:45:37+01:00), local `2026-11-22 09:45:37`, or a date `2026-11-22`"
+    ))
+}
+
+fn local_millis(n: NaiveDateTime, s: &str) -> Result<i64, String> {
+    Local
+        .from_local_datetime(&n)
+        .earliest()
+        .map(|t| t.timestamp_millis())
+        .ok_or_else(|| format!("{s:?} does not exist in the local time zone"))
+}
+
+/// The `YYYYMMDDHHMMSS` stamp of a file name.
+pub fn file_stamp(t: &DateTime<FixedOffset>) -> String {
+    t.format("%Y%m%d%H%M%S").to_string()
+}
+
+/// Parses a `YYYYMMDDHHMMSS` stamp back (as a naive local time).
+pub fn parse_file_stamp(s: &str) -> Option<NaiveDateTime> {
+    if s.len() != 14 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    NaiveDateTime::parse_from_str(s, "%Y%m%d%H%M%S").ok()
+}
+
+/// The current UTC time, for places where the offset does not matter.
+pub fn utc_now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_is_fixed_width_with_millis() {
+        let t = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.006789-05:30").unwrap();
+        assert_eq!(format(&t), "2026-01-02T03:04:05.006-05:30");
+        let t = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap();
+        assert_eq!(format(&t), "2026-01-02T03:04:05.000+00:00");
+    }
+
+    #[test]
+    fn normalize_rejects_garbage() {
+        assert!(normalize("2026-13-01T00:00:00Z").is_err());
+        assert!(normalize("yesterday").is_err());
+        assert!(normalize("2026-11-22 09:45:37").is_err(), "offset required");
+    }
+
+    #[test]
+    fn bounds() {
+        let a = parse_bound("2026-11-22", false).unwrap();
+        let b = parse_bound("2026-11-22", true).unwrap();
+        assert_eq!(b - a, 86_400_000 - 1);
+        assert!(parse_bound("soon", false).is_err());
+    }
+
+    #[test]
+    fn stamps_round_trip() {
+        let t = DateTime::parse_from_rfc3339("2026-11-22T09:45:37.120+01:00").unwrap();
+        assert_eq!(file_stamp(&t), "20261122094537");
+        assert!(parse_file_stamp("20261122094537").is_some());
+        assert!(parse_file_stamp("2026112209453x").is_none());
+    }
+}
