@@ -1,0 +1,1 @@
+//! Crash-safety tests: real processes killed with SIGKILL.

@@ -1,0 +1,1 @@
+//! Functional tests of the log (see tests/it/main.rs).

@@ -1,0 +1,7 @@
+//! The one integration-test binary: drives the real `audit-trail` binary in
+//! temporary data directories.
+
+mod harness;
+
+mod crash;
+mod log;
