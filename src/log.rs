@@ -320,62 +320,27 @@ impl Log {
     where
         I: IntoIterator<Item = Record<'a>>,
     {
+        let mut app = self.begin()?;
+        let mut body = Vec::with_capacity(4096);
+        for rec in records {
+            body.clear();
+            xml_write::record_body(&mut body, &rec);
+            app.push_body(&body)?;
+        }
+        app.commit()
+    }
+
+    /// Starts a batch of appends that ends with one fsync in
+    /// [`Appender::commit`]. Dropping the appender without committing leaves
+    /// the log as a crash would (nothing acknowledged) and it must be reopened.
+    pub fn begin(&mut self) -> Result<Appender<'_>> {
         if self.poisoned {
             bail!("the log hit a write error earlier; reopen it");
         }
-        let result = self.append_inner(records);
-        if result.is_err() {
-            self.poisoned = true;
-            if let Some(a) = &self.active {
-                // Leave only whole records behind; recovery would do the same.
-                let _ = a.file.set_len(a.len);
-            }
-        }
-        result
-    }
-
-    fn append_inner<'a, I>(&mut self, records: I) -> Result<Option<(u64, u64)>>
-    where
-        I: IntoIterator<Item = Record<'a>>,
-    {
+        // Poisoned until committed: an abandoned batch leaves the log unusable.
+        self.poisoned = true;
         let first = self.next_id;
-        let mut buf = Vec::with_capacity(WRITE_CHUNK + 64 * 1024);
-        let mut pending = 0u64;
-        for mut rec in records {
-            let full = self.active.as_ref().is_none_or(|a| a.count + pending >= self.capacity);
-            if full {
-                self.flush(&mut buf, &mut pending)?;
-                self.roll()?;
-            }
-            rec.id = self.next_id;
-            xml_write::record(&mut buf, &rec);
-            self.next_id += 1;
-            pending += 1;
-            if buf.len() >= WRITE_CHUNK {
-                self.flush(&mut buf, &mut pending)?;
-            }
-        }
-        self.flush(&mut buf, &mut pending)?;
-        if self.next_id == first {
-            return Ok(None);
-        }
-        if let Some(a) = &self.active {
-            a.file.sync_data().with_context(|| format!("cannot sync {}", a.path.display()))?;
-        }
-        self.sync_dirs()?;
-        Ok(Some((first, self.next_id - 1)))
-    }
-
-    fn flush(&mut self, buf: &mut Vec<u8>, pending: &mut u64) -> Result<()> {
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let a = self.active.as_mut().context("no active file")?;
-        write_all_at_end(a, buf)?;
-        a.count += *pending;
-        *pending = 0;
-        buf.clear();
-        Ok(())
+        Ok(Appender { log: self, buf: Vec::with_capacity(WRITE_CHUNK + 64 * 1024), pending: 0, first })
     }
 
     /// Seals the active file now, even if it is not full. Returns what was
@@ -390,6 +355,70 @@ impl Log {
         let sealed = self.roll()?;
         self.sync_dirs()?;
         Ok(sealed)
+    }
+}
+
+/// A batch of appends in progress (see [`Log::begin`]).
+pub struct Appender<'l> {
+    log: &'l mut Log,
+    buf: Vec<u8>,
+    /// Records in `buf`, not yet written to the active file.
+    pending: u64,
+    first: u64,
+}
+
+impl Appender<'_> {
+    /// Appends one record given as its rendered body
+    /// ([`xml_write::record_body`]); returns the id it gets.
+    pub fn push_body(&mut self, body: &[u8]) -> Result<u64> {
+        let full = self.log.active.as_ref().is_none_or(|a| a.count + self.pending >= self.log.capacity);
+        if full {
+            self.flush()?;
+            self.log.roll()?;
+        }
+        let id = self.log.next_id;
+        xml_write::record_start(&mut self.buf, id);
+        self.buf.extend_from_slice(body);
+        self.log.next_id += 1;
+        self.pending += 1;
+        if self.buf.len() >= WRITE_CHUNK {
+            self.flush()?;
+        }
+        Ok(id)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let a = self.log.active.as_mut().context("no active file")?;
+        let good = a.len;
+        if let Err(e) = write_all_at_end(a, &self.buf) {
+            // Leave only whole records behind; recovery would do the same.
+            let _ = a.file.set_len(good);
+            return Err(e);
+        }
+        a.count += self.pending;
+        self.pending = 0;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Writes what is buffered and fsyncs; returns the first and last id
+    /// appended (`None` when nothing was).
+    pub fn commit(mut self) -> Result<Option<(u64, u64)>> {
+        self.flush()?;
+        let log = &mut *self.log;
+        if log.next_id == self.first {
+            log.poisoned = false;
+            return Ok(None);
+        }
+        if let Some(a) = &log.active {
+            a.file.sync_data().with_context(|| format!("cannot sync {}", a.path.display()))?;
+        }
+        log.sync_dirs()?;
+        log.poisoned = false;
+        Ok(Some((self.first, log.next_id - 1)))
     }
 }
 

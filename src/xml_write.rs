@@ -114,10 +114,20 @@ pub fn header(host: &str, created: &str, first_id: Option<u64>) -> Vec<u8> {
 
 /// Appends one record, starting with its newline.
 pub fn record(out: &mut Vec<u8>, rec: &Record<'_>) {
+    record_start(out, rec.id);
+    record_body(out, rec);
+}
+
+/// The start tag of a record (with its leading newline).
+pub fn record_start(out: &mut Vec<u8>, id: u64) {
     out.extend_from_slice(b"\n  <Record id=\"");
-    let mut ibuf = itoa::Buffer::new();
-    out.extend_from_slice(ibuf.format(rec.id).as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
     out.extend_from_slice(b"\">");
+}
+
+/// Everything of a record after its start tag. Rendering the body needs no
+/// id, so it can happen on any thread before ids are handed out.
+pub fn record_body(out: &mut Vec<u8>, rec: &Record<'_>) {
     for spec in &FIELDS {
         let Some(v) = &rec.fields[spec.field as usize] else { continue };
         out.extend_from_slice(b"\n    <");

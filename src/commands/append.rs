@@ -13,8 +13,10 @@ use anyhow::{Context, Result, bail};
 
 use super::Ctx;
 use crate::cli::AppendArgs;
+use crate::log::Log;
 use crate::record::{self, Defaults, FieldError, Record};
 use crate::timestamp;
+use crate::xml_write;
 
 pub fn run(ctx: &Ctx, args: AppendArgs) -> Result<ExitCode> {
     let now = timestamp::format(&ctx.clock.now());
@@ -59,9 +61,7 @@ fn read_input(path: &std::path::Path) -> Result<Vec<u8>> {
     if path.as_os_str() == "-" {
         std::io::stdin().lock().read_to_end(&mut input).context("cannot read standard input")?;
     } else {
-        std::fs::File::open(path)
-            .and_then(|mut f| f.read_to_end(&mut input))
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        input = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     }
     Ok(input)
 }
@@ -93,19 +93,17 @@ fn check(chunk: &[u8], first_line: usize, defaults: &Defaults<'_>) -> (u64, Vec<
     (count, errors)
 }
 
-/// Splits the input at line boundaries into about `parts` chunks, each with
-/// the number of its first line.
-fn chunks(input: &[u8], parts: usize) -> Vec<(&[u8], usize)> {
-    let mut out = Vec::with_capacity(parts);
+/// Splits the input at line boundaries into chunks of about `size` bytes,
+/// each with the number of its first line.
+fn chunks(input: &[u8], size: usize) -> Vec<(&[u8], usize)> {
+    let mut out = Vec::new();
     let (mut start, mut line) = (0, 1);
-    let step = input.len() / parts.max(1) + 1;
     while start < input.len() {
-        let mut end = (start + step).min(input.len());
-        if let Some(nl) = memchr::memchr(b'\n', &input[end.saturating_sub(1)..]) {
-            end = end.saturating_sub(1) + nl + 1;
-        } else {
-            end = input.len();
-        }
+        let mut end = (start + size.max(1)).min(input.len());
+        end = match memchr::memchr(b'\n', &input[end - 1..]) {
+            Some(nl) => end + nl,
+            None => input.len(),
+        };
         out.push((&input[start..end], line));
         line += memchr::memchr_iter(b'\n', &input[start..end]).count();
         start = end;
@@ -113,12 +111,67 @@ fn chunks(input: &[u8], parts: usize) -> Vec<(&[u8], usize)> {
     out
 }
 
+/// Record bodies rendered from one chunk of input, ready for ids.
+struct Rendered {
+    bodies: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+fn render(chunk: &[u8], defaults: &Defaults<'_>) -> Result<Rendered, String> {
+    let mut r = Rendered { bodies: Vec::with_capacity(chunk.len() * 2), ends: Vec::new() };
+    for (n, line) in lines(chunk, 1) {
+        let rec = parse_valid(line, defaults).map_err(|e| format!("line {n} changed between checks: {e:?}"))?;
+        xml_write::record_body(&mut r.bodies, &rec);
+        r.ends.push(r.bodies.len());
+    }
+    Ok(r)
+}
+
+/// Renders the input on `threads` workers, in windows, and appends the
+/// records in input order. Each worker keeps at most two windows ahead, so
+/// memory stays bounded whatever the input size.
+fn append_parallel(log: &mut Log, input: &[u8], defaults: &Defaults<'_>, threads: usize) -> Result<Option<(u64, u64)>> {
+    let windows = chunks(input, WINDOW);
+    let mut app = log.begin()?;
+    std::thread::scope(|s| -> Result<()> {
+        let mut receivers = Vec::new();
+        for k in 0..threads {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Rendered, String>>(2);
+            receivers.push(rx);
+            let mine: Vec<&[u8]> = windows.iter().skip(k).step_by(threads).map(|(c, _)| *c).collect();
+            s.spawn(move || {
+                for chunk in mine {
+                    if tx.send(render(chunk, defaults)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        for i in 0..windows.len() {
+            let rendered = receivers[i % threads]
+                .recv()
+                .map_err(|_| anyhow::anyhow!("a render worker stopped"))?
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let mut start = 0;
+            for &end in &rendered.ends {
+                app.push_body(&rendered.bodies[start..end])?;
+                start = end;
+            }
+        }
+        Ok(())
+    })?;
+    app.commit()
+}
+
+/// Input bytes per rendering window.
+const WINDOW: usize = 1 << 20;
+
 fn append_json(ctx: &Ctx, path: &std::path::Path, defaults: &Defaults<'_>) -> Result<ExitCode> {
     let input = read_input(path)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    let parts = if input.len() < 1 << 20 { 1 } else { threads };
+    let part = if input.len() < WINDOW { input.len() } else { input.len() / threads + 1 };
     let results: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = chunks(&input, parts)
+        let handles: Vec<_> = chunks(&input, part)
             .into_iter()
             .map(|(chunk, first)| s.spawn(move || check(chunk, first, defaults)))
             .collect();
@@ -145,8 +198,7 @@ fn append_json(ctx: &Ctx, path: &std::path::Path, defaults: &Defaults<'_>) -> Re
         return Ok(ExitCode::SUCCESS);
     }
     let mut log = ctx.open_log()?;
-    let records = lines(&input, 1).filter_map(|(_, line)| parse_valid(line, defaults).ok());
-    let (first, last) = log.append(records)?.context("nothing appended")?;
+    let (first, last) = append_parallel(&mut log, &input, defaults, threads)?.context("nothing appended")?;
     if last - first + 1 != total {
         bail!("appended ids {first}..{last}, but the input held {total} records");
     }
@@ -161,8 +213,8 @@ mod tests {
     #[test]
     fn chunks_cover_input_at_line_boundaries() {
         let input = b"a\nbb\nccc\ndddd\ne";
-        for parts in 1..6 {
-            let cs = chunks(input, parts);
+        for size in 1..20 {
+            let cs = chunks(input, size);
             let joined: Vec<u8> = cs.iter().flat_map(|(c, _)| c.iter().copied()).collect();
             assert_eq!(joined, input);
             for (c, first) in &cs {
