@@ -10,7 +10,7 @@
 //! is cut.
 
 use std::borrow::Cow;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use base64::Engine;
 use quick_xml::XmlVersion;
@@ -44,7 +44,302 @@ enum State {
 }
 
 /// Streams the records of one document.
+///
+/// Files written by audit-trail have a fixed layout, and a scanner that
+/// expects exactly that layout reads them several times faster than a general
+/// parser. At the first thing it does not expect (the seal, an unknown
+/// element, CDATA, an unusual reference, a torn tail) it hands the rest of
+/// the stream, from the start of that record, to the full parser, behind a
+/// synthetic root start tag; byte offsets are translated back, so results and
+/// error positions are the same as if the full parser had read it all.
 pub struct XmlReader<R: BufRead> {
+    mode: Mode<R>,
+    header: Option<Header>,
+}
+
+type Replay<R> = std::io::Chain<std::io::Cursor<Vec<u8>>, R>;
+
+enum Mode<R: BufRead> {
+    Fast(Fast<R>),
+    /// `delta` is added to the parser's offsets to give offsets in the file.
+    Slow {
+        rd: SlowReader<Replay<R>>,
+        delta: i64,
+    },
+    /// Transient, while switching modes.
+    Switching,
+}
+
+/// Bytes read ahead by the fast scanner.
+const FAST_READ: usize = 256 * 1024;
+
+struct Fast<R> {
+    src: R,
+    buf: Vec<u8>,
+    pos: usize,
+    /// File offset of `buf[0]`.
+    base: u64,
+    eof: bool,
+    good_end: u64,
+}
+
+impl<R: BufRead> Fast<R> {
+    /// Reads more input; false at end of input.
+    fn fill(&mut self) -> std::io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+            self.buf.drain(..self.pos);
+            self.base += self.pos as u64;
+            self.pos = 0;
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + FAST_READ, 0);
+        let n = loop {
+            match self.src.read(&mut self.buf[old..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.buf.truncate(old);
+                    return Err(e);
+                }
+            }
+        };
+        self.buf.truncate(old + n);
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n > 0)
+    }
+}
+
+/// What the fast scanner made of the bytes at its position.
+enum Step {
+    Record(Record<'static>, usize),
+    NeedMore,
+    Fallback,
+}
+
+impl<R: BufRead> XmlReader<R> {
+    pub fn new(input: R) -> Self {
+        let fast = Fast { src: input, buf: Vec::new(), pos: 0, base: 0, eof: false, good_end: 0 };
+        XmlReader { mode: Mode::Fast(fast), header: None }
+    }
+
+    /// The root element's attributes; reads up to the root start tag if needed.
+    pub fn header(&mut self) -> Result<&Header, XmlError> {
+        if self.header.is_none() {
+            self.read_header()?;
+        }
+        self.header.as_ref().ok_or_else(|| XmlError { offset: 0, reason: "no <AuditTrail> element".into() })
+    }
+
+    fn read_header(&mut self) -> Result<(), XmlError> {
+        if let Mode::Fast(f) = &mut self.mode {
+            // The header is small: parse it from the first block with the full parser.
+            loop {
+                let mut probe = SlowReader::new(&f.buf[..]);
+                if let Ok(h) = probe.header() {
+                    let h = h.clone();
+                    let end = probe.good_end() as usize;
+                    if end < f.buf.len() || f.eof {
+                        f.pos = end;
+                        f.good_end = end as u64;
+                        self.header = Some(h);
+                        return Ok(());
+                    }
+                }
+                if f.buf.len() >= 64 * 1024 || !f.fill().map_err(io_err)? {
+                    break;
+                }
+            }
+            // Not what we write: let the full parser read the file from the start.
+            self.fall_back(false);
+        }
+        if let Mode::Slow { rd, delta } = &mut self.mode {
+            let h = rd.header().map_err(|e| shift(e, *delta))?.clone();
+            self.header = Some(h);
+        }
+        Ok(())
+    }
+
+    /// Hands the rest of the input to the full parser. With `in_root`, the
+    /// fast scanner had passed the root start tag, so one is put in front.
+    fn fall_back(&mut self, in_root: bool) {
+        let Mode::Fast(f) = std::mem::replace(&mut self.mode, Mode::Switching) else { return };
+        let mut prefix = if in_root { b"<AuditTrail>".to_vec() } else { Vec::new() };
+        let at = f.base + f.pos as u64;
+        prefix.extend_from_slice(&f.buf[f.pos..]);
+        let delta = at as i64 - if in_root { b"<AuditTrail>".len() as i64 } else { 0 };
+        let mut rd = SlowReader::new(std::io::Cursor::new(prefix).chain(f.src));
+        if in_root {
+            let _ = rd.header();
+            rd.good_end = f.good_end.saturating_sub(delta as u64);
+        }
+        self.mode = Mode::Slow { rd, delta };
+    }
+
+    /// The seal, once the reader has passed it.
+    pub fn seal(&self) -> Option<&SealInfo> {
+        match &self.mode {
+            Mode::Slow { rd, .. } => rd.seal(),
+            _ => None,
+        }
+    }
+
+    /// Offset just past the last complete record (or the root start tag).
+    pub fn good_end(&self) -> u64 {
+        match &self.mode {
+            Mode::Fast(f) => f.good_end,
+            Mode::Slow { rd, delta } => (rd.good_end() as i64 + delta) as u64,
+            Mode::Switching => 0,
+        }
+    }
+
+    /// Offset just past the seal element, when there is one.
+    pub fn seal_end(&self) -> Option<u64> {
+        match &self.mode {
+            Mode::Slow { rd, delta } => rd.seal_end().map(|e| (e as i64 + delta) as u64),
+            _ => None,
+        }
+    }
+
+    /// True once `</AuditTrail>` has been read.
+    pub fn closed(&self) -> bool {
+        matches!(&self.mode, Mode::Slow { rd, .. } if rd.closed())
+    }
+
+    /// The next record, or `None` at the end of the document. A document that
+    /// stops before `</AuditTrail>` (an active file, or a truncated one) also
+    /// ends with `None`; [`closed`](Self::closed) tells the two apart.
+    pub fn next_record(&mut self) -> Result<Option<Record<'static>>, XmlError> {
+        if self.header.is_none() {
+            self.read_header()?;
+        }
+        loop {
+            match &mut self.mode {
+                Mode::Fast(f) => match fast_step(&f.buf[f.pos..], f.eof) {
+                    Step::Record(rec, len) => {
+                        f.pos += len;
+                        f.good_end = f.base + f.pos as u64;
+                        return Ok(Some(rec));
+                    }
+                    Step::NeedMore => {
+                        if !f.fill().map_err(io_err)? {
+                            self.fall_back(true);
+                        }
+                    }
+                    Step::Fallback => self.fall_back(true),
+                },
+                Mode::Slow { rd, delta } => return rd.next_record().map_err(|e| shift(e, *delta)),
+                Mode::Switching => return Ok(None),
+            }
+        }
+    }
+}
+
+fn io_err(e: std::io::Error) -> XmlError {
+    XmlError { offset: 0, reason: format!("read error: {e}") }
+}
+
+fn shift(mut e: XmlError, delta: i64) -> XmlError {
+    e.offset = (e.offset as i64 + delta).max(0) as u64;
+    e
+}
+
+/// Tries to read one record, exactly as audit-trail writes it, at the start
+/// of `input` (after optional whitespace). Anything else is `Fallback`.
+fn fast_step(input: &[u8], eof: bool) -> Step {
+    const START: &[u8] = b"<Record id=\"";
+    const END: &[u8] = b"</Record>";
+    let ws = input.iter().take_while(|b| matches!(b, b' ' | b'\n' | b'\t')).count();
+    let rest = &input[ws..];
+    if rest.len() < START.len() {
+        return if eof { Step::Fallback } else { Step::NeedMore };
+    }
+    if !rest.starts_with(START) {
+        return Step::Fallback;
+    }
+    let Some(end) = memchr::memmem::find(rest, END) else {
+        return if eof { Step::Fallback } else { Step::NeedMore };
+    };
+    let len = end + END.len();
+    match std::str::from_utf8(&rest[..len]).ok().and_then(fast_record) {
+        Some(rec) => Step::Record(rec, ws + len),
+        None => Step::Fallback,
+    }
+}
+
+fn fast_record(s: &str) -> Option<Record<'static>> {
+    let rest = s.strip_prefix("<Record id=\"")?;
+    let q = rest.find('"')?;
+    let digits = &rest[..q];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let id: u64 = digits.parse().ok().filter(|&id| id > 0)?;
+    let mut rest = rest[q..].strip_prefix("\">")?;
+    let mut rec = Record { id, ..Default::default() };
+    loop {
+        rest = rest.trim_start_matches([' ', '\n', '\t']);
+        if rest == "</Record>" {
+            return Some(rec);
+        }
+        rest = rest.strip_prefix('<')?;
+        let name_end = rest.find(['>', ' '])?;
+        let field = Field::from_xml(rest[..name_end].as_bytes())?;
+        let name = &rest[..name_end];
+        let after = &rest[name_end..];
+        let (base64, after) = match after.strip_prefix('>') {
+            Some(a) => (false, a),
+            None => (true, after.strip_prefix(" encoding=\"base64\">")?),
+        };
+        let lt = after.find('<')?;
+        let text = &after[..lt];
+        rest = after[lt..].strip_prefix("</")?.strip_prefix(name)?.strip_prefix('>')?;
+        let mut value = if text.contains(['&', '\r']) { fast_unescape(text)? } else { text.to_owned() };
+        if base64 {
+            value = decode_base64(&value).ok()?;
+        }
+        let slot = &mut rec.fields[field as usize];
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(Cow::Owned(value));
+    }
+}
+
+/// Resolves the references audit-trail writes; anything else (or a raw CR,
+/// which parsers normalise) is left to the full parser.
+fn fast_unescape(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(['&', '\r']) {
+        out.push_str(&rest[..i]);
+        if rest.as_bytes()[i] == b'\r' {
+            return None;
+        }
+        let semi = rest[i..].find(';')?;
+        out.push_str(match &rest[i + 1..i + semi] {
+            "lt" => "<",
+            "gt" => ">",
+            "amp" => "&",
+            "quot" => "\"",
+            "apos" => "'",
+            "#13" => "\r",
+            "#10" => "\n",
+            "#9" => "\t",
+            _ => return None,
+        });
+        rest = &rest[i + semi + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Streams the records of one document with a full XML parser.
+struct SlowReader<R: BufRead> {
     reader: quick_xml::Reader<R>,
     buf: Vec<u8>,
     text: String,
@@ -55,14 +350,14 @@ pub struct XmlReader<R: BufRead> {
     seal_end: Option<u64>,
 }
 
-impl<R: BufRead> XmlReader<R> {
-    pub fn new(input: R) -> Self {
+impl<R: BufRead> SlowReader<R> {
+    fn new(input: R) -> Self {
         let mut reader = quick_xml::Reader::from_reader(input);
         let cfg = reader.config_mut();
         cfg.trim_text(false);
         cfg.check_end_names = true;
         cfg.expand_empty_elements = false;
-        XmlReader {
+        SlowReader {
             reader,
             buf: Vec::with_capacity(4096),
             text: String::new(),
@@ -419,6 +714,38 @@ mod tests {
         assert_eq!(rd.good_end() as usize, one.len());
         one.truncate(rd.good_end() as usize);
         assert!(one.ends_with(b"</Record>"));
+    }
+
+    /// The fast scanner and the full parser agree on everything.
+    #[test]
+    fn fast_and_full_parsers_agree() {
+        let mut recs = vec![hostile()];
+        for i in 6..40 {
+            let mut r = Record { id: i, ..Default::default() };
+            r.set(Field::AppName, format!("app {i} & <x>"));
+            r.set(Field::ActionData, "line1\r\nline2 \u{1}".repeat(i as usize % 3));
+            recs.push(r);
+        }
+        let bytes = doc(&recs, true);
+        let mut fast = XmlReader::new(&bytes[..]);
+        let mut slow = SlowReader::new(&bytes[..]);
+        loop {
+            let (a, b) = (fast.next_record().unwrap(), slow.next_record().unwrap());
+            assert_eq!(a, b);
+            assert_eq!(fast.good_end(), slow.good_end());
+            if a.is_none() {
+                break;
+            }
+        }
+        assert!(matches!(fast.mode, Mode::Slow { .. }), "the seal is read by the full parser");
+        assert_eq!(fast.seal(), slow.seal());
+        assert_eq!(fast.seal_end(), slow.seal_end());
+        assert!(fast.closed());
+        // Reading a record with a raw CR falls back mid-file and stays exact.
+        let raw = String::from_utf8(bytes.clone()).unwrap().replacen("app 20 &amp;", "app\r 20 &amp;", 1);
+        let mut fast = XmlReader::new(raw.as_bytes());
+        let ids: Vec<_> = std::iter::from_fn(|| fast.next_record().unwrap()).map(|r| r.id).collect();
+        assert_eq!(ids, (5..40).collect::<Vec<_>>());
     }
 
     #[test]

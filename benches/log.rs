@@ -1,0 +1,200 @@
+//! Benchmark of the audit log against the tools an operator would use instead.
+//!
+//! `cargo bench --bench log` (records: `BENCH_RECORDS`, default 300000).
+//! Generates realistic records, then measures in fresh temporary data dirs:
+//! - bulk `append --json FILE` (records/s, best of 3);
+//! - `export --all --format csv` over the resulting files (MB/s of XML, peak
+//!   memory), side by side with `xmlstarlet sel` extracting the same columns
+//!   from the same files.
+//!
+//! Peak memory comes from GNU time (`/usr/bin/time`, Debian package `time`).
+//! Figures are printed, never asserted: speed is not a test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_audit-trail");
+
+/// A small deterministic generator, so every run sees the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+fn generate(n: usize, path: &Path) {
+    let apps =
+        ["System Admin Tool", "Group Administration Tool", "Desktop Tool", "Attendant Console", "Suite", "MiXML"];
+    let actions = ["Login", "Logout", "Login failure", "Add", "Change", "Delete", "Submit"];
+    let cats = ["presence", "failure", "config", "system", "modify"];
+    let auth = ["LDAP", "Local", "SSO", "CUCM"];
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut out = String::with_capacity(n * 340);
+    for i in 0..n {
+        let action = rng.pick(&actions);
+        let data = if action.starts_with("Log") {
+            format!("Session ID: {i} User Authenticated: True Session Availability: True")
+        } else {
+            format!(
+                "Extension {}: Display Name changed from 'Old Name {i}' to 'New Name {i}'; COS 1 -> 2",
+                1000 + rng.next() % 9000
+            )
+        };
+        let outcome = if action == "Login failure" { "failure" } else { "success" };
+        out.push_str(&format!(
+            "{{\"user_name\":\"user{}\",\"tenant\":\"acme\",\"source_ip\":\"10.{}.{}.{}\",\"app_name\":\"{}\",\"app_context\":\"User Session\",\"action_type\":\"{action}\",\"action_data\":\"{data}\",\"category\":\"{}\",\"outcome\":\"{outcome}\",\"auth_type\":\"{}\"}}\n",
+            rng.next() % 500,
+            rng.next() % 256,
+            rng.next() % 256,
+            1 + rng.next() % 254,
+            rng.pick(&apps),
+            rng.pick(&cats),
+            rng.pick(&auth),
+        ));
+    }
+    std::fs::write(path, out).expect("write input");
+}
+
+/// Runs a command (through GNU time when present); returns wall time and peak RSS in KiB.
+fn measure(mut cmd: Command, stdout: Option<&Path>) -> (Duration, Option<u64>) {
+    let rss_file = std::env::temp_dir().join(format!("audit-trail-bench-rss-{}", std::process::id()));
+    let has_time = Path::new("/usr/bin/time").exists();
+    let mut full = if has_time {
+        let mut c = Command::new("/usr/bin/time");
+        c.arg("-f").arg("%M").arg("-o").arg(&rss_file).arg(cmd.get_program()).args(cmd.get_args());
+        c
+    } else {
+        std::mem::replace(&mut cmd, Command::new("true"))
+    };
+    if let Some(p) = stdout {
+        full.stdout(std::fs::File::create(p).expect("output file"));
+    } else {
+        full.stdout(Stdio::null());
+    }
+    let start = Instant::now();
+    let status = full.status().expect("run benchmark command");
+    let took = start.elapsed();
+    assert!(status.success(), "benchmark command failed: {full:?}");
+    let rss = has_time
+        .then(|| std::fs::read_to_string(&rss_file).ok())
+        .flatten()
+        .and_then(|s| s.trim().lines().last()?.parse().ok());
+    (took, rss)
+}
+
+fn files_in(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<_> =
+        std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+    v.retain(|p| p.to_string_lossy().ends_with(suffix));
+    v.sort();
+    v
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for a list; there is nothing to run there
+    }
+    let n: usize = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300_000);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = tmp.path().join("records.jsonl");
+    generate(n, &input);
+    let input_mb = std::fs::metadata(&input).unwrap().len() as f64 / 1e6;
+    println!("audit-trail log benchmark: {n} records ({input_mb:.1} MB of JSON Lines)");
+    println!("machine: {} cores", std::thread::available_parallelism().map_or(1, |p| p.get()));
+    println!();
+
+    // Bulk append, best of three in fresh data dirs.
+    let mut best = Duration::MAX;
+    let mut best_rss = None;
+    let mut data = PathBuf::new();
+    for run in 0..3 {
+        data = tmp.path().join(format!("data{run}"));
+        let mut c = Command::new(BIN);
+        c.arg("--data-dir").arg(&data).arg("append").arg("--json").arg(&input);
+        let (t, rss) = measure(c, None);
+        if t < best {
+            best = t;
+            best_rss = rss;
+        }
+    }
+    let rate = n as f64 / best.as_secs_f64();
+    println!(
+        "{:<44} {:>8.3} s {:>12.0} records/s   peak {}",
+        "append --json (bulk, fsynced)",
+        best.as_secs_f64(),
+        rate,
+        mib(best_rss)
+    );
+
+    // Export over the whole history vs xmlstarlet over the same files; seal
+    // the active file first so that every file is a complete document.
+    let status = Command::new(BIN).arg("--data-dir").arg(&data).arg("rotate").stdout(Stdio::null()).status();
+    assert!(status.is_ok_and(|s| s.success()), "rotate failed");
+    let xml_files = files_in(&data.join("audit_trail"), ".xml");
+    let xml_bytes: u64 = xml_files.iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+    let xml_mb = xml_bytes as f64 / 1e6;
+    let out = tmp.path().join("export.out");
+    let mut ours = (Duration::MAX, None);
+    for _ in 0..3 {
+        let mut c = Command::new(BIN);
+        c.arg("--data-dir").arg(&data).args(["export", "--all", "--format", "csv"]);
+        let r = measure(c, Some(&out));
+        if r.0 < ours.0 {
+            ours = r;
+        }
+    }
+    let rows = std::fs::read(&out).unwrap().iter().filter(|&&b| b == b'\n').count();
+    println!(
+        "{:<44} {:>8.3} s {:>12.1} MB/s of XML  peak {}  ({} lines)",
+        "export --all --format csv",
+        ours.0.as_secs_f64(),
+        xml_mb / ours.0.as_secs_f64(),
+        mib(ours.1),
+        rows
+    );
+    for fmt in ["json", "xml"] {
+        let mut c = Command::new(BIN);
+        c.arg("--data-dir").arg(&data).args(["export", "--all", "--format", fmt]);
+        let (t, rss) = measure(c, Some(&out));
+        println!(
+            "{:<44} {:>8.3} s {:>12.1} MB/s of XML  peak {}",
+            format!("export --all --format {fmt}"),
+            t.as_secs_f64(),
+            xml_mb / t.as_secs_f64(),
+            mib(rss)
+        );
+    }
+
+    if Command::new("xmlstarlet").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success()) {
+        let mut c = Command::new("xmlstarlet");
+        c.args(["sel", "-T", "-t", "-m", "/AuditTrail/Record", "-v", "@id"]);
+        for el in ["TimeStamp", "UserName", "SourceIP", "AppName", "AppContext", "ActionType", "ActionData"] {
+            c.args(["-o", ",", "-v", el]);
+        }
+        c.arg("-n").args(&xml_files);
+        let (t, rss) = measure(c, Some(&out));
+        println!(
+            "{:<44} {:>8.3} s {:>12.1} MB/s of XML  peak {}",
+            "xmlstarlet sel (same files, 8 columns)",
+            t.as_secs_f64(),
+            xml_mb / t.as_secs_f64(),
+            mib(rss)
+        );
+        println!("{:<44} {:>8.1}x", "export csv speed vs xmlstarlet", t.as_secs_f64() / ours.0.as_secs_f64());
+    } else {
+        println!("xmlstarlet not installed (apt-get install -y xmlstarlet): no side-by-side figure");
+    }
+}
