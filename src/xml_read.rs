@@ -63,7 +63,7 @@ enum Mode<R: BufRead> {
     Fast(Fast<R>),
     /// `delta` is added to the parser's offsets to give offsets in the file.
     Slow {
-        rd: SlowReader<Replay<R>>,
+        rd: Box<SlowReader<Replay<R>>>,
         delta: i64,
     },
     /// Transient, while switching modes.
@@ -114,7 +114,9 @@ impl<R: BufRead> Fast<R> {
     }
 }
 
-/// What the fast scanner made of the bytes at its position.
+/// What the fast scanner made of the bytes at its position. A transient
+/// return value, so the record is not boxed.
+#[allow(clippy::large_enum_variant)]
 enum Step {
     Record(Record<'static>, usize),
     NeedMore,
@@ -172,7 +174,7 @@ impl<R: BufRead> XmlReader<R> {
         let at = f.base + f.pos as u64;
         prefix.extend_from_slice(&f.buf[f.pos..]);
         let delta = at as i64 - if in_root { b"<AuditTrail>".len() as i64 } else { 0 };
-        let mut rd = SlowReader::new(std::io::Cursor::new(prefix).chain(f.src));
+        let mut rd = Box::new(SlowReader::new(std::io::Cursor::new(prefix).chain(f.src)));
         if in_root {
             let _ = rd.header();
             rd.good_end = f.good_end.saturating_sub(delta as u64);
@@ -288,7 +290,7 @@ fn fast_record(s: &str) -> Option<Record<'static>> {
         }
         rest = rest.strip_prefix('<')?;
         let name_end = rest.find(['>', ' '])?;
-        let field = Field::from_xml(rest[..name_end].as_bytes())?;
+        let field = Field::from_xml(&rest.as_bytes()[..name_end])?;
         let name = &rest[..name_end];
         let after = &rest[name_end..];
         let (base64, after) = match after.strip_prefix('>') {
