@@ -3,10 +3,11 @@
 //! or not at all.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Ctx;
 use crate::cli::ExportArgs;
@@ -16,13 +17,31 @@ use crate::timestamp;
 
 pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
     let filter = Filter::from_args(&args.filter)?;
-    let (files, from_id) = if args.all {
-        (history::list(&ctx.layout)?, 0)
+    let (files, from_id, last_id) = if args.all {
+        let files = history::list(&ctx.layout)?;
+        let first = files.first().map_or(1, |f| f.first_id);
+        let (_, _, last) = history::circular(&ctx.layout, 1)?;
+        (files, first, last)
     } else {
-        let (files, from, _) = history::circular(&ctx.layout, ctx.config.capacity)?;
-        (files, from)
+        history::circular(&ctx.layout, ctx.config.capacity)?
     };
-    let records = Records::new(&ctx.layout, files, from_id);
+    // Progress on a terminal only, and only when the data is not going there too.
+    let bar = if args.out.is_some() && std::io::stderr().is_terminal() {
+        ProgressBar::new((last_id + 1).saturating_sub(from_id))
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} records ({per_sec}, {eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let records = Records::new(&ctx.layout, files, from_id).inspect(|r| {
+        if let Ok(r) = r
+            && r.id % 4096 == 0
+        {
+            bar.set_position(r.id + 1 - from_id);
+        }
+    });
     let created = timestamp::format(&ctx.clock.now());
     match &args.out {
         None => {
@@ -46,6 +65,7 @@ pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
             })();
             match result {
                 Ok(n) => {
+                    bar.finish_and_clear();
                     std::fs::rename(&tmp, path).with_context(|| format!("cannot create {}", path.display()))?;
                     eprintln!("exported {n} records to {}", path.display());
                 }
