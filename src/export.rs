@@ -78,7 +78,10 @@ impl<W: Write> Writer<W> {
     pub fn new(format: ExportFormat, mut out: W, host: &str, created: &str) -> Result<Self> {
         Ok(match format {
             ExportFormat::Csv => {
-                let mut w = csv::WriterBuilder::new().buffer_capacity(256 * 1024).from_writer(out);
+                let mut w = csv::WriterBuilder::new()
+                    .terminator(csv::Terminator::CRLF)
+                    .buffer_capacity(256 * 1024)
+                    .from_writer(out);
                 let mut header = vec!["id"];
                 header.extend(FIELDS.iter().map(|s| s.json));
                 w.write_record(&header)?;
@@ -184,14 +187,14 @@ mod tests {
         let mut w = Writer::new(ExportFormat::Csv, Vec::new(), "h", "c").unwrap();
         w.write(&rec()).unwrap();
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
-        let mut lines = out.splitn(2, '\n');
+        let mut lines = out.splitn(2, "\r\n");
         assert_eq!(
             lines.next().unwrap(),
             "id,timestamp,detail_level,user_name,first_name,last_name,tenant,source_ip,node,app_name,app_context,action_type,action_data,category,outcome,auth_type,session_id"
         );
         assert_eq!(
             lines.next().unwrap(),
-            "9,2026-11-22T09:45:37.120+01:00,,,,,,,,Suite,,Login,\"a,\"\"b\"\"\nc\",,,,\n"
+            "9,2026-11-22T09:45:37.120+01:00,,,,,,,,Suite,,Login,\"a,\"\"b\"\"\nc\",,,,\r\n"
         );
     }
 

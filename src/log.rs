@@ -462,6 +462,7 @@ fn scan_active(path: &Path) -> Result<Option<Scan>> {
     };
     let mut count = 0;
     let mut problem = None;
+    let mut before = rd.good_end();
     loop {
         match rd.next_record() {
             Ok(Some(rec)) => {
@@ -470,6 +471,7 @@ fn scan_active(path: &Path) -> Result<Option<Scan>> {
                     break;
                 }
                 count += 1;
+                before = rd.good_end();
             }
             Ok(None) => break,
             Err(e) => {
@@ -478,13 +480,14 @@ fn scan_active(path: &Path) -> Result<Option<Scan>> {
             }
         }
     }
-    let mut good_end = rd.good_end();
+    // The end of the last record that was in sequence: a record with the
+    // wrong id is cut along with whatever follows it.
+    let good_end = before;
     let sealed = problem.is_none()
         && rd.closed()
         && rd.seal().is_some_and(|s| s.first_id == first_id && s.records == count && count > 0);
     if problem.is_none() && !sealed && rd.seal_end().is_some() {
         problem = Some("trailer cut short".into());
-        good_end = good_end.min(file_len);
     }
     Ok(Some(Scan { first_id, count, good_end, file_len, sealed, problem }))
 }

@@ -151,7 +151,11 @@ pub fn verify(mut targets: Vec<(u64, Target)>) -> Report {
     let mut report = Report::default();
     let mut prev: Option<(u64, PathBuf)> = None;
     for (_, t) in &targets {
-        let Some(span) = check_file(t, &mut report) else { continue };
+        let Some(span) = check_file(t, &mut report) else {
+            // Already reported; do not blame the next file for its damage.
+            prev = None;
+            continue;
+        };
         if let Some((last, prev_path)) = &prev
             && span.first != last + 1
         {

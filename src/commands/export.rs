@@ -66,7 +66,10 @@ pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
             match result {
                 Ok(n) => {
                     bar.finish_and_clear();
-                    std::fs::rename(&tmp, path).with_context(|| format!("cannot create {}", path.display()))?;
+                    if let Err(e) = std::fs::rename(&tmp, path) {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(e).with_context(|| format!("cannot create {}", path.display()));
+                    }
                     eprintln!("exported {n} records to {}", path.display());
                 }
                 Err(e) => {
