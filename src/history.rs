@@ -109,6 +109,9 @@ fn list_dir(dir: &Path, want: FileKind, seen: &mut HashSet<String>, out: &mut Ve
             Ok(Some(id)) => id,
             // Moved away between listing and opening: its next home is listed next.
             Err(_) if !path.exists() => continue,
+            // An active file whose header a crash cut short holds no record;
+            // the next writer removes it.
+            Ok(None) | Err(_) if kind == FileKind::Active => continue,
             Ok(None) => return Err(anyhow!("{} has no first-id in its header", path.display())),
             Err(e) => return Err(e),
         };
