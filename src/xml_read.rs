@@ -263,7 +263,9 @@ fn fast_step(input: &[u8], eof: bool) -> Step {
     if !rest.starts_with(START) {
         return Step::Fallback;
     }
-    let Some(end) = memchr::memmem::find(rest, END) else {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(END));
+    let Some(end) = FINDER.find(rest) else {
         return if eof { Step::Fallback } else { Step::NeedMore };
     };
     let len = end + END.len();
@@ -297,7 +299,7 @@ fn fast_record(s: &str) -> Option<Record<'static>> {
             Some(a) => (false, a),
             None => (true, after.strip_prefix(" encoding=\"base64\">")?),
         };
-        let lt = after.find('<')?;
+        let lt = memchr::memchr(b'<', after.as_bytes())?;
         let text = &after[..lt];
         rest = after[lt..].strip_prefix("</")?.strip_prefix(name)?.strip_prefix('>')?;
         let mut value = if text.contains(['&', '\r']) { fast_unescape(text)? } else { text.to_owned() };
