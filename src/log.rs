@@ -96,7 +96,6 @@ impl Log {
     /// a note for each repair made.
     pub fn open(layout: &Layout, host: &str, capacity: u64, clock: Arc<dyn Clock>) -> Result<(Log, Vec<String>)> {
         layout.create()?;
-        install_stylesheet(&layout.sealed)?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -104,6 +103,8 @@ impl Log {
             .open(&layout.lock)
             .with_context(|| format!("cannot open lock file {}", layout.lock.display()))?;
         lock.lock().with_context(|| format!("cannot lock {}", layout.lock.display()))?;
+        // Under the lock: writers starting together must not race on it.
+        install_stylesheet(&layout.sealed)?;
 
         let mut log = Log {
             layout: layout.clone(),
@@ -497,9 +498,13 @@ fn scan_active(path: &Path) -> Result<Option<Scan>> {
 fn install_stylesheet(dir: &Path) -> Result<()> {
     let path = dir.join(xml_write::STYLESHEET);
     if !path.exists() {
+        // Written aside and renamed, so a crash never leaves half a stylesheet.
         let tmp = dir.join(format!(".{}.tmp", xml_write::STYLESHEET));
-        fs::write(&tmp, crate::STYLESHEET_XSL)?;
-        fs::rename(&tmp, &path)?;
+        let mut f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(crate::STYLESHEET_XSL.as_bytes())
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        fs::rename(&tmp, &path).with_context(|| format!("cannot create {}", path.display()))?;
     }
     Ok(())
 }

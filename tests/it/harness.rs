@@ -68,9 +68,8 @@ impl Env {
 
     /// Sealed `*.xml` files, sorted by name.
     pub fn sealed_files(&self) -> Vec<PathBuf> {
-        let mut v: Vec<_> = std::fs::read_dir(self.sealed_dir())
-            .map(|d| d.map(|e| e.unwrap().path()).collect())
-            .unwrap_or_default();
+        let mut v: Vec<_> =
+            std::fs::read_dir(self.sealed_dir()).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
         v.retain(|p| p.extension().is_some_and(|e| e == "xml"));
         v.sort();
         v
@@ -142,8 +141,98 @@ pub fn json_records(n: usize) -> Vec<u8> {
 /// its message if the file is not well-formed.
 #[track_caller]
 pub fn assert_well_formed(path: &Path) {
-    let out = Command::new("xmllint").arg("--noout").arg(path).output().expect(
-        "xmllint is required by the tests (Debian package libxml2-utils; .ci/run installs it)",
-    );
+    let out = Command::new("xmllint")
+        .arg("--noout")
+        .arg(path)
+        .output()
+        .expect("xmllint is required by the tests (Debian package libxml2-utils; .ci/run installs it)");
     assert!(out.status.success(), "{} is not well-formed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs xmllint over many files (a few hundred per run) and returns one
+/// message per file that is not well-formed; empty when all are.
+pub fn well_formed_errors(paths: &[PathBuf]) -> Vec<String> {
+    let mut errors = Vec::new();
+    for chunk in paths.chunks(200) {
+        let out = Command::new("xmllint")
+            .arg("--noout")
+            .args(chunk)
+            .output()
+            .expect("xmllint is required by the tests (Debian package libxml2-utils; .ci/run installs it)");
+        if out.status.success() {
+            continue;
+        }
+        // Find the culprits one by one (rare: only when something is wrong).
+        for p in chunk {
+            let out = Command::new("xmllint").arg("--noout").arg(p).output().expect("xmllint");
+            if !out.status.success() {
+                errors.push(format!("{} is not well-formed: {}", p.display(), String::from_utf8_lossy(&out.stderr)));
+            }
+        }
+    }
+    errors
+}
+
+/// Parses `appended N records: ids A..B` from `append --json` output.
+pub fn parse_batch_ack(stdout: &str) -> Option<(u64, u64, u64)> {
+    stdout.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("appended ")?;
+        let (n, rest) = rest.split_once(" records: ids ")?;
+        let (a, b) = rest.split_once("..")?;
+        Some((n.parse().ok()?, a.parse().ok()?, b.trim().parse().ok()?))
+    })
+}
+
+/// The ids of the `<Record id="…">` elements of an XML file, in file order.
+pub fn record_ids_in(xml: &[u8]) -> Vec<u64> {
+    const TAG: &[u8] = b"<Record id=\"";
+    memchr::memmem::find_iter(xml, TAG)
+        .filter_map(|pos| {
+            let rest = &xml[pos + TAG.len()..];
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            if rest.get(digits) != Some(&b'"') {
+                return None;
+            }
+            std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+        })
+        .collect()
+}
+
+/// The `first-id` attribute of the root element, read from the raw bytes.
+pub fn header_first_id(xml: &[u8]) -> Option<u64> {
+    let head = &xml[..xml.len().min(1024)];
+    let s = String::from_utf8_lossy(head);
+    let root = &s[s.find("<AuditTrail ")?..];
+    let root = &root[..root.find('>')?];
+    let v = &root[root.find(" first-id=\"")? + " first-id=\"".len()..];
+    v[..v.find('"')?].parse().ok()
+}
+
+impl Env {
+    /// `export --all --format json`: each record's id and its exact JSON line,
+    /// in output order. Panics if the export fails.
+    #[track_caller]
+    pub fn export_all_lines(&self) -> Vec<(u64, String)> {
+        self.try_export_all_lines().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`export_all_lines`](Self::export_all_lines), but a failed export
+    /// is returned as an error message.
+    pub fn try_export_all_lines(&self) -> Result<Vec<(u64, String)>, String> {
+        let run = self.run(&["export", "--all", "--format", "json"]);
+        if run.code != Some(0) {
+            return Err(format!("`{}` failed ({:?}): {}", run.args, run.code, run.stderr.trim_end()));
+        }
+        run.stdout
+            .lines()
+            .map(|line| {
+                // Every line starts with the id (`{"id":N,`); the callers parse the rest.
+                let id = line
+                    .strip_prefix("{\"id\":")
+                    .and_then(|rest| rest.split([',', '}']).next()?.parse().ok())
+                    .ok_or_else(|| format!("export line does not start with a numeric id: {line}"))?;
+                Ok((id, line.to_owned()))
+            })
+            .collect()
+    }
 }
