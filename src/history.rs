@@ -195,19 +195,31 @@ impl Iterator for Records<'_> {
     }
 }
 
-/// The files and first id of the circular log: the newest `capacity` records.
-/// Also returns the last id (0 when the log is empty).
-pub fn circular(layout: &Layout, capacity: u64) -> Result<(Vec<LogFile>, u64, u64)> {
-    let files = list(layout)?;
-    let Some(newest) = files.last() else { return Ok((Vec::new(), 1, 0)) };
+/// The last id of a listed history (0 when it holds no record), read from
+/// its newest file.
+pub fn last_id(layout: &Layout, files: &[LogFile]) -> Result<u64> {
+    let Some(newest) = files.last() else { return Ok(0) };
     let mut last = newest.first_id.saturating_sub(1);
     for r in Records::new(layout, vec![newest.clone()], 0) {
         last = r?.id;
     }
+    Ok(last)
+}
+
+/// First id of the circular log (the newest `capacity` records) ending at `last`.
+pub fn circular_from(last: u64, capacity: u64) -> u64 {
+    last.saturating_sub(capacity.max(1) - 1).max(1)
+}
+
+/// The files and first id of the circular log: the newest `capacity` records.
+/// Also returns the last id (0 when the log is empty).
+pub fn circular(layout: &Layout, capacity: u64) -> Result<(Vec<LogFile>, u64, u64)> {
+    let files = list(layout)?;
+    let last = last_id(layout, &files)?;
     if last == 0 {
         return Ok((Vec::new(), 1, 0));
     }
-    let from = last.saturating_sub(capacity - 1).max(1);
+    let from = circular_from(last, capacity);
     let start = files.iter().rposition(|f| f.first_id <= from).unwrap_or(0);
     Ok((files[start..].to_vec(), from, last))
 }

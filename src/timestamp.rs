@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDateTime, TimeZone, Timelike};
 
 /// Where "now" comes from. Tests substitute a fixed or stepping clock so that
 /// file names, rollovers and retention are checked without sleeping.
@@ -139,11 +139,6 @@ pub fn parse_file_stamp(s: &str) -> Option<NaiveDateTime> {
         return None;
     }
     NaiveDateTime::parse_from_str(s, "%Y%m%d%H%M%S").ok()
-}
-
-/// The current UTC time, for places where the offset does not matter.
-pub fn utc_now() -> DateTime<Utc> {
-    Utc::now()
 }
 
 #[cfg(test)]

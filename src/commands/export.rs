@@ -20,7 +20,7 @@ pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
     let (files, from_id, last_id) = if args.all {
         let files = history::list(&ctx.layout)?;
         let first = files.first().map_or(1, |f| f.first_id);
-        let (_, _, last) = history::circular(&ctx.layout, 1)?;
+        let last = history::last_id(&ctx.layout, &files)?;
         (files, first, last)
     } else {
         history::circular(&ctx.layout, ctx.config.capacity)?

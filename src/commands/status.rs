@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::cli::StatusArgs;
-use crate::history::{self, FileKind, Records};
+use crate::history::{self, FileKind};
 
 #[derive(Debug, Serialize)]
 struct Status {
@@ -33,10 +33,13 @@ struct ActiveStatus {
 
 pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
     let files = history::list(&ctx.layout)?;
-    let (_, from, last) = history::circular(&ctx.layout, ctx.config.capacity)?;
-    let active = files.iter().find(|f| f.kind == FileKind::Active).map(|f| {
-        let records = Records::new(&ctx.layout, vec![f.clone()], 0).filter(|r| r.is_ok()).count() as u64;
-        ActiveStatus { path: f.path.display().to_string(), first_id: f.first_id, records }
+    let last = history::last_id(&ctx.layout, &files)?;
+    let from = history::circular_from(last, ctx.config.capacity);
+    // The active file is the newest, so its records run from its first id to `last`.
+    let active = files.iter().find(|f| f.kind == FileKind::Active).map(|f| ActiveStatus {
+        path: f.path.display().to_string(),
+        first_id: f.first_id,
+        records: (last + 1).saturating_sub(f.first_id),
     });
     let st = Status {
         data_dir: ctx.layout.data_dir.display().to_string(),
