@@ -30,6 +30,12 @@ pub struct Config {
     pub event_mask: String,
     /// Where schedule files are read from.
     pub schedules_dir: Option<PathBuf>,
+    /// Backup bundles kept by the `backup` job and command (older ones are removed).
+    pub keep_backups: usize,
+    /// Path of the ingest socket (default `<data-dir>/ingest.sock`).
+    pub ingest_socket: Option<PathBuf>,
+    /// Permissions of the ingest socket, octal (default `"0660"`).
+    pub socket_mode: String,
     pub targets: BTreeMap<String, TargetConfig>,
     pub siem: Option<SiemConfig>,
 }
@@ -43,6 +49,9 @@ impl Default for Config {
             retention_days: 0,
             event_mask: "presence+failure+system+config".into(),
             schedules_dir: None,
+            keep_backups: 7,
+            ingest_socket: None,
+            socket_mode: "0660".into(),
             targets: BTreeMap::new(),
             siem: None,
         }
@@ -109,12 +118,20 @@ impl Config {
         if self.capacity == 0 || self.capacity > MAX_CAPACITY {
             bail!("capacity = {} is out of range (1..={MAX_CAPACITY})", self.capacity);
         }
+        if self.socket_mode().is_none() {
+            bail!("socket_mode = {:?} is not an octal permission such as \"0660\"", self.socket_mode);
+        }
         if let Some(h) = &self.host_name
             && sanitize_host(h).is_empty()
         {
             bail!("host_name = {h:?} has no character usable in a file name");
         }
         Ok(())
+    }
+
+    /// `socket_mode` as permission bits.
+    pub fn socket_mode(&self) -> Option<u32> {
+        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8).ok().filter(|m| *m <= 0o777)
     }
 
     /// The host name used for file names and `node`, sanitised for file names.
