@@ -40,8 +40,22 @@ pub enum Command {
     Rotate,
     /// Check that files are well-formed and ids contiguous
     Verify(VerifyArgs),
-    /// Counts, active file, next id
+    /// Counts, active file, next id, service, schedules and their last runs
     Status(StatusArgs),
+    /// Run the service: ingest socket, scheduler, self-audit (stop with SIGTERM, reload with SIGHUP)
+    Serve,
+    /// List the schedules with their next fire times and last runs
+    Schedules(SchedulesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulesArgs {
+    /// Fire times to show per schedule
+    #[arg(long, default_value_t = 3)]
+    pub next: usize,
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

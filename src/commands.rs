@@ -16,6 +16,7 @@ use crate::timestamp::{Clock, SystemClock};
 mod append;
 mod export;
 mod rotate;
+mod schedules;
 mod show;
 mod status;
 mod verify;
@@ -24,6 +25,10 @@ mod verify;
 pub struct Ctx {
     pub layout: Layout,
     pub config: Config,
+    /// Where the configuration is read from (it may not exist).
+    pub config_path: PathBuf,
+    config_explicit: bool,
+    pub schedules_dir: PathBuf,
     pub host: String,
     pub clock: Arc<dyn Clock>,
 }
@@ -37,7 +42,31 @@ impl Ctx {
         };
         let config = Config::load(&config_path, explicit)?;
         let host = config.host();
-        Ok(Ctx { layout: Layout::new(&data_dir), config, host, clock: Arc::new(SystemClock) })
+        let schedules_dir = opts
+            .schedules
+            .clone()
+            .or_else(|| config.schedules_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("schedules"));
+        Ok(Ctx {
+            layout: Layout::new(&data_dir),
+            config,
+            config_path,
+            config_explicit: explicit,
+            schedules_dir,
+            host,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// The configuration file's text, `None` when there is none (all defaults).
+    pub fn config_text(&self) -> Option<String> {
+        std::fs::read_to_string(&self.config_path).ok()
+    }
+
+    /// Reads the configuration again (for a reload).
+    pub fn reload_config(&self) -> Result<(Config, Option<String>)> {
+        let cfg = Config::load(&self.config_path, self.config_explicit)?;
+        Ok((cfg, self.config_text()))
     }
 
     /// Opens the log for writing, printing what recovery repaired.
@@ -45,6 +74,36 @@ impl Ctx {
         let (log, notes) = Log::open(&self.layout, &self.host, self.config.capacity, self.clock.clone())?;
         for n in notes {
             eprintln!("audit-trail: {n}");
+        }
+        Ok(log)
+    }
+}
+
+impl Ctx {
+    /// Opens the log to append directly (no service running): refuses when
+    /// auditing is disabled on a fresh directory, and records configuration
+    /// changes and refused attempts to disable auditing.
+    pub fn open_log_for_append(&self) -> Result<Log> {
+        let mut log = self.open_log()?;
+        let used = log.next_id() > 1;
+        if !self.config.enabled && !used {
+            anyhow::bail!(
+                "auditing is disabled (enabled = false in {}); record not appended",
+                self.config_path.display()
+            );
+        }
+        let events =
+            crate::selfaudit::config_events(&self.layout, self.config_text().as_deref(), &self.config, used, false)?;
+        if !self.config.enabled {
+            eprintln!(
+                "audit-trail: enabled = false is refused: this data directory holds records and auditing cannot be \
+                 switched off"
+            );
+        }
+        if !events.is_empty() {
+            let now = crate::timestamp::format(&self.clock.now());
+            let defaults = crate::record::Defaults { now: &now, node: &self.host };
+            log.append(events.iter().map(|e| e.record(&defaults)))?;
         }
         Ok(log)
     }
@@ -59,5 +118,7 @@ pub fn run(opts: Opts) -> Result<ExitCode> {
         Command::Rotate => rotate::run(&ctx),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Status(a) => status::run(&ctx, a),
+        Command::Serve => crate::server::run(&ctx),
+        Command::Schedules(a) => schedules::run(&ctx, a),
     }
 }

@@ -118,6 +118,7 @@ impl Config {
         if self.capacity == 0 || self.capacity > MAX_CAPACITY {
             bail!("capacity = {} is out of range (1..={MAX_CAPACITY})", self.capacity);
         }
+        crate::mask::EventMask::parse(&self.event_mask).map_err(|e| anyhow::anyhow!(e))?;
         if self.socket_mode().is_none() {
             bail!("socket_mode = {:?} is not an octal permission such as \"0660\"", self.socket_mode);
         }
@@ -132,6 +133,11 @@ impl Config {
     /// `socket_mode` as permission bits.
     pub fn socket_mode(&self) -> Option<u32> {
         u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8).ok().filter(|m| *m <= 0o777)
+    }
+
+    /// The parsed event mask (checked when the configuration was loaded).
+    pub fn mask(&self) -> crate::mask::EventMask {
+        crate::mask::EventMask::parse(&self.event_mask).unwrap_or(crate::mask::EventMask::All)
     }
 
     /// The host name used for file names and `node`, sanitised for file names.

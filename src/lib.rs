@@ -3,12 +3,17 @@
 //! sealed every `capacity` records; see README.md for the whole picture.
 
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod export;
 pub mod history;
 pub mod log;
+pub mod mask;
 pub mod record;
+pub mod scheduler;
+pub mod selfaudit;
+pub mod server;
 pub mod timestamp;
 pub mod verify;
 pub mod xml_read;

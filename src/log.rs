@@ -126,6 +126,11 @@ impl Log {
         self.next_id
     }
 
+    /// True after a failed write: the log must be reopened (which repairs it).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
     pub fn capacity(&self) -> u64 {
         self.capacity
     }
@@ -353,8 +358,11 @@ impl Log {
         if self.active.as_ref().is_none_or(|a| a.count == 0) {
             return Ok(None);
         }
+        // A rotation that fails half-way leaves state only recovery can sort out.
+        self.poisoned = true;
         let sealed = self.roll()?;
         self.sync_dirs()?;
+        self.poisoned = false;
         Ok(sealed)
     }
 }

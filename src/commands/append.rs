@@ -11,10 +11,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
+use std::collections::BTreeMap;
+
 use super::Ctx;
 use crate::cli::AppendArgs;
+use crate::client::{self, Answer};
 use crate::log::Log;
-use crate::record::{self, Defaults, FieldError, Record};
+use crate::mask::{self, EventMask};
+use crate::record::{self, Defaults, Field, FieldError, Record};
 use crate::timestamp;
 use crate::xml_write;
 
@@ -38,7 +42,34 @@ fn append_one(ctx: &Ctx, args: &AppendArgs, defaults: &Defaults<'_>) -> Result<E
         }
         bail!("record not appended");
     }
-    let mut log = ctx.open_log()?;
+    if let Some(stream) = client::ingest(ctx)? {
+        let mut line = Vec::new();
+        crate::export::json_line(&mut line, &rec);
+        // The id is the archiver's to give: drop the placeholder.
+        let line = [b"{".as_slice(), &line[line.iter().position(|&b| b == b',').map_or(line.len() - 2, |p| p + 1)..]]
+            .concat();
+        let mut answer = None;
+        client::submit(stream, &line, |a| answer = Some(a))?;
+        return match answer.context("no answer from the service")? {
+            Answer::Id(id) => {
+                println!("{id}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Answer::Dropped(why) => {
+                eprintln!("audit-trail: dropped: {why}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Answer::Error(e) => bail!("record not appended: {e}"),
+        };
+    }
+    let mut log = ctx.open_log_for_append()?;
+    let mask = ctx.config.mask();
+    if !mask.admits(rec.get(Field::Category)) {
+        let c = rec.get(Field::Category).unwrap_or_default();
+        mask::add_dropped(&ctx.layout, &BTreeMap::from([(c.trim().to_ascii_lowercase(), 1)]))?;
+        eprintln!("audit-trail: dropped: {}", EventMask::reason(c));
+        return Ok(ExitCode::SUCCESS);
+    }
     let (id, _) = log.append([rec])?.context("nothing appended")?;
     println!("{id}");
     Ok(ExitCode::SUCCESS)
@@ -80,17 +111,30 @@ fn parse_valid<'a>(line: &'a [u8], defaults: &Defaults<'_>) -> Result<Record<'a>
     Ok(rec)
 }
 
-/// Checks a chunk of the input; returns its record count and its errors.
-fn check(chunk: &[u8], first_line: usize, defaults: &Defaults<'_>) -> (u64, Vec<(usize, FieldError)>) {
-    let mut count = 0;
-    let mut errors = Vec::new();
+/// What checking a chunk of input found.
+#[derive(Default)]
+struct Checked {
+    /// Records the event mask admits.
+    admitted: u64,
+    /// Records the event mask drops, per category.
+    dropped: BTreeMap<String, u64>,
+    errors: Vec<(usize, FieldError)>,
+}
+
+/// Checks a chunk of the input.
+fn check(chunk: &[u8], first_line: usize, defaults: &Defaults<'_>, mask: &EventMask) -> Checked {
+    let mut c = Checked::default();
     for (n, line) in lines(chunk, first_line) {
         match parse_valid(line, defaults) {
-            Ok(_) => count += 1,
-            Err(es) => errors.extend(es.into_iter().map(|e| (n, e))),
+            Ok(rec) if mask.admits(rec.get(Field::Category)) => c.admitted += 1,
+            Ok(rec) => {
+                let cat = rec.get(Field::Category).unwrap_or_default().trim().to_ascii_lowercase();
+                *c.dropped.entry(cat).or_default() += 1;
+            }
+            Err(es) => c.errors.extend(es.into_iter().map(|e| (n, e))),
         }
     }
-    (count, errors)
+    c
 }
 
 /// Splits the input at line boundaries into chunks of about `size` bytes,
@@ -117,10 +161,13 @@ struct Rendered {
     ends: Vec<usize>,
 }
 
-fn render(chunk: &[u8], defaults: &Defaults<'_>) -> Result<Rendered, String> {
+fn render(chunk: &[u8], defaults: &Defaults<'_>, mask: &EventMask) -> Result<Rendered, String> {
     let mut r = Rendered { bodies: Vec::with_capacity(chunk.len() * 2), ends: Vec::new() };
     for (n, line) in lines(chunk, 1) {
         let rec = parse_valid(line, defaults).map_err(|e| format!("line {n} changed between checks: {e:?}"))?;
+        if !mask.admits(rec.get(Field::Category)) {
+            continue;
+        }
         xml_write::record_body(&mut r.bodies, &rec);
         r.ends.push(r.bodies.len());
     }
@@ -130,7 +177,13 @@ fn render(chunk: &[u8], defaults: &Defaults<'_>) -> Result<Rendered, String> {
 /// Renders the input on `threads` workers, in windows, and appends the
 /// records in input order. Each worker keeps at most two windows ahead, so
 /// memory stays bounded whatever the input size.
-fn append_parallel(log: &mut Log, input: &[u8], defaults: &Defaults<'_>, threads: usize) -> Result<Option<(u64, u64)>> {
+fn append_parallel(
+    log: &mut Log,
+    input: &[u8],
+    defaults: &Defaults<'_>,
+    mask: &EventMask,
+    threads: usize,
+) -> Result<Option<(u64, u64)>> {
     let windows = chunks(input, WINDOW);
     let mut app = log.begin()?;
     std::thread::scope(|s| -> Result<()> {
@@ -141,7 +194,7 @@ fn append_parallel(log: &mut Log, input: &[u8], defaults: &Defaults<'_>, threads
             let mine: Vec<&[u8]> = windows.iter().skip(k).step_by(threads).map(|(c, _)| *c).collect();
             s.spawn(move || {
                 for chunk in mine {
-                    if tx.send(render(chunk, defaults)).is_err() {
+                    if tx.send(render(chunk, defaults, mask)).is_err() {
                         return;
                     }
                 }
@@ -168,17 +221,25 @@ const WINDOW: usize = 1 << 20;
 
 fn append_json(ctx: &Ctx, path: &std::path::Path, defaults: &Defaults<'_>) -> Result<ExitCode> {
     let input = read_input(path)?;
+    let mask = ctx.config.mask();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let part = if input.len() < WINDOW { input.len() } else { input.len() / threads + 1 };
-    let results: Vec<_> = std::thread::scope(|s| {
+    let results: Vec<Checked> = std::thread::scope(|s| {
+        let mask = &mask;
         let handles: Vec<_> = chunks(&input, part)
             .into_iter()
-            .map(|(chunk, first)| s.spawn(move || check(chunk, first, defaults)))
+            .map(|(chunk, first)| s.spawn(move || check(chunk, first, defaults, mask)))
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| (0, Vec::new()))).collect()
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
     });
-    let total: u64 = results.iter().map(|r| r.0).sum();
-    let errors: Vec<_> = results.into_iter().flat_map(|r| r.1).collect();
+    let total: u64 = results.iter().map(|r| r.admitted).sum();
+    let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &results {
+        for (k, v) in &r.dropped {
+            *dropped.entry(k.clone()).or_default() += v;
+        }
+    }
+    let errors: Vec<_> = results.into_iter().flat_map(|r| r.errors).collect();
     if !errors.is_empty() {
         let stderr = std::io::stderr();
         let mut err = stderr.lock();
@@ -193,16 +254,64 @@ fn append_json(ctx: &Ctx, path: &std::path::Path, defaults: &Defaults<'_>) -> Re
         }
         bail!("{bad_lines} invalid line(s) in the input; nothing was appended");
     }
+    if let Some(stream) = client::ingest(ctx)? {
+        return append_via_service(stream, &input);
+    }
+    let dropped_note = dropped_note(dropped.values().sum());
     if total == 0 {
-        println!("appended 0 records");
+        if !dropped.is_empty() {
+            let _log = ctx.open_log_for_append()?;
+            mask::add_dropped(&ctx.layout, &dropped)?;
+        }
+        println!("appended 0 records{dropped_note}");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut log = ctx.open_log()?;
-    let (first, last) = append_parallel(&mut log, &input, defaults, threads)?.context("nothing appended")?;
+    let mut log = ctx.open_log_for_append()?;
+    let (first, last) = append_parallel(&mut log, &input, defaults, &mask, threads)?.context("nothing appended")?;
     if last - first + 1 != total {
         bail!("appended ids {first}..{last}, but the input held {total} records");
     }
-    println!("appended {total} records: ids {first}..{last}");
+    mask::add_dropped(&ctx.layout, &dropped)?;
+    println!("appended {total} records: ids {first}..{last}{dropped_note}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dropped_note(n: u64) -> String {
+    if n == 0 { String::new() } else { format!("; {n} dropped by the event mask") }
+}
+
+/// Sends checked input through the running service's socket.
+fn append_via_service(stream: std::os::unix::net::UnixStream, input: &[u8]) -> Result<ExitCode> {
+    let (mut count, mut dropped) = (0u64, 0u64);
+    let (mut first, mut last) = (u64::MAX, 0);
+    let mut errors = Vec::new();
+    let mut numbers = lines(input, 1).map(|(n, _)| n);
+    client::submit(stream, input, |a| {
+        let n = numbers.next().unwrap_or(0);
+        match a {
+            Answer::Id(id) => {
+                count += 1;
+                first = first.min(id);
+                last = last.max(id);
+            }
+            Answer::Dropped(_) => dropped += 1,
+            Answer::Error(e) => errors.push((n, e)),
+        }
+    })?;
+    for (n, e) in &errors {
+        eprintln!("audit-trail: line {n}: {e}");
+    }
+    let ids = if count == 0 {
+        String::new()
+    } else if last - first + 1 == count {
+        format!(": ids {first}..{last}")
+    } else {
+        format!(": ids {first}..{last}, interleaved with other submitters")
+    };
+    println!("appended {count} records{ids}{}", dropped_note(dropped));
+    if !errors.is_empty() {
+        bail!("{} record(s) were refused by the service", errors.len());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -22,6 +22,19 @@ struct Status {
     active_file: Option<ActiveStatus>,
     sealed_files: usize,
     archived_files: usize,
+    /// The service running on this data directory.
+    service: Option<ServiceStatus>,
+    /// Records dropped by the event mask, per category.
+    dropped: std::collections::BTreeMap<String, u64>,
+    event_mask: String,
+    schedules: Vec<super::schedules::ScheduleStatus>,
+    schedule_errors: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ServiceStatus {
+    pid: u32,
+    socket: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -32,6 +45,7 @@ struct ActiveStatus {
 }
 
 pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
+    let (schedules, schedule_errors) = super::schedules::collect(ctx, 1);
     let files = history::list(&ctx.layout)?;
     let last = history::last_id(&ctx.layout, &files)?;
     let from = history::circular_from(last, ctx.config.capacity);
@@ -51,6 +65,14 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         active_file: active,
         sealed_files: files.iter().filter(|f| f.kind == FileKind::Sealed).count(),
         archived_files: files.iter().filter(|f| f.kind == FileKind::Archived).count(),
+        service: crate::server::running_pid(&ctx.layout).map(|pid| ServiceStatus {
+            pid,
+            socket: crate::server::ingest_socket_path(&ctx.layout, &ctx.config).display().to_string(),
+        }),
+        dropped: crate::mask::read_dropped(&ctx.layout)?,
+        event_mask: ctx.config.event_mask.clone(),
+        schedules,
+        schedule_errors,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&st)?);
@@ -66,5 +88,29 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
     }
     println!("sealed files     {}", st.sealed_files);
     println!("archived files   {}", st.archived_files);
+    match &st.service {
+        Some(s) => println!("service          running (pid {}, socket {})", s.pid, s.socket),
+        None => println!("service          not running"),
+    }
+    let dropped: u64 = st.dropped.values().sum();
+    println!("event mask       {} ({dropped} records dropped)", st.event_mask);
+    for (cat, n) in &st.dropped {
+        println!("  dropped        {n} {cat}");
+    }
+    println!("schedules        {} ({})", st.schedules.len(), ctx.schedules_dir.display());
+    for s in &st.schedules {
+        let next = s.next.first().map_or("disabled", String::as_str);
+        let last = match &s.last_run {
+            Some(r) => format!("last {} {}", r.outcome, r.start),
+            None => "never run".into(),
+        };
+        println!("  {:<20} {:<8} next {next}; {last}", s.name, s.job);
+        if let Some(r) = s.last_run.as_ref().filter(|r| !r.error.is_empty()) {
+            println!("  {:<20} error: {}", "", r.error);
+        }
+    }
+    for e in &st.schedule_errors {
+        println!("  not loaded: {e}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,122 @@
+//! The CLI's side of a running service: records go through the ingest
+//! socket and `rotate`/`reload` through the control socket, because the
+//! service holds the log. With no service running, commands work on the data
+//! directory directly.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::commands::Ctx;
+use crate::server;
+
+/// How long to wait for a service that is starting to open its socket.
+const STARTING: Duration = Duration::from_secs(5);
+
+/// The ingest socket of the running service, or `None` when no service runs.
+pub fn ingest(ctx: &Ctx) -> Result<Option<UnixStream>> {
+    let path = server::ingest_socket_path(&ctx.layout, &ctx.config);
+    let deadline = Instant::now() + STARTING;
+    loop {
+        match UnixStream::connect(&path) {
+            Ok(s) => return Ok(Some(s)),
+            Err(e) => {
+                let Some(pid) = server::running_pid(&ctx.layout) else { return Ok(None) };
+                if Instant::now() >= deadline {
+                    bail!(
+                        "audit-trail serve (pid {pid}) runs on {} but its socket {} cannot be reached: {e}",
+                        ctx.layout.data_dir.display(),
+                        path.display()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Sends a control command to the running service. `None` when no service
+/// runs; an error when it runs and the command failed.
+pub fn control(ctx: &Ctx, command: &str) -> Result<Option<String>> {
+    let Some(pid) = server::running_pid(&ctx.layout) else { return Ok(None) };
+    let path = server::control_socket_path(&ctx.layout);
+    let deadline = Instant::now() + STARTING;
+    let stream = loop {
+        match UnixStream::connect(&path) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() >= deadline => {
+                bail!("audit-trail serve (pid {pid}) runs but its control socket {} cannot be reached: {e}", path.display())
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let mut w = &stream;
+    writeln!(w, "{}", serde_json::json!({ "command": command })).context("cannot reach the service")?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line).context("no answer from the service")?;
+    let v: serde_json::Value =
+        serde_json::from_str(&line).map_err(|_| anyhow!("the service gave an answer that is not JSON: {line:?}"))?;
+    if v.get("ok").and_then(serde_json::Value::as_bool) == Some(true) {
+        Ok(Some(v.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_owned()))
+    } else {
+        bail!("{}", v.get("error").and_then(|m| m.as_str()).unwrap_or("the service refused the command"))
+    }
+}
+
+/// One answer of the ingest socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Id(u64),
+    Dropped(String),
+    Error(String),
+}
+
+pub fn parse_answer(line: &str) -> Answer {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+        return Answer::Error(format!("unreadable answer from the service: {line:?}"));
+    };
+    if let Some(id) = v.get("id").and_then(serde_json::Value::as_u64) {
+        Answer::Id(id)
+    } else if let Some(d) = v.get("dropped").and_then(|d| d.as_str()) {
+        Answer::Dropped(d.to_owned())
+    } else {
+        Answer::Error(v.get("error").and_then(|e| e.as_str()).unwrap_or("unknown answer").to_owned())
+    }
+}
+
+/// Sends request lines and collects one answer per non-blank line, writing
+/// and reading at once so a large input never fills both socket buffers.
+pub fn submit(stream: UnixStream, input: &[u8], mut on_answer: impl FnMut(Answer)) -> Result<usize> {
+    let expected = input
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.strip_suffix(b"\r").unwrap_or(l).iter().all(u8::is_ascii_whitespace))
+        .count();
+    let mut w = stream.try_clone()?;
+    std::thread::scope(|s| -> Result<usize> {
+        let writer = s.spawn(move || -> std::io::Result<()> {
+            w.write_all(input)?;
+            if !input.ends_with(b"\n") && !input.is_empty() {
+                w.write_all(b"\n")?;
+            }
+            w.shutdown(std::net::Shutdown::Write)
+        });
+        let mut rd = BufReader::with_capacity(256 * 1024, &stream);
+        let mut line = String::new();
+        let mut n = 0;
+        while n < expected {
+            line.clear();
+            if rd.read_line(&mut line).context("lost the connection to the service")? == 0 {
+                break;
+            }
+            on_answer(parse_answer(line.trim_end()));
+            n += 1;
+        }
+        writer.join().map_err(|_| anyhow!("the sending thread failed"))?.context("cannot send to the service")?;
+        if n < expected {
+            bail!("the service closed the connection after {n} of {expected} answers");
+        }
+        Ok(n)
+    })
+}

@@ -1,0 +1,90 @@
+//! `schedules`: every schedule file with its job, next fire times and last
+//! run; files that cannot be used are listed with the reason.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use chrono::Local;
+use serde::Serialize;
+
+use super::Ctx;
+use crate::cli::SchedulesArgs;
+use crate::scheduler::{self, Run};
+
+#[derive(Debug, Serialize)]
+pub struct ScheduleStatus {
+    pub name: String,
+    pub file: String,
+    pub cron: String,
+    pub job: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    pub enabled: bool,
+    pub next: Vec<String>,
+    pub last_run: Option<Run>,
+}
+
+/// The schedules of `ctx` with `n` next fire times each, and load errors.
+pub fn collect(ctx: &Ctx, n: usize) -> (Vec<ScheduleStatus>, Vec<String>) {
+    let loaded = scheduler::load_dir(&ctx.schedules_dir);
+    let mut last = scheduler::last_runs(&ctx.layout);
+    let now = Local::now();
+    let list = loaded
+        .schedules
+        .iter()
+        .map(|s| ScheduleStatus {
+            name: s.name.clone(),
+            file: s.path.display().to_string(),
+            cron: s.cron_text.clone(),
+            job: s.job.name().into(),
+            target: match &s.job {
+                scheduler::Job::Upload { target } => Some(target.clone()),
+                _ => None,
+            },
+            enabled: s.enabled,
+            next: if s.enabled {
+                s.upcoming(&now, n).iter().map(|t| t.format("%Y-%m-%d %H:%M:%S %:z").to_string()).collect()
+            } else {
+                Vec::new()
+            },
+            last_run: last.remove(&s.name),
+        })
+        .collect();
+    (list, loaded.errors)
+}
+
+pub fn run(ctx: &Ctx, args: SchedulesArgs) -> Result<ExitCode> {
+    let (list, errors) = collect(ctx, args.next);
+    if args.json {
+        let v = serde_json::json!({
+            "dir": ctx.schedules_dir.display().to_string(),
+            "schedules": list,
+            "errors": errors,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("schedules from {}", ctx.schedules_dir.display());
+        for s in &list {
+            let target = s.target.as_deref().map(|t| format!(" → {t}")).unwrap_or_default();
+            println!("\n{}  ({}{target}, cron \"{}\")", s.name, s.job, s.cron);
+            if s.enabled {
+                for t in &s.next {
+                    println!("  next      {t}");
+                }
+            } else {
+                println!("  disabled");
+            }
+            match &s.last_run {
+                Some(r) => {
+                    let text = if r.error.is_empty() { &r.message } else { &r.error };
+                    println!("  last run  {} {}: {text}", r.start, r.outcome);
+                }
+                None => println!("  last run  never"),
+            }
+        }
+        for e in &errors {
+            println!("\nnot loaded: {e}");
+        }
+    }
+    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}

@@ -1,0 +1,283 @@
+//! The scheduler thread and the jobs it runs. Each run happens on its own
+//! thread, so a long archive or backup never holds up the next due time of
+//! another schedule, and ingest (other threads) never waits for a job. A
+//! schedule whose previous run is still going is not started again: the run
+//! is recorded as skipped.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use chrono::{DateTime, Local};
+
+use super::writer::{Batch, Request};
+use crate::config::{Config, Layout};
+use crate::record::Defaults;
+use crate::scheduler::{self, Job, Run, Schedule};
+use crate::selfaudit::Event;
+use crate::timestamp::{self, Clock};
+
+/// What jobs need from the running service.
+pub struct JobEnv {
+    pub layout: Layout,
+    pub config: RwLock<Config>,
+    pub host: String,
+    pub clock: Arc<dyn Clock>,
+    pub writer: SyncSender<Request>,
+    pub schedules_dir: PathBuf,
+}
+
+impl JobEnv {
+    /// Records the archiver's own events through the log writer.
+    pub fn audit(&self, events: &[Event]) -> Result<()> {
+        submit_events(&self.writer, &self.host, &*self.clock, events)
+    }
+}
+
+/// Appends events through the writer and waits until they are on disk.
+pub fn submit_events(writer: &SyncSender<Request>, host: &str, clock: &dyn Clock, events: &[Event]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let now = timestamp::format(&clock.now());
+    let defaults = Defaults { now: &now, node: host };
+    let mut bodies = Vec::new();
+    let mut ends = Vec::new();
+    for e in events {
+        bodies.extend_from_slice(&e.body(&defaults));
+        ends.push(bodies.len());
+    }
+    let (tx, rx) = mpsc::channel();
+    writer.send(Request::Append(Batch { bodies, ends, reply: tx })).map_err(|_| anyhow!("the log writer stopped"))?;
+    rx.recv().map_err(|_| anyhow!("the log writer stopped"))?.map_err(|e| anyhow!(e))?;
+    Ok(())
+}
+
+/// Runs one job to completion; returns a one-line summary.
+pub fn run_job(env: &JobEnv, job: &Job) -> Result<String> {
+    match job {
+        Job::Rotate => {
+            let (tx, rx) = mpsc::channel();
+            env.writer.send(Request::Rotate(tx)).map_err(|_| anyhow!("the log writer stopped"))?;
+            match rx.recv().map_err(|_| anyhow!("the log writer stopped"))?.map_err(|e| anyhow!(e))? {
+                Some(s) => Ok(format!(
+                    "sealed {} (ids {}..{}, {} records)",
+                    s.path.display(),
+                    s.info.first_id,
+                    s.info.last_id,
+                    s.info.records
+                )),
+                None => Ok("nothing to seal: the active file holds no record".into()),
+            }
+        }
+        Job::Archive | Job::Purge | Job::Backup { .. } => {
+            Err(anyhow!("the {} job is not available in this build", job.name()))
+        }
+        Job::Upload { target } => Err(anyhow!(
+            "upload to {target:?}: uploads are not available in this version of audit-trail"
+        )),
+    }
+}
+
+struct State {
+    schedules: Vec<Schedule>,
+    /// Bumped on reload.
+    generation: u64,
+    stop: bool,
+    running: HashSet<String>,
+}
+
+/// Handle on the scheduler thread.
+pub struct Scheduler {
+    shared: Arc<(Mutex<State>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Scheduler {
+    pub fn start(env: Arc<JobEnv>, schedules: Vec<Schedule>) -> Scheduler {
+        let shared = Arc::new((
+            Mutex::new(State { schedules, generation: 0, stop: false, running: HashSet::new() }),
+            Condvar::new(),
+        ));
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("scheduler".into())
+            .spawn(move || scheduler_loop(&env, &sh))
+            .expect("cannot start the scheduler thread");
+        Scheduler { shared, thread: Some(thread) }
+    }
+
+    pub fn reload(&self, schedules: Vec<Schedule>) {
+        let (lock, cv) = &*self.shared;
+        let mut st = lock.lock().unwrap_or_else(|e| e.into_inner());
+        st.schedules = schedules;
+        st.generation += 1;
+        cv.notify_all();
+    }
+
+    /// Stops firing, and waits up to `grace` for runs in progress. Jobs are
+    /// safe to interrupt (each leaves only complete files), so one still
+    /// running after that is left to end with the process.
+    pub fn stop(mut self, grace: Duration) -> Vec<String> {
+        let (lock, cv) = &*self.shared;
+        let mut st = lock.lock().unwrap_or_else(|e| e.into_inner());
+        st.stop = true;
+        cv.notify_all();
+        let deadline = Instant::now() + grace;
+        while !st.running.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = cv.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        let left: Vec<String> = st.running.iter().cloned().collect();
+        drop(st);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        left
+    }
+}
+
+/// Longest sleep between looks at the clock (wall-clock jumps are noticed within it).
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+fn scheduler_loop(env: &Arc<JobEnv>, shared: &Arc<(Mutex<State>, Condvar)>) {
+    let (lock, cv) = &**shared;
+    let mut due = scheduler::read_last_due(&env.layout);
+    let started = Local::now();
+    // Catch-up: a schedule that was due while the service was down runs once now.
+    {
+        let st = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let schedules = st.schedules.clone();
+        drop(st);
+        for s in schedules.iter().filter(|s| s.enabled) {
+            if let Some(last) = due.get(&s.name)
+                && s.next_after(last).is_some_and(|n| n <= started)
+            {
+                fire(env, shared, s, "missed while the service was down");
+            }
+            due.insert(s.name.clone(), started);
+        }
+        save_due(env, &due);
+    }
+    let mut generation = 0;
+    let mut st = lock.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if st.stop {
+            return;
+        }
+        if st.generation != generation {
+            // New or changed schedules start counting from now (no catch-up on reload).
+            generation = st.generation;
+            let now = Local::now();
+            let names: HashSet<&str> = st.schedules.iter().map(|s| s.name.as_str()).collect();
+            due.retain(|k, _| names.contains(k.as_str()));
+            for s in &st.schedules {
+                due.entry(s.name.clone()).or_insert(now);
+            }
+            save_due(env, &due);
+        }
+        let now = Local::now();
+        let mut fired = Vec::new();
+        let mut next: Option<DateTime<Local>> = None;
+        for s in st.schedules.iter().filter(|s| s.enabled) {
+            let last = due.get(&s.name).copied().unwrap_or(now);
+            match s.next_after(&last) {
+                Some(n) if n <= now => fired.push(s.clone()),
+                Some(n) => next = Some(next.map_or(n, |m| m.min(n))),
+                None => {}
+            }
+        }
+        if !fired.is_empty() {
+            drop(st);
+            for s in &fired {
+                fire(env, shared, s, "");
+                due.insert(s.name.clone(), now);
+            }
+            save_due(env, &due);
+            st = lock.lock().unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        let sleep = next
+            .map(|n| (n - now).to_std().unwrap_or(Duration::ZERO) + Duration::from_millis(2))
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP);
+        st = cv.wait_timeout(st, sleep).unwrap_or_else(|e| e.into_inner()).0;
+    }
+}
+
+fn save_due(env: &JobEnv, due: &BTreeMap<String, DateTime<Local>>) {
+    if let Err(e) = scheduler::write_last_due(&env.layout, due) {
+        eprintln!("audit-trail: scheduler: {e:#}");
+    }
+}
+
+fn now_text() -> String {
+    Local::now().fixed_offset().format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()
+}
+
+/// Starts a run of `s` on its own thread, unless one is still going.
+fn fire(env: &Arc<JobEnv>, shared: &Arc<(Mutex<State>, Condvar)>, s: &Schedule, why: &str) {
+    let (lock, cv) = &**shared;
+    let mut st = lock.lock().unwrap_or_else(|e| e.into_inner());
+    if st.stop {
+        return;
+    }
+    if !st.running.insert(s.name.clone()) {
+        drop(st);
+        let t = now_text();
+        let run = Run {
+            schedule: s.name.clone(),
+            job: s.job.name().into(),
+            start: t.clone(),
+            end: t,
+            outcome: "skipped".into(),
+            message: "the previous run is still in progress".into(),
+            error: String::new(),
+        };
+        log_run(env, &run);
+        return;
+    }
+    drop(st);
+    let name = s.name.clone();
+    let (env, shared, s, why) = (env.clone(), shared.clone(), s.clone(), why.to_owned());
+    let spawned = std::thread::Builder::new().name(format!("job-{}", s.name)).spawn(move || {
+        let start = now_text();
+        let result = run_job(&env, &s.job);
+        let mut run = Run {
+            schedule: s.name.clone(),
+            job: s.job.name().into(),
+            start,
+            end: now_text(),
+            outcome: if result.is_ok() { "ok" } else { "failed" }.into(),
+            message: String::new(),
+            error: String::new(),
+        };
+        match result {
+            Ok(m) => run.message = if why.is_empty() { m } else { format!("{m} ({why})") },
+            Err(e) => run.error = format!("{e:#}"),
+        }
+        log_run(&env, &run);
+        let (lock, cv) = &*shared;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).running.remove(&s.name);
+        cv.notify_all();
+    });
+    if spawned.is_err() {
+        lock.lock().unwrap_or_else(|e| e.into_inner()).running.remove(&name);
+        cv.notify_all();
+    }
+}
+
+fn log_run(env: &JobEnv, run: &Run) {
+    let text = if run.error.is_empty() { &run.message } else { &run.error };
+    eprintln!("audit-trail: schedule {} ({}): {}: {text}", run.schedule, run.job, run.outcome);
+    if let Err(e) = scheduler::record_run(&env.layout, run).context("cannot record the run") {
+        eprintln!("audit-trail: {e:#}");
+    }
+}

@@ -1,0 +1,362 @@
+//! `audit-trail serve`: the long-running service (SPEC §4, §5).
+//!
+//! Threads: one log writer (owns the log, group commit), an accept thread
+//! and two threads per client on the ingest socket, a control socket for
+//! the CLI (`rotate`, `reload`), the scheduler with one thread per job run,
+//! and the main thread, which handles signals: SIGHUP reloads configuration
+//! and schedules, SIGTERM and SIGINT stop.
+//!
+//! Stopping: the scheduler stops firing (runs in progress get a grace
+//! period), clients stop being read, the answers already due go out, the
+//! writer commits everything queued, a `Stop` record is written, and the
+//! process exits. The active file is left as it is, ready for the next start;
+//! nothing is half-sealed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::commands::Ctx;
+use crate::config::{Config, Layout};
+use crate::log::Log;
+use crate::mask;
+use crate::scheduler;
+use crate::selfaudit::{self, Event};
+
+pub mod ingest;
+pub mod jobs;
+pub mod writer;
+
+use ingest::Shared;
+use jobs::{JobEnv, Scheduler};
+
+/// The lock that makes one service per data directory; holds its pid.
+pub fn instance_lock_path(layout: &Layout) -> PathBuf {
+    layout.state.join("serve.lock")
+}
+
+/// The control socket the CLI uses to reach a running service.
+pub fn control_socket_path(layout: &Layout) -> PathBuf {
+    layout.state.join("control.sock")
+}
+
+/// The ingest socket of a data directory under a configuration.
+pub fn ingest_socket_path(layout: &Layout, config: &Config) -> PathBuf {
+    match &config.ingest_socket {
+        Some(p) if p.is_absolute() => p.clone(),
+        Some(p) => layout.data_dir.join(p),
+        None => layout.data_dir.join("ingest.sock"),
+    }
+}
+
+/// The pid of the service running on this data directory, if one is.
+pub fn running_pid(layout: &Layout) -> Option<u32> {
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(instance_lock_path(layout)).ok()?;
+    match f.try_lock() {
+        Ok(()) => None,
+        Err(_) => Some(std::fs::read_to_string(instance_lock_path(layout)).ok()?.trim().parse().unwrap_or(0)),
+    }
+}
+
+fn take_instance_lock(layout: &Layout) -> Result<std::fs::File> {
+    let path = instance_lock_path(layout);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if f.try_lock().is_err() {
+        let pid = std::fs::read_to_string(&path).unwrap_or_default();
+        bail!(
+            "another audit-trail serve (pid {}) is already running on {}; stop it first",
+            pid.trim(),
+            layout.data_dir.display()
+        );
+    }
+    f.set_len(0)?;
+    writeln!(f, "{}", std::process::id())?;
+    f.sync_all()?;
+    Ok(f)
+}
+
+/// Binds a Unix socket with the given permissions. The socket is created
+/// under a temporary name, given its mode, then renamed into place, so it is
+/// never reachable with looser permissions.
+fn bind(path: &Path, mode: u32) -> Result<UnixListener> {
+    if path.as_os_str().len() > 100 {
+        bail!("socket path {} is too long for a Unix socket (100 bytes at most)", path.display());
+    }
+    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("sock")));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp).with_context(|| format!("cannot create socket {}", path.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set permissions of {}", path.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot create socket {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Wakes an accept loop so it sees that the service is stopping.
+fn wake(path: &Path) -> bool {
+    UnixStream::connect(path).is_ok()
+}
+
+enum Ctl {
+    Signal(i32),
+    Reload(mpsc::Sender<String>),
+}
+
+pub fn run(ctx: &Ctx) -> Result<ExitCode> {
+    let layout = &ctx.layout;
+    layout.create()?;
+    let _instance = take_instance_lock(layout)?;
+    let log = ctx.open_log()?;
+    let used = log.next_id() > 1;
+    if !ctx.config.enabled && !used {
+        bail!(
+            "auditing is disabled (enabled = false in {}); this data directory holds no records, so there is \
+             nothing to serve",
+            ctx.config_path.display()
+        );
+    }
+    let mut events = vec![Event::new(
+        "Service",
+        "Start",
+        format!(
+            "audit-trail {} started (pid {}, data directory {})",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id(),
+            layout.data_dir.display()
+        ),
+    )];
+    events.extend(selfaudit::config_events(layout, ctx.config_text().as_deref(), &ctx.config, used, true)?);
+    if !ctx.config.enabled {
+        eprintln!(
+            "audit-trail: WARNING: enabled = false is refused: auditing cannot be switched off on a data directory \
+             that holds records; the attempt is recorded"
+        );
+    }
+
+    let socket = ingest_socket_path(layout, &ctx.config);
+    let mode = ctx.config.socket_mode().unwrap_or(0o660);
+    let listener = bind(&socket, mode)?;
+    let control_path = control_socket_path(layout);
+    let control = bind(&control_path, 0o600)?;
+
+    let (l2, host, cap, clock) = (layout.clone(), ctx.host.clone(), ctx.config.capacity, ctx.clock.clone());
+    let reopen: writer::Reopen = Box::new(move || {
+        let (log, notes) = Log::open(&l2, &host, cap, clock.clone())?;
+        for n in notes {
+            eprintln!("audit-trail: {n}");
+        }
+        Ok(log)
+    });
+    let next_id = log.next_id();
+    let (wtx, whandle) = writer::spawn(log, reopen);
+    jobs::submit_events(&wtx, &ctx.host, &*ctx.clock, &events).context("cannot record the service start")?;
+
+    let shared = Arc::new(Shared::new(wtx.clone(), ctx.host.clone(), ctx.clock.clone(), ctx.config.mask()));
+    let sh = shared.clone();
+    let accept = std::thread::Builder::new().name("accept".into()).spawn(move || ingest::accept_loop(listener, sh))?;
+
+    let env = Arc::new(JobEnv {
+        layout: layout.clone(),
+        config: RwLock::new(ctx.config.clone()),
+        host: ctx.host.clone(),
+        clock: ctx.clock.clone(),
+        writer: wtx.clone(),
+        schedules_dir: ctx.schedules_dir.clone(),
+    });
+    if let Err(e) = scheduler::trim_history(layout) {
+        eprintln!("audit-trail: {e:#}");
+    }
+    let loaded = scheduler::load_dir(&ctx.schedules_dir);
+    for e in &loaded.errors {
+        eprintln!("audit-trail: schedule not loaded: {e}");
+    }
+    let enabled = loaded.schedules.iter().filter(|s| s.enabled).count();
+    let sched = Scheduler::start(env.clone(), loaded.schedules);
+
+    let (ctl_tx, ctl_rx) = mpsc::channel::<Ctl>();
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    let sig_handle = signals.handle();
+    let stx = ctl_tx.clone();
+    let sig_thread = std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for s in signals.forever() {
+            if stx.send(Ctl::Signal(s)).is_err() {
+                break;
+            }
+        }
+    })?;
+    let cenv = env.clone();
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cstop = stopping.clone();
+    let control_thread = std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || control_loop(control, &cenv, &ctl_tx, &cstop))?;
+
+    eprintln!(
+        "audit-trail: serving {} on {} (next id {next_id}; {enabled} schedule(s) enabled from {})",
+        layout.data_dir.display(),
+        socket.display(),
+        ctx.schedules_dir.display()
+    );
+
+    let mut why = "stopped";
+    loop {
+        match ctl_rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(Ctl::Signal(SIGHUP)) => {
+                let msg = reload(ctx, &env, &shared, &sched);
+                eprintln!("audit-trail: {msg}");
+            }
+            Ok(Ctl::Reload(reply)) => {
+                let _ = reply.send(reload(ctx, &env, &shared, &sched));
+            }
+            Ok(Ctl::Signal(s)) => {
+                why = if s == SIGINT { "stopped by SIGINT" } else { "stopped by SIGTERM" };
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => save_dropped(layout, &shared),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+
+    eprintln!("audit-trail: stopping");
+    let left = sched.stop(Duration::from_secs(20));
+    if !left.is_empty() {
+        eprintln!("audit-trail: job(s) still running at stop, left to end with the process: {}", left.join(", "));
+    }
+    shared.stopping.store(true, Ordering::SeqCst);
+    stopping.store(true, Ordering::SeqCst);
+    // New clients are refused from here on; `append` then works directly
+    // on the data directory once this process has let go of the log.
+    if wake(&socket) {
+        let _ = accept.join();
+    }
+    let _ = std::fs::remove_file(&socket);
+    if wake(&control_path) {
+        let _ = control_thread.join();
+    }
+    let _ = std::fs::remove_file(&control_path);
+    shared.close_all(Duration::from_secs(5));
+    save_dropped(layout, &shared);
+    let stop_event = Event::new("Service", "Stop", format!("audit-trail {why} (pid {})", std::process::id()));
+    if let Err(e) = env.audit(&[stop_event]) {
+        eprintln!("audit-trail: cannot record the stop: {e:#}");
+    }
+    let (tx, rx) = mpsc::channel();
+    let next = if wtx.send(writer::Request::Stop(tx)).is_ok() { rx.recv().ok() } else { None };
+    drop(wtx);
+    let _ = whandle.join();
+    sig_handle.close();
+    let _ = sig_thread.join();
+    match next {
+        Some(n) => eprintln!("audit-trail: {why}; everything acknowledged is on disk (next id {n})"),
+        None => eprintln!("audit-trail: {why}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn save_dropped(layout: &Layout, shared: &Shared) {
+    let counts = std::mem::take(&mut *shared.dropped.lock().unwrap_or_else(|e| e.into_inner()));
+    if let Err(e) = mask::add_dropped(layout, &counts) {
+        eprintln!("audit-trail: {e:#}");
+        // Keep them for the next try.
+        let mut d = shared.dropped.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in counts {
+            *d.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// SIGHUP / `reload`: configuration and schedules are read again. A bad
+/// configuration is reported and the running one kept.
+fn reload(ctx: &Ctx, env: &JobEnv, shared: &Shared, sched: &Scheduler) -> String {
+    let mut notes = Vec::new();
+    match ctx.reload_config() {
+        Ok((cfg, text)) => {
+            let old = env.config.read().unwrap_or_else(|e| e.into_inner()).clone();
+            match selfaudit::config_events(&ctx.layout, text.as_deref(), &cfg, true, true) {
+                Ok(events) => {
+                    if let Err(e) = env.audit(&events) {
+                        notes.push(format!("cannot record the configuration change: {e:#}"));
+                    }
+                }
+                Err(e) => notes.push(format!("{e:#}")),
+            }
+            if !cfg.enabled {
+                notes.push("enabled = false is refused (auditing cannot be switched off); the attempt is recorded".into());
+            }
+            if cfg.capacity != old.capacity || cfg.host() != old.host() || cfg.ingest_socket != old.ingest_socket {
+                notes.push("capacity, host_name and ingest_socket take effect at the next start".into());
+            }
+            *shared.mask.write().unwrap_or_else(|e| e.into_inner()) = cfg.mask();
+            *env.config.write().unwrap_or_else(|e| e.into_inner()) = cfg;
+            notes.push("configuration reloaded".into());
+        }
+        Err(e) => notes.push(format!("configuration not reloaded, the running one is kept: {e:#}")),
+    }
+    let loaded = scheduler::load_dir(&ctx.schedules_dir);
+    for e in &loaded.errors {
+        notes.push(format!("schedule not loaded: {e}"));
+    }
+    notes.push(format!(
+        "{} schedule(s) loaded, {} enabled",
+        loaded.schedules.len(),
+        loaded.schedules.iter().filter(|s| s.enabled).count()
+    ));
+    sched.reload(loaded.schedules);
+    notes.join("; ")
+}
+
+/// Answers the CLI on the control socket: one JSON request line, one answer
+/// line (`{"ok":true,"message":…}` or `{"ok":false,"error":…}`).
+fn control_loop(
+    listener: UnixListener,
+    env: &JobEnv,
+    ctl: &mpsc::Sender<Ctl>,
+    stopping: &std::sync::atomic::AtomicBool,
+) {
+    for conn in listener.incoming() {
+        if stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = conn else { continue };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut line = String::new();
+        if BufReader::new(&stream).read_line(&mut line).is_err() {
+            continue;
+        }
+        let cmd = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v.get("command").and_then(|c| c.as_str()).map(str::to_owned))
+            .unwrap_or_default();
+        let result: Result<String> = match cmd.as_str() {
+            "rotate" => jobs::run_job(env, &scheduler::Job::Rotate),
+            "reload" => {
+                let (tx, rx) = mpsc::channel();
+                ctl.send(Ctl::Reload(tx))
+                    .map_err(|_| anyhow!("the service is stopping"))
+                    .and_then(|()| rx.recv().map_err(|_| anyhow!("the service is stopping")))
+            }
+            "ping" => Ok(format!("pid {}", std::process::id())),
+            other => Err(anyhow!("unknown control command {other:?}")),
+        };
+        let answer = match result {
+            Ok(m) => serde_json::json!({"ok": true, "message": m}),
+            Err(e) => serde_json::json!({"ok": false, "error": format!("{e:#}")}),
+        };
+        let mut s = &stream;
+        let _ = writeln!(s, "{answer}");
+    }
+}

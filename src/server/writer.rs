@@ -1,0 +1,205 @@
+//! The log writer: one thread owns the [`Log`] and commits whatever requests
+//! are queued as one group (group commit). Connections keep parsing and
+//! rendering while a group is being written and fsynced, so one fsync covers
+//! every record that arrived in the meantime, from any number of clients.
+//!
+//! A reply is sent only after the group's fsync, so an id handed to a client
+//! is always on disk. If a write fails, every request of the group gets the
+//! error, the log is reopened (which repairs a torn tail) and later requests
+//! are served again.
+
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::log::{Log, Sealed};
+
+/// Records rendered by a connection, committed together.
+pub struct Batch {
+    /// Record bodies ([`crate::xml_write::record_body`]) back to back.
+    pub bodies: Vec<u8>,
+    /// End offset of each body in `bodies`.
+    pub ends: Vec<usize>,
+    /// Gets the id of the first record once all are on disk.
+    pub reply: mpsc::Sender<Result<u64, String>>,
+}
+
+pub enum Request {
+    Append(Batch),
+    Rotate(mpsc::Sender<Result<Option<Sealed>, String>>),
+    /// Finish what is queued before this, then stop; replies with the next id.
+    Stop(mpsc::Sender<u64>),
+}
+
+/// Requests waiting for the writer; senders block beyond this (backpressure).
+const QUEUE: usize = 256;
+/// A group stops taking queued requests beyond this many bytes of records.
+const GROUP_BYTES: usize = 64 << 20;
+
+pub type Reopen = Box<dyn Fn() -> Result<Log> + Send>;
+
+pub fn spawn(log: Log, reopen: Reopen) -> (SyncSender<Request>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::sync_channel(QUEUE);
+    let handle = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || run(log, reopen, rx))
+        .expect("cannot start the log writer thread");
+    (tx, handle)
+}
+
+fn run(log: Log, reopen: Reopen, rx: Receiver<Request>) {
+    let mut log = Some(log);
+    let mut next_id = log.as_ref().map_or(0, Log::next_id);
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        let mut bytes = size(&group[0]);
+        while bytes < GROUP_BYTES && !matches!(group.last(), Some(Request::Stop(_))) {
+            match rx.try_recv() {
+                Ok(r) => {
+                    bytes += size(&r);
+                    group.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        if log.is_none() {
+            match reopen() {
+                Ok(l) => log = Some(l),
+                Err(e) => {
+                    let msg = format!("the log cannot be written: {e:#}");
+                    eprintln!("audit-trail: {msg}");
+                    for r in group {
+                        fail(r, &msg, next_id);
+                    }
+                    // Do not spin on a persistent failure.
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+            }
+        }
+        let l = log.as_mut().expect("log present");
+        let stop = process(l, group);
+        next_id = l.next_id();
+        if l.is_poisoned() {
+            log = None;
+        }
+        if let Some(reply) = stop {
+            drop(log.take());
+            let _ = reply.send(next_id);
+            return;
+        }
+    }
+}
+
+fn size(r: &Request) -> usize {
+    match r {
+        Request::Append(b) => b.bodies.len(),
+        _ => 0,
+    }
+}
+
+fn fail(r: Request, msg: &str, next_id: u64) {
+    match r {
+        Request::Append(b) => {
+            let _ = b.reply.send(Err(msg.to_owned()));
+        }
+        Request::Rotate(reply) => {
+            let _ = reply.send(Err(msg.to_owned()));
+        }
+        Request::Stop(reply) => {
+            let _ = reply.send(next_id);
+        }
+    }
+}
+
+/// Writes one group; returns the stop request if the group ended with one.
+fn process(log: &mut Log, group: Vec<Request>) -> Option<mpsc::Sender<u64>> {
+    let mut appends: Vec<(mpsc::Sender<Result<u64, String>>, u64)> = Vec::new();
+    let mut iter = group.into_iter();
+    loop {
+        // Appends up to the next rotate or stop share one commit.
+        let mut app = match log.begin() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                let msg = format!("{e:#}");
+                for r in iter {
+                    fail(r, &msg, 0);
+                }
+                return None;
+            }
+        };
+        let mut other = None;
+        let mut error = None;
+        for r in iter.by_ref() {
+            match r {
+                Request::Append(b) => {
+                    if error.is_some() {
+                        let _ = b.reply.send(Err(error.clone().unwrap_or_default()));
+                        continue;
+                    }
+                    let a = app.as_mut().expect("appender open");
+                    let mut start = 0;
+                    let mut first = None;
+                    for &end in &b.ends {
+                        match a.push_body(&b.bodies[start..end]) {
+                            Ok(id) => {
+                                first.get_or_insert(id);
+                            }
+                            Err(e) => {
+                                error = Some(format!("the record could not be written: {e:#}"));
+                                break;
+                            }
+                        }
+                        start = end;
+                    }
+                    match (&error, first) {
+                        (None, Some(first)) => appends.push((b.reply, first)),
+                        _ => {
+                            let _ = b.reply.send(Err(error.clone().unwrap_or_else(|| "empty batch".into())));
+                        }
+                    }
+                }
+                r => {
+                    other = Some(r);
+                    break;
+                }
+            }
+        }
+        let committed = match (error, app.take()) {
+            (None, Some(a)) => a.commit().map_err(|e| format!("the record could not be written: {e:#}")),
+            (Some(e), _) => Err(e),
+            (None, None) => Ok(None),
+        };
+        match committed {
+            Ok(_) => {
+                for (reply, first) in appends.drain(..) {
+                    let _ = reply.send(Ok(first));
+                }
+            }
+            Err(msg) => {
+                eprintln!("audit-trail: {msg}");
+                for (reply, _) in appends.drain(..) {
+                    let _ = reply.send(Err(msg.clone()));
+                }
+                let next = log.next_id();
+                for r in iter.by_ref() {
+                    fail(r, &msg, next);
+                }
+                if let Some(r) = other {
+                    fail(r, &msg, next);
+                }
+                return None;
+            }
+        }
+        match other {
+            None => return None,
+            Some(Request::Stop(reply)) => return Some(reply),
+            Some(Request::Rotate(reply)) => {
+                let _ = reply.send(log.rotate().map_err(|e| format!("{e:#}")));
+            }
+            Some(Request::Append(_)) => unreachable!("appends are handled above"),
+        }
+    }
+}
