@@ -47,7 +47,10 @@ pub fn control(ctx: &Ctx, command: &str) -> Result<Option<String>> {
         match UnixStream::connect(&path) {
             Ok(s) => break s,
             Err(e) if Instant::now() >= deadline => {
-                bail!("audit-trail serve (pid {pid}) runs but its control socket {} cannot be reached: {e}", path.display())
+                bail!(
+                    "audit-trail serve (pid {pid}) runs but its control socket {} cannot be reached: {e}",
+                    path.display()
+                )
             }
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }

@@ -46,8 +46,8 @@ fn append_one(ctx: &Ctx, args: &AppendArgs, defaults: &Defaults<'_>) -> Result<E
         let mut line = Vec::new();
         crate::export::json_line(&mut line, &rec);
         // The id is the archiver's to give: drop the placeholder.
-        let line = [b"{".as_slice(), &line[line.iter().position(|&b| b == b',').map_or(line.len() - 2, |p| p + 1)..]]
-            .concat();
+        let line =
+            [b"{".as_slice(), &line[line.iter().position(|&b| b == b',').map_or(line.len() - 2, |p| p + 1)..]].concat();
         let mut answer = None;
         client::submit(stream, &line, |a| answer = Some(a))?;
         return match answer.context("no answer from the service")? {

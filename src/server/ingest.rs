@@ -257,7 +257,6 @@ fn submit(lines: &[u8], shared: &Shared, tx: &SyncSender<Pending>, line_no: &mut
         items.push(Item::Record(ends.len() as u64));
         xml_write::record_body(&mut bodies, &rec);
         ends.push(bodies.len());
-
     }
     if !dropped.is_empty() {
         let mut d = shared.dropped.lock().unwrap_or_else(|e| e.into_inner());

@@ -77,9 +77,9 @@ pub fn run_job(env: &JobEnv, job: &Job) -> Result<String> {
         Job::Archive | Job::Purge | Job::Backup { .. } => {
             Err(anyhow!("the {} job is not available in this build", job.name()))
         }
-        Job::Upload { target } => Err(anyhow!(
-            "upload to {target:?}: uploads are not available in this version of audit-trail"
-        )),
+        Job::Upload { target } => {
+            Err(anyhow!("upload to {target:?}: uploads are not available in this version of audit-trail"))
+        }
     }
 }
 

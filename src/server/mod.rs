@@ -295,7 +295,9 @@ fn reload(ctx: &Ctx, env: &JobEnv, shared: &Shared, sched: &Scheduler) -> String
                 Err(e) => notes.push(format!("{e:#}")),
             }
             if !cfg.enabled {
-                notes.push("enabled = false is refused (auditing cannot be switched off); the attempt is recorded".into());
+                notes.push(
+                    "enabled = false is refused (auditing cannot be switched off); the attempt is recorded".into(),
+                );
             }
             if cfg.capacity != old.capacity || cfg.host() != old.host() || cfg.ingest_socket != old.ingest_socket {
                 notes.push("capacity, host_name and ingest_socket take effect at the next start".into());

@@ -236,3 +236,135 @@ impl Env {
             .collect()
     }
 }
+
+/// A running `audit-trail serve` on an [`Env`]'s data directory.
+pub struct Server {
+    pub child: std::process::Child,
+    pub stderr_path: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Env {
+    /// An empty schedules directory for services that need no schedules.
+    pub fn no_schedules(&self) -> PathBuf {
+        let d = self.dir.path().join("no-schedules");
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Starts `serve` with the given schedules directory and waits until its
+    /// ingest socket answers. Panics (with the service's stderr) if it does
+    /// not come up.
+    #[track_caller]
+    pub fn serve(&self, schedules: &Path) -> Server {
+        self.try_serve(schedules).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_serve(&self, schedules: &Path) -> Result<Server, String> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let stderr_path = self.dir.path().join(format!("serve-{}.err", N.fetch_add(1, Ordering::Relaxed)));
+        let err = std::fs::File::create(&stderr_path).unwrap();
+        let child = self
+            .cmd(&["--schedules", schedules.to_str().unwrap(), "serve"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("spawn audit-trail serve");
+        let mut server = Server { child, stderr_path, socket: self.data.join("ingest.sock") };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!("serve exited ({status}) before listening:\n{}", server.stderr()));
+            }
+            if server.stderr().contains("audit-trail: serving ")
+                && std::os::unix::net::UnixStream::connect(&server.socket).is_ok()
+            {
+                return Ok(server);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("serve did not start listening within 20 s:\n{}", server.stderr()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Server {
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn connect(&self) -> std::os::unix::net::UnixStream {
+        let s = std::os::unix::net::UnixStream::connect(&self.socket).expect("connect to the ingest socket");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+        s
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("kill");
+        assert!(ok.success(), "kill -{sig} failed");
+    }
+
+    /// SIGKILL, then waits for the process.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, waits for a clean exit (at most 30 s) and returns stderr.
+    #[track_caller]
+    pub fn stop(mut self) -> String {
+        self.signal("TERM");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let err = self.stderr();
+                assert!(status.success(), "serve did not stop cleanly ({status}):\n{err}");
+                return err;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("serve did not stop within 30 s of SIGTERM:\n{}", self.stderr());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `input` on a socket while reading the answers (one per non-blank
+/// line), like a pipelining client. Returns the answers as JSON values; stops
+/// early (returning what it got) if the connection breaks.
+pub fn submit(stream: std::os::unix::net::UnixStream, input: Vec<u8>) -> Vec<serde_json::Value> {
+    use std::io::BufRead;
+    let expected = input.split(|&b| b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)).count();
+    let mut w = stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&input);
+        let _ = w.shutdown(std::net::Shutdown::Write);
+    });
+    let mut answers = Vec::new();
+    let mut rd = std::io::BufReader::new(stream);
+    let mut line = String::new();
+    while answers.len() < expected {
+        line.clear();
+        match rd.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => answers.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad answer {line:?}: {e}"))),
+        }
+    }
+    let _ = writer.join();
+    answers
+}

@@ -1,0 +1,357 @@
+//! The service: ingest socket, single instance, self-audit, event mask,
+//! reload, scheduler, and SIGKILL under socket load.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Env, json_records, submit, well_formed_errors};
+
+fn line(data: &str, category: &str) -> String {
+    format!(
+        "{}\n",
+        serde_json::json!({"app_name": "Provisioning", "action_type": "Change", "action_data": data, "category": category})
+    )
+}
+
+/// Every exported record as (id, action_data, app_name, action_type).
+fn exported(env: &Env) -> Vec<(u64, String, String, String)> {
+    env.export_all_lines()
+        .into_iter()
+        .map(|(id, l)| {
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+            let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_owned();
+            (id, s("action_data"), s("app_name"), s("action_type"))
+        })
+        .collect()
+}
+
+#[test]
+fn answers_come_in_request_order_and_only_for_durable_records() {
+    let env = Env::new();
+    let server = env.serve(&env.no_schedules());
+    let mut input = String::new();
+    let mut expect = Vec::new();
+    for i in 0..1200 {
+        if i % 10 == 3 {
+            input.push_str("{\"app_name\":\"x\"}\n");
+            expect.push("error");
+        } else if i % 7 == 5 {
+            input.push_str(&line(&format!("masked {i}"), "read"));
+            expect.push("dropped");
+        } else {
+            input.push_str(&line(&format!("kept {i} <&]]>\ttab"), "config"));
+            expect.push("id");
+        }
+        if i % 100 == 0 {
+            input.push_str("\n   \n");
+        }
+    }
+    let answers = submit(server.connect(), input.into_bytes());
+    assert_eq!(answers.len(), expect.len(), "one answer per request line");
+    let mut ids = Vec::new();
+    for (i, (a, want)) in answers.iter().zip(&expect).enumerate() {
+        match *want {
+            "id" => ids.push((a["id"].as_u64().unwrap_or_else(|| panic!("answer {i}: {a}")), i)),
+            "error" => assert!(a["error"].as_str().is_some_and(|e| e.contains("action_type")), "answer {i}: {a}"),
+            _ => {
+                assert!(a["id"].is_null() && a["dropped"].as_str().is_some_and(|d| d.contains("read")), "{i}: {a}")
+            }
+        }
+    }
+    // Record 1 is the service's own start record.
+    for (k, (id, _)) in ids.iter().enumerate() {
+        assert_eq!(*id, 2 + k as u64, "ids are consecutive in request order");
+    }
+    // Readers take no lock: the export sees the records while the service runs.
+    let got: HashMap<u64, String> = exported(&env).into_iter().map(|(id, d, _, _)| (id, d)).collect();
+    for (id, i) in &ids {
+        assert_eq!(got[id], format!("kept {i} <&]]>\ttab"));
+    }
+    let err = server.stop();
+    assert!(err.contains("stopped by SIGTERM"), "{err}");
+    let all = exported(&env);
+    assert_eq!(all.first().map(|r| r.3.as_str()), Some("Start"));
+    assert_eq!(all.last().map(|r| (r.2.as_str(), r.3.as_str())), Some(("audit-trail", "Stop")));
+    let st: serde_json::Value = serde_json::from_str(&env.run(&["status", "--json"]).success().stdout).unwrap();
+    let dropped = expect.iter().filter(|e| **e == "dropped").count() as u64;
+    assert_eq!(st["dropped"]["read"].as_u64(), Some(dropped), "{st}");
+    assert!(st["service"].is_null());
+    env.run(&["verify"]).success();
+}
+
+#[test]
+fn concurrent_clients_get_unique_gap_free_ids() {
+    let env = Env::with_capacity(700);
+    let server = env.serve(&env.no_schedules());
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let stream = server.connect();
+            std::thread::spawn(move || {
+                let input: String = (0..600).map(|i| line(&format!("c{c} r{i}"), "config")).collect();
+                let answers = submit(stream, input.into_bytes());
+                answers.iter().enumerate().map(|(i, a)| (a["id"].as_u64().unwrap(), format!("c{c} r{i}"))).collect()
+            })
+        })
+        .collect();
+    let mut sent: BTreeMap<u64, String> = BTreeMap::new();
+    for c in clients {
+        let got: Vec<(u64, String)> = c.join().unwrap();
+        // Each client sees its own ids increasing.
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
+        for (id, data) in got {
+            assert!(sent.insert(id, data).is_none(), "id {id} given twice");
+        }
+    }
+    assert_eq!(sent.len(), 4800);
+    server.stop();
+    let all = exported(&env);
+    let ids: Vec<u64> = all.iter().map(|r| r.0).collect();
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>(), "gap-free from 1");
+    for (id, data, _, _) in &all {
+        if let Some(want) = sent.get(id) {
+            assert_eq!(data, want, "record {id}");
+        }
+    }
+    assert!(env.sealed_files().len() >= 6, "rollovers happened under concurrent load");
+    assert!(well_formed_errors(&env.sealed_files()).is_empty());
+    env.run(&["verify"]).success();
+}
+
+#[test]
+fn second_service_is_refused_and_cli_goes_through_the_service() {
+    let env = Env::new();
+    let server = env.serve(&env.no_schedules());
+    let second = env.run(&["--schedules", env.no_schedules().to_str().unwrap(), "serve"]).failure();
+    assert!(
+        second.stderr.contains("already running") && second.stderr.contains(&server.pid().to_string()),
+        "{}",
+        second.stderr
+    );
+    // append (one record and JSON Lines) and rotate reach the running service.
+    let one = env.run(&["append", "--app", "Console", "--action", "Login", "--category", "presence"]).success();
+    assert_eq!(one.stdout.trim(), "2");
+    let many = env.run_with_input(&["append", "--json", "-"], &json_records(50)).success();
+    assert!(many.stdout.contains("appended 50 records: ids 3..52"), "{}", many.stdout);
+    let bad = env.run_with_input(&["append", "--json", "-"], b"{\"app_name\":\"x\"}\n").failure();
+    assert!(bad.stderr.contains("line 1") && bad.stderr.contains("action_type"), "{}", bad.stderr);
+    let rot = env.run(&["rotate"]).success();
+    assert!(rot.stdout.contains("sealed") && rot.stdout.contains("ids 1..52"), "{}", rot.stdout);
+    assert_eq!(env.sealed_files().len(), 1);
+    let st = env.run(&["status"]).success();
+    assert!(st.stdout.contains(&format!("running (pid {}", server.pid())), "{}", st.stdout);
+    server.stop();
+    assert!(!env.data.join("ingest.sock").exists(), "socket removed at stop");
+    // Without a service, append works directly and the sequence continues.
+    let direct = env.run(&["append", "--app", "Console", "--action", "Logout"]).success();
+    assert_eq!(direct.stdout.trim(), "54", "52 records + the stop record, then this one");
+}
+
+#[test]
+fn a_client_that_never_reads_does_not_block_the_others() {
+    let env = Env::new();
+    let server = env.serve(&env.no_schedules());
+    let stuck = server.connect();
+    let mut w = stuck.try_clone().unwrap();
+    // Write far more than the socket buffers hold, never reading an answer.
+    let flood = std::thread::spawn(move || {
+        let big = json_records(200_000);
+        let _ = w.write_all(&big);
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let other = server.connect();
+    let mut w2 = other.try_clone().unwrap();
+    let mut rd = BufReader::new(other);
+    for i in 0..20 {
+        let started = Instant::now();
+        w2.write_all(line(&format!("probe {i}"), "config").as_bytes()).unwrap();
+        let mut answer = String::new();
+        rd.read_line(&mut answer).expect("the second client gets its answer");
+        assert!(answer.contains("\"id\":"), "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(5), "answer took {:?}", started.elapsed());
+    }
+    drop(stuck);
+    server.stop();
+    let _ = flood.join();
+    env.run(&["verify"]).success();
+}
+
+#[test]
+fn service_audits_itself_and_refuses_to_switch_auditing_off() {
+    // A fresh directory with auditing disabled: nothing to serve, nothing appended.
+    let fresh = Env::with_config("host_name = \"pbx01\"\nenabled = false\n");
+    let r = fresh.run(&["--schedules", fresh.no_schedules().to_str().unwrap(), "serve"]).failure();
+    assert!(r.stderr.contains("auditing is disabled"), "{}", r.stderr);
+    let r = fresh.run(&["append", "--app", "A", "--action", "B"]).failure();
+    assert!(r.stderr.contains("auditing is disabled"), "{}", r.stderr);
+
+    let env = Env::new();
+    env.serve(&env.no_schedules()).stop();
+    std::fs::write(&env.config, "host_name = \"pbx01\"\ncapacity = 100\nenabled = false\n").unwrap();
+    let server = env.serve(&env.no_schedules());
+    assert!(server.stderr().contains("enabled = false is refused"), "{}", server.stderr());
+    let answers = submit(server.connect(), line("still recorded", "config").into_bytes());
+    assert!(answers[0]["id"].as_u64().is_some(), "auditing goes on: {}", answers[0]);
+    server.stop();
+    let all = exported(&env);
+    let actions: Vec<(&str, &str)> = all.iter().map(|r| (r.3.as_str(), r.1.as_str())).collect();
+    let change = actions.iter().find(|a| a.0 == "Change" && a.1.starts_with("configuration changed"));
+    assert!(change.is_some_and(|c| c.1.contains("capacity") && c.1.contains("enabled")), "{actions:?}");
+    assert!(actions.iter().any(|a| a.0 == "Disable attempt"), "{actions:?}");
+    assert!(actions.iter().any(|a| a.1 == "still recorded"));
+    assert_eq!(actions.iter().filter(|a| a.0 == "Start").count(), 2);
+    assert_eq!(actions.iter().filter(|a| a.0 == "Stop").count(), 2);
+}
+
+#[test]
+fn sighup_reloads_the_event_mask_and_records_the_change() {
+    let env = Env::new();
+    let server = env.serve(&env.no_schedules());
+    let a = submit(server.connect(), line("read 1", "read").into_bytes());
+    assert!(a[0]["dropped"].is_string(), "{}", a[0]);
+    std::fs::write(&env.config, "host_name = \"pbx01\"\nevent_mask = \"all\"\n").unwrap();
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut id = None;
+    while id.is_none() && Instant::now() < deadline {
+        let a = submit(server.connect(), line("read 2", "read").into_bytes());
+        id = a[0]["id"].as_u64();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(id.is_some(), "after SIGHUP the mask admits `read`:\n{}", server.stderr());
+    // A broken configuration is reported and the running one kept.
+    std::fs::write(&env.config, "host_name = \"pbx01\"\ncapacity = \"lots\"\n").unwrap();
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.stderr().contains("the running one is kept") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.stderr().contains("the running one is kept"), "{}", server.stderr());
+    let a = submit(server.connect(), line("read 3", "read").into_bytes());
+    assert!(a[0]["id"].is_u64(), "{}", a[0]);
+    server.stop();
+    std::fs::write(&env.config, "host_name = \"pbx01\"\nevent_mask = \"all\"\n").unwrap();
+    let all = exported(&env);
+    assert!(all.iter().any(|r| r.3 == "Change" && r.1.contains("event_mask")), "{all:?}");
+}
+
+#[test]
+fn scheduler_runs_second_level_schedules_and_reports_bad_files() {
+    let env = Env::new();
+    let dir = env.dir.path().join("schedules");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("rotate-fast.toml"), "cron = \"*/2 * * * * *\"\njob = \"rotate\"\n").unwrap();
+    std::fs::write(dir.join("broken.toml"), "job = \"rotate\"\ncron = \"every day\"\n").unwrap();
+    std::fs::write(dir.join("off.toml"), "cron = \"@hourly\"\njob = \"rotate\"\nenabled = false\n").unwrap();
+    let server = env.serve(&dir);
+    assert!(server.stderr().contains("broken.toml:2"), "{}", server.stderr());
+    let started = Instant::now();
+    let mut i = 0;
+    while started.elapsed() < Duration::from_millis(5500) {
+        submit(server.connect(), line(&format!("tick {i}"), "config").into_bytes());
+        i += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let sealed = env.sealed_files().len();
+    assert!((2..=4).contains(&sealed), "rotate every 2 s for 5.5 s sealed {sealed} files");
+    let st: serde_json::Value =
+        serde_json::from_str(&env.run(&["--schedules", dir.to_str().unwrap(), "status", "--json"]).success().stdout)
+            .unwrap();
+    let fast = st["schedules"].as_array().unwrap().iter().find(|s| s["name"] == "rotate-fast").unwrap().clone();
+    assert_eq!(fast["last_run"]["outcome"], "ok", "{fast}");
+    assert!(fast["last_run"]["message"].as_str().unwrap().contains("sealed"), "{fast}");
+    assert!(st["schedule_errors"][0].as_str().unwrap().contains("broken.toml:2"), "{st}");
+    let list = env.run(&["--schedules", dir.to_str().unwrap(), "schedules"]);
+    assert_eq!(list.code, Some(2), "a schedule that cannot be loaded makes `schedules` fail");
+    assert!(list.stdout.contains("rotate-fast") && list.stdout.contains("disabled"), "{}", list.stdout);
+    assert!(list.stdout.contains("broken.toml:2"), "{}", list.stdout);
+    server.stop();
+    env.run(&["verify"]).success();
+}
+
+#[test]
+fn runs_missed_while_down_are_caught_up_once() {
+    let env = Env::new();
+    let dir = env.dir.path().join("schedules");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("nightly.toml"), "cron = \"0 0 0 * * *\"\njob = \"rotate\"\n").unwrap();
+    env.run_with_input(&["append", "--json", "-"], &json_records(10)).success();
+    // The service last saw this schedule due three days ago.
+    std::fs::create_dir_all(env.data.join("state/jobs")).unwrap();
+    let long_ago = (chrono::Local::now() - chrono::Duration::days(3)).to_rfc3339();
+    std::fs::write(env.data.join("state/jobs/last-due.json"), format!("{{\"nightly\":\"{long_ago}\"}}")).unwrap();
+    let server = env.serve(&dir);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.sealed_files().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    server.stop();
+    assert_eq!(env.sealed_files().len(), 1, "three missed nights are caught up by one run");
+    let history = std::fs::read_to_string(env.data.join("state/jobs/history.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 1, "{history}");
+    assert!(history.contains("missed while the service was down"), "{history}");
+    // Started again right away: nothing is missed any more.
+    env.serve(&dir).stop();
+    assert_eq!(env.sealed_files().len(), 1);
+}
+
+/// Clients stream records over the socket while the service is killed with
+/// SIGKILL again and again: every answered id is there with its record, ids
+/// are gap-free, sealed files are well-formed and `verify` passes.
+#[test]
+fn sigkill_under_socket_load_loses_nothing_answered() {
+    let env = Env::with_capacity(250);
+    let seed = std::env::var("AUDIT_TRAIL_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
+    });
+    let mut rng = seed;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut acked: BTreeMap<u64, String> = BTreeMap::new();
+    let rounds = 8;
+    for round in 0..rounds {
+        let inputs: Vec<String> =
+            (0..4).map(|c| (0..40_000).map(|i| line(&format!("r{round} c{c} #{i}"), "config")).collect()).collect();
+        let server = env.serve(&env.no_schedules());
+        let clients: Vec<_> = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(c, input)| {
+                let stream = server.connect();
+                std::thread::spawn(move || {
+                    let answers = submit(stream, input.into_bytes());
+                    answers
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, a)| Some((a["id"].as_u64()?, format!("r{round} c{c} #{i}"))))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50 + next() % 400));
+        server.kill9();
+        for c in clients {
+            for (id, data) in c.join().unwrap() {
+                assert!(acked.insert(id, data).is_none(), "id {id} answered twice (seed {seed})");
+            }
+        }
+    }
+    eprintln!("{rounds} SIGKILLs under load: {} answered records checked (seed {seed})", acked.len());
+    assert!(acked.len() > 1000, "the clients got answers before the kills ({} acked)", acked.len());
+    // One more start repairs the last crash; its records are then read.
+    env.serve(&env.no_schedules()).stop();
+    let all = exported(&env);
+    let ids: Vec<u64> = all.iter().map(|r| r.0).collect();
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>(), "gap-free (seed {seed})");
+    let by_id: HashMap<u64, &str> = all.iter().map(|r| (r.0, r.1.as_str())).collect();
+    for (id, data) in &acked {
+        assert_eq!(by_id.get(id).copied(), Some(data.as_str()), "answered record {id} (seed {seed})");
+    }
+    assert!(well_formed_errors(&env.sealed_files()).is_empty(), "seed {seed}");
+    env.run(&["verify"]).success();
+}
