@@ -14,55 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::generate;
+
 const BIN: &str = env!("CARGO_BIN_EXE_audit-trail");
-
-/// A small deterministic generator, so every run sees the same data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
-    }
-}
-
-fn generate(n: usize, path: &Path) {
-    let apps =
-        ["System Admin Tool", "Group Administration Tool", "Desktop Tool", "Attendant Console", "Suite", "MiXML"];
-    let actions = ["Login", "Logout", "Login failure", "Add", "Change", "Delete", "Submit"];
-    let cats = ["presence", "failure", "config", "system", "modify"];
-    let auth = ["LDAP", "Local", "SSO", "CUCM"];
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let mut out = String::with_capacity(n * 340);
-    for i in 0..n {
-        let action = rng.pick(&actions);
-        let data = if action.starts_with("Log") {
-            format!("Session ID: {i} User Authenticated: True Session Availability: True")
-        } else {
-            format!(
-                "Extension {}: Display Name changed from 'Old Name {i}' to 'New Name {i}'; COS 1 -> 2",
-                1000 + rng.next() % 9000
-            )
-        };
-        let outcome = if action == "Login failure" { "failure" } else { "success" };
-        out.push_str(&format!(
-            "{{\"user_name\":\"user{}\",\"tenant\":\"acme\",\"source_ip\":\"10.{}.{}.{}\",\"app_name\":\"{}\",\"app_context\":\"User Session\",\"action_type\":\"{action}\",\"action_data\":\"{data}\",\"category\":\"{}\",\"outcome\":\"{outcome}\",\"auth_type\":\"{}\"}}\n",
-            rng.next() % 500,
-            rng.next() % 256,
-            rng.next() % 256,
-            1 + rng.next() % 254,
-            rng.pick(&apps),
-            rng.pick(&cats),
-            rng.pick(&auth),
-        ));
-    }
-    std::fs::write(path, out).expect("write input");
-}
 
 /// Runs a command (through GNU time when present); returns wall time and peak RSS in KiB.
 fn measure(mut cmd: Command, stdout: Option<&Path>) -> (Duration, Option<u64>) {
