@@ -109,6 +109,34 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// Records the archiver's own events: through the running service when
+    /// there is one (it holds the log), else directly.
+    pub fn record_events(&self, events: &[crate::selfaudit::Event]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if let Some(stream) = crate::client::ingest(self)? {
+            let input: String = events.iter().map(crate::selfaudit::Event::json_line).collect();
+            let mut refused = Vec::new();
+            crate::client::submit(stream, input.as_bytes(), |a| {
+                if let crate::client::Answer::Error(e) = a {
+                    refused.push(e);
+                }
+            })?;
+            if !refused.is_empty() {
+                anyhow::bail!("the service refused the archiver's own record: {}", refused.join("; "));
+            }
+            return Ok(());
+        }
+        let mut log = self.open_log()?;
+        let now = crate::timestamp::format(&self.clock.now());
+        let defaults = crate::record::Defaults { now: &now, node: &self.host };
+        log.append(events.iter().map(|e| e.record(&defaults)))?;
+        Ok(())
+    }
+}
+
 pub fn run(opts: Opts) -> Result<ExitCode> {
     let ctx = Ctx::from_opts(&opts)?;
     match opts.command {

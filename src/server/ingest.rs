@@ -248,7 +248,8 @@ fn submit(lines: &[u8], shared: &Shared, tx: &SyncSender<Pending>, line_no: &mut
             continue;
         }
         let category = rec.get(Field::Category);
-        if !mask.admits(category) {
+        // The archiver's own records (sent by the CLI) are never masked.
+        if !mask.admits(category) && rec.get(Field::AppName) != Some(crate::selfaudit::APP_NAME) {
             let c = category.unwrap_or_default();
             *dropped.entry(c.trim().to_ascii_lowercase()).or_default() += 1;
             items.push(Item::Dropped(EventMask::reason(c)));
