@@ -14,7 +14,11 @@ use crate::log::Log;
 use crate::timestamp::{Clock, SystemClock};
 
 mod append;
+mod archive;
+mod backup;
 mod export;
+mod purge;
+mod restore;
 mod rotate;
 mod show;
 mod status;
@@ -26,6 +30,10 @@ pub struct Ctx {
     pub config: Config,
     pub host: String,
     pub clock: Arc<dyn Clock>,
+    /// The configuration file in use (it may not exist).
+    pub config_file: PathBuf,
+    /// Where schedule files are read from.
+    pub schedules_dir: PathBuf,
 }
 
 impl Ctx {
@@ -37,7 +45,19 @@ impl Ctx {
         };
         let config = Config::load(&config_path, explicit)?;
         let host = config.host();
-        Ok(Ctx { layout: Layout::new(&data_dir), config, host, clock: Arc::new(SystemClock) })
+        let schedules_dir = opts
+            .schedules
+            .clone()
+            .or_else(|| config.schedules_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("schedules"));
+        Ok(Ctx {
+            layout: Layout::new(&data_dir),
+            config,
+            host,
+            clock: Arc::new(SystemClock),
+            config_file: config_path,
+            schedules_dir,
+        })
     }
 
     /// Opens the log for writing, printing what recovery repaired.
@@ -59,5 +79,9 @@ pub fn run(opts: Opts) -> Result<ExitCode> {
         Command::Rotate => rotate::run(&ctx),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Status(a) => status::run(&ctx, a),
+        Command::Archive => archive::run(&ctx),
+        Command::Purge => purge::run(&ctx),
+        Command::Backup(a) => backup::run(&ctx, a),
+        Command::Restore(a) => restore::run(&ctx, a),
     }
 }

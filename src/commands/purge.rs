@@ -1,0 +1,16 @@
+//! `purge`: apply retention (`retention_days`).
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::Ctx;
+
+pub fn run(ctx: &Ctx) -> Result<ExitCode> {
+    let report = crate::purge::purge(&ctx.layout, &ctx.config, ctx.clock.as_ref())?;
+    for n in &report.notes {
+        eprintln!("audit-trail: {n}");
+    }
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
