@@ -8,6 +8,10 @@ use super::Ctx;
 use crate::cli::RestoreArgs;
 
 pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
-    let _ = (ctx, args);
-    anyhow::bail!("not yet")
+    let report = crate::backup::restore(&args.bundle, &ctx.layout.data_dir, args.force)?;
+    for n in &report.verify.notes {
+        eprintln!("audit-trail: note: {n}");
+    }
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
 }
