@@ -37,6 +37,7 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use chrono::Timelike;
 use flate2::Compression;
 
 use crate::archive::{self, MANIFEST};
@@ -195,7 +196,7 @@ pub fn backup(layout: &Layout, config: &Config, opts: &BackupOptions, clock: &dy
     }
 
     // 5. Write it under a hidden name, make it durable, then name it.
-    let (bundle, partial) = bundle_name(&out_dir, &opts.host, clock);
+    let (bundle, partial) = bundle_name(&out_dir, &opts.host, clock)?;
     let files = entries.len();
     if let Err(e) = write_bundle(&partial, entries, clock) {
         let _ = fs::remove_file(&partial);
@@ -236,17 +237,35 @@ fn add_complete_lines(entries: &mut BTreeMap<String, Source>, path: &Path, entry
     Ok(())
 }
 
-/// A free `<host>_<stamp>.backup.tar.gz` in `dir` and its hidden partial name.
-fn bundle_name(dir: &Path, host: &str, clock: &dyn Clock) -> (PathBuf, PathBuf) {
+/// A free `<host>_<stamp>.backup.tar.gz` in `dir` and its hidden partial
+/// name. The stamp is the local time, or one second after the newest bundle
+/// already there, so the bundle just written always sorts newest (several
+/// backups in one second, or a clock stepping back).
+fn bundle_name(dir: &Path, host: &str, clock: &dyn Clock) -> Result<(PathBuf, PathBuf)> {
     let mut stamp = clock.now().naive_local();
-    loop {
-        let name = format!("{host}_{}{BUNDLE_SUFFIX}", stamp.format("%Y%m%d%H%M%S"));
-        let path = dir.join(&name);
-        if !path.exists() {
-            return (path, dir.join(format!(".{name}.partial")));
+    stamp = stamp.with_nanosecond(0).unwrap_or(stamp);
+    for (existing, _) in bundles_in(dir)? {
+        if let Some(t) = crate::timestamp::parse_file_stamp(&existing)
+            && t >= stamp
+        {
+            stamp = t + chrono::Duration::seconds(1);
         }
-        stamp += chrono::Duration::seconds(1);
     }
+    let name = format!("{host}_{}{BUNDLE_SUFFIX}", stamp.format("%Y%m%d%H%M%S"));
+    Ok((dir.join(&name), dir.join(format!(".{name}.partial"))))
+}
+
+/// `(stamp, file name)` of the bundles in `dir`, oldest first.
+fn bundles_in(dir: &Path) -> Result<Vec<(String, String)>> {
+    let mut bundles = Vec::new();
+    for name in maintenance::dir_names(dir)? {
+        if let Some(stem) = name.strip_suffix(BUNDLE_SUFFIX).filter(|_| !name.starts_with('.')) {
+            let stamp = stem.rsplit_once('_').map(|(_, s)| s.to_owned()).unwrap_or_default();
+            bundles.push((stamp, name.clone()));
+        }
+    }
+    bundles.sort();
+    Ok(bundles)
 }
 
 fn write_bundle(partial: &Path, entries: BTreeMap<String, Source>, clock: &dyn Clock) -> Result<()> {
@@ -281,16 +300,12 @@ fn write_bundle(partial: &Path, entries: BTreeMap<String, Source>, clock: &dyn C
 
 /// Removes leftover partial bundles, and all but the newest `keep` bundles.
 fn prune(dir: &Path, keep: usize) -> Result<Vec<PathBuf>> {
-    let mut bundles = Vec::new();
     for name in maintenance::dir_names(dir)? {
         if name.starts_with('.') && name.ends_with(&format!("{BUNDLE_SUFFIX}.partial")) {
             maintenance::remove_if_exists(&dir.join(&name))?;
-        } else if let Some(stem) = name.strip_suffix(BUNDLE_SUFFIX).filter(|_| !name.starts_with('.')) {
-            let stamp = stem.rsplit_once('_').map(|(_, s)| s.to_owned()).unwrap_or_default();
-            bundles.push((stamp, name.clone()));
         }
     }
-    bundles.sort();
+    let bundles = bundles_in(dir)?;
     let excess = bundles.len().saturating_sub(keep);
     let mut removed = Vec::new();
     for (_, name) in bundles.into_iter().take(excess) {
