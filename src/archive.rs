@@ -21,7 +21,7 @@
 //! # Format
 //!
 //! The `.gz` is a standard gzip file made of several members (independently
-//! compressed slices of 1 MiB, concatenated), so that all cores compress
+//! compressed slices of 512 KiB, concatenated), so that all cores compress
 //! and verify a file at once. `gzip -d`, `zcat` and every gzip library read it
 //! as one stream (RFC 1952 §2.2).
 
@@ -45,7 +45,7 @@ pub const MANIFEST: &str = "manifest.jsonl";
 /// Suffix of a compressed file being written.
 const PARTIAL_SUFFIX: &str = ".partial";
 /// Bytes of plain text compressed as one gzip member.
-const SLICE: usize = 1 << 20;
+const SLICE: usize = 1 << 19;
 /// gzip level, the same as `gzip -6` (the default of gzip and zlib).
 const LEVEL: u32 = 6;
 
