@@ -42,6 +42,14 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Counts, active file, next id, service, schedules and their last runs
     Status(StatusArgs),
+    /// Compress sealed files into archive/ (verified, recorded in the manifest)
+    Archive,
+    /// Remove sealed and archived files older than retention_days
+    Purge,
+    /// Write a backup bundle of the data directory (consistent while the service runs)
+    Backup(BackupArgs),
+    /// Restore a backup bundle into the data directory and verify it
+    Restore(RestoreArgs),
     /// Run the service: ingest socket, scheduler, self-audit (stop with SIGTERM, reload with SIGHUP)
     Serve,
     /// List the schedules with their next fire times and last runs
@@ -247,4 +255,23 @@ pub struct StatusArgs {
     /// Machine-readable output
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Directory for the bundle (default: <data-dir>/backups)
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Bundles to keep in that directory, newest first (default: keep_backups, 7)
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The bundle (`<host>_<YYYYMMDDHHMMSS>.backup.tar.gz`)
+    pub bundle: PathBuf,
+    /// Replace the contents of a data directory that is not empty
+    #[arg(long)]
+    pub force: bool,
 }

@@ -14,7 +14,11 @@ use crate::log::Log;
 use crate::timestamp::{Clock, SystemClock};
 
 mod append;
+mod archive;
+mod backup;
 mod export;
+mod purge;
+mod restore;
 mod rotate;
 mod schedules;
 mod show;
@@ -148,5 +152,9 @@ pub fn run(opts: Opts) -> Result<ExitCode> {
         Command::Status(a) => status::run(&ctx, a),
         Command::Serve => crate::server::run(&ctx),
         Command::Schedules(a) => schedules::run(&ctx, a),
+        Command::Archive => archive::run(&ctx),
+        Command::Purge => purge::run(&ctx),
+        Command::Backup(a) => backup::run(&ctx, a),
+        Command::Restore(a) => restore::run(&ctx, a),
     }
 }

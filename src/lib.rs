@@ -2,14 +2,19 @@
 //! systems. Records go into a circular log and hostname-named XML files that are
 //! sealed every `capacity` records; see README.md for the whole picture.
 
+pub mod archive;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
 pub mod export;
 pub mod history;
+pub mod ledger;
 pub mod log;
+pub mod maintenance;
 pub mod mask;
+pub mod purge;
 pub mod record;
 pub mod scheduler;
 pub mod selfaudit;

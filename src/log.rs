@@ -445,10 +445,11 @@ pub fn stem_stamp(stem: &str) -> Option<NaiveDateTime> {
 }
 
 /// What a look through an active file found.
-struct Scan {
-    first_id: u64,
-    count: u64,
-    good_end: u64,
+pub(crate) struct Scan {
+    pub(crate) first_id: u64,
+    pub(crate) count: u64,
+    /// End of the last complete record (of the header when there is none).
+    pub(crate) good_end: u64,
     file_len: u64,
     /// Seal and closing tag complete: the file only needs its rename.
     sealed: bool,
@@ -459,6 +460,13 @@ struct Scan {
 /// even the header is there (a crash right after the file was created).
 fn scan_active(path: &Path) -> Result<Option<Scan>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    scan_active_file(file, path)
+}
+
+/// [`scan_active`] on a file already open (`path` names it in messages).
+/// Readers that copy an active file while a writer appends use it on the
+/// handle they copy from, so both see the same file.
+pub(crate) fn scan_active_file(file: File, path: &Path) -> Result<Option<Scan>> {
     let file_len = file.metadata()?.len();
     let mut rd = XmlReader::new(BufReader::with_capacity(256 * 1024, file));
     let first_id = match rd.header() {

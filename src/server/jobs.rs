@@ -29,6 +29,7 @@ pub struct JobEnv {
     pub clock: Arc<dyn Clock>,
     pub writer: SyncSender<Request>,
     pub schedules_dir: PathBuf,
+    pub config_path: PathBuf,
 }
 
 impl JobEnv {
@@ -74,8 +75,28 @@ pub fn run_job(env: &JobEnv, job: &Job) -> Result<String> {
                 None => Ok("nothing to seal: the active file holds no record".into()),
             }
         }
-        Job::Archive | Job::Purge | Job::Backup { .. } => {
-            Err(anyhow!("the {} job is not available in this build", job.name()))
+        Job::Archive => Ok(crate::archive::archive(&env.layout, &*env.clock)?.to_string()),
+        Job::Purge => {
+            let config = env.config.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let report = crate::purge::purge(&env.layout, &config, &*env.clock)?;
+            for n in &report.notes {
+                eprintln!("audit-trail: purge: {n}");
+            }
+            if let Some(event) = crate::purge::audit_event(&report) {
+                env.audit(&[event]).context("the purge could not be recorded")?;
+            }
+            Ok(report.to_string().replace('\n', ";"))
+        }
+        Job::Backup { keep, out } => {
+            let config = env.config.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let opts = crate::backup::BackupOptions {
+                out_dir: out.clone(),
+                keep: *keep,
+                config_file: Some(env.config_path.clone()),
+                schedules_dir: Some(env.schedules_dir.clone()),
+                host: env.host.clone(),
+            };
+            Ok(crate::backup::backup(&env.layout, &config, &opts, &*env.clock)?.to_string())
         }
         Job::Upload { target } => {
             Err(anyhow!("upload to {target:?}: uploads are not available in this version of audit-trail"))

@@ -176,6 +176,7 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
         clock: ctx.clock.clone(),
         writer: wtx.clone(),
         schedules_dir: ctx.schedules_dir.clone(),
+        config_path: ctx.config_path.clone(),
     });
     if let Err(e) = scheduler::trim_history(layout) {
         eprintln!("audit-trail: {e:#}");

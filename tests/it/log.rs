@@ -490,7 +490,7 @@ fn check_hostile_xml(doc: &XmlDoc, input: &[Vec<(&str, String)>], what: &str) {
 
 #[test]
 fn hostile_text_round_trips_exactly() {
-    let env = Env::new();
+    let env = Env::with_config("host_name = \"pbx01\"\nevent_mask = \"all\"\n");
     let input = hostile_records();
     let mut jsonl = Vec::new();
     for rec in &input {
@@ -837,7 +837,7 @@ fn rollover_happens_with_the_record_after_capacity() {
 
 #[test]
 fn export_filters_select_exactly() {
-    let env = Env::new();
+    let env = Env::with_config("host_name = \"pbx01\"\nevent_mask = \"all\"\n");
     let records: [&[&str]; 6] = [
         &["--time", "2026-03-01T10:00:00+01:00", "--tenant", "Acme", "--app", "System Admin Tool"],
         &["--time", "2026-03-01T23:30:00Z", "--tenant", "Acme", "--app", "System Admin Tool 2"],

@@ -1,0 +1,545 @@
+//! Archiving: sealed files compressed into `archive/<name>.xml.gz` and
+//! recorded in `archive/manifest.jsonl` (SPEC §5, the `archive` job).
+//!
+//! # Order of steps, and what a crash leaves
+//!
+//! For each sealed `audit_trail/<name>.xml`:
+//!
+//! 1. compress into `archive/.<name>.xml.gz.partial` and fsync it;
+//! 2. verify it: decompress what is on disk and compare the SHA-256 of the
+//!    content with that of the plain file;
+//! 3. rename it to `archive/<name>.xml.gz` and fsync the directory;
+//! 4. append the manifest line and fsync the manifest;
+//! 5. only then remove the plain file, and fsync its directory.
+//!
+//! A crash therefore leaves the plain file alone, or the plain file and a
+//! verified `.gz` (with or without its manifest line). The next run removes
+//! leftover `.partial` files, checks a `.gz` that has a plain twin against it
+//! and finishes the steps that were missing; a manifest line is added only
+//! for a file that has none, so lines are never duplicated.
+//!
+//! # Format
+//!
+//! The `.gz` is a standard gzip file made of several members (independently
+//! compressed slices of 512 KiB, concatenated), so that all cores compress
+//! and verify a file at once. `gzip -d`, `zcat` and every gzip library read it
+//! as one stream (RFC 1952 §2.2).
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use flate2::Compression;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Layout;
+use crate::history::open_any;
+use crate::maintenance::{self, ContentScan, MaintenanceLock, human_bytes, sync_dir};
+use crate::timestamp::{self, Clock};
+
+/// File name of the manifest under `archive/`.
+pub const MANIFEST: &str = "manifest.jsonl";
+/// Suffix of a compressed file being written.
+const PARTIAL_SUFFIX: &str = ".partial";
+/// Bytes of plain text compressed as one gzip member.
+const SLICE: usize = 1 << 19;
+/// gzip level, the same as `gzip -6` (the default of gzip and zlib).
+const LEVEL: u32 = 6;
+
+/// One line of `archive/manifest.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// `<name>.xml.gz`, under `archive/`.
+    pub file: String,
+    pub first_id: u64,
+    pub last_id: u64,
+    pub records: u64,
+    /// Timestamp of the first and last record (absent for a file without records).
+    pub first_time: Option<String>,
+    pub last_time: Option<String>,
+    /// Bytes of the `.gz`.
+    pub size: u64,
+    /// Bytes of the plain `.xml` it holds.
+    pub plain_size: u64,
+    /// SHA-256 of the `.gz`, hex.
+    pub sha256: String,
+    /// When it was archived.
+    pub archived: String,
+}
+
+/// A file archived by one run.
+#[derive(Debug, Clone)]
+pub struct ArchivedFile {
+    pub file: String,
+    pub plain_size: u64,
+    pub size: u64,
+}
+
+/// What an archive run did.
+#[derive(Debug, Default)]
+pub struct ArchiveReport {
+    /// Files compressed by this run.
+    pub archived: Vec<ArchivedFile>,
+    /// Files whose archiving an earlier, interrupted run had started, finished now.
+    pub completed: Vec<String>,
+    /// Repairs made before starting (leftover partial files, a torn manifest line).
+    pub notes: Vec<String>,
+    /// Plain bytes read and compressed bytes written by this run.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl std::fmt::Display for ArchiveReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.archived.is_empty() && self.completed.is_empty() {
+            return write!(f, "nothing to archive");
+        }
+        write!(
+            f,
+            "archived {} file(s): {} -> {}",
+            self.archived.len(),
+            human_bytes(self.bytes_in),
+            human_bytes(self.bytes_out)
+        )?;
+        if self.bytes_in > 0 {
+            write!(f, " ({:.1}%)", self.bytes_out as f64 * 100.0 / self.bytes_in as f64)?;
+        }
+        if !self.completed.is_empty() {
+            write!(f, "; finished {} interrupted earlier: {}", self.completed.len(), self.completed.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+pub fn manifest_path(layout: &Layout) -> PathBuf {
+    layout.archive.join(MANIFEST)
+}
+
+/// The manifest's entries, and the length of its complete lines (a crash
+/// during an append can leave a last line without its newline; it is ignored).
+fn read_manifest_raw(layout: &Layout) -> Result<(Vec<ManifestEntry>, u64, u64)> {
+    let p = manifest_path(layout);
+    let bytes = match fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0, 0)),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", p.display())),
+    };
+    let good = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut entries = Vec::new();
+    for (i, line) in bytes[..good].split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let e: ManifestEntry = serde_json::from_slice(line)
+            .with_context(|| format!("{} line {} is not a manifest entry", p.display(), i + 1))?;
+        entries.push(e);
+    }
+    Ok((entries, good as u64, bytes.len() as u64))
+}
+
+/// The entries of `archive/manifest.jsonl`, oldest first (none when there is no manifest).
+pub fn read_manifest(layout: &Layout) -> Result<Vec<ManifestEntry>> {
+    Ok(read_manifest_raw(layout)?.0)
+}
+
+/// Replaces the manifest with `entries`, atomically.
+pub fn write_manifest(layout: &Layout, entries: &[ManifestEntry]) -> Result<()> {
+    let mut text = Vec::new();
+    for e in entries {
+        serde_json::to_writer(&mut text, e)?;
+        text.push(b'\n');
+    }
+    maintenance::write_atomic(&manifest_path(layout), &text)
+}
+
+fn append_manifest(layout: &Layout, entry: &ManifestEntry) -> Result<()> {
+    let p = manifest_path(layout);
+    let created = !p.exists();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .with_context(|| format!("cannot open {}", p.display()))?;
+    let mut line = serde_json::to_vec(entry)?;
+    line.push(b'\n');
+    f.write_all(&line).and_then(|()| f.sync_data()).with_context(|| format!("cannot write {}", p.display()))?;
+    if created {
+        sync_dir(&layout.archive)?;
+    }
+    Ok(())
+}
+
+/// Compresses every sealed file into `archive/`, verifies it, records it in
+/// the manifest and removes the plain file. Safe to run again at any time,
+/// and after a crash at any point; waits for other maintenance jobs.
+pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
+    let _lock = MaintenanceLock::acquire(layout)?;
+    fs::create_dir_all(&layout.archive).with_context(|| format!("cannot create {}", layout.archive.display()))?;
+    let mut report = ArchiveReport::default();
+
+    // Leftovers of an interrupted run.
+    let mut removed = false;
+    for name in maintenance::dir_names(&layout.archive)? {
+        if name.starts_with('.') && (name.ends_with(PARTIAL_SUFFIX) || name.ends_with(".tmp")) {
+            maintenance::remove_if_exists(&layout.archive.join(&name))?;
+            report.notes.push(format!("removed {name}, left by an interrupted run"));
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(&layout.archive)?;
+    }
+    let (entries, good, len) = read_manifest_raw(layout)?;
+    if good < len {
+        let p = manifest_path(layout);
+        let f = OpenOptions::new().write(true).open(&p).with_context(|| format!("cannot open {}", p.display()))?;
+        f.set_len(good).and_then(|()| f.sync_all()).with_context(|| format!("cannot repair {}", p.display()))?;
+        report.notes.push(format!("removed {} bytes of an unfinished last line from {}", len - good, p.display()));
+    }
+    let mut listed: HashSet<String> = entries.into_iter().map(|e| e.file).collect();
+
+    for name in maintenance::dir_names(&layout.sealed)? {
+        let Some(stem) = name.strip_suffix(".xml") else { continue };
+        if name.starts_with('.') {
+            continue;
+        }
+        let plain = layout.sealed.join(&name);
+        let gz_name = format!("{stem}.xml.gz");
+        let gz = layout.archive.join(&gz_name);
+        if gz.exists() {
+            finish_interrupted(layout, &plain, &gz, &mut listed, clock)?;
+            report.completed.push(gz_name);
+            continue;
+        }
+        let done = archive_one(layout, &plain, &gz, clock)?;
+        listed.insert(done.file.clone());
+        report.bytes_in += done.plain_size;
+        report.bytes_out += done.size;
+        report.archived.push(done);
+    }
+
+    // A compressed file with no manifest line and no plain twin (a crash
+    // between rename and manifest, then a removed plain file; or files copied
+    // in by hand): describe it so the manifest covers the whole archive.
+    for name in maintenance::dir_names(&layout.archive)? {
+        if name.starts_with('.') || !name.ends_with(".xml.gz") || listed.contains(&name) {
+            continue;
+        }
+        let (entry, _) = entry_from_gz(&layout.archive.join(&name), clock)?;
+        append_manifest(layout, &entry)?;
+        listed.insert(name.clone());
+        report.notes.push(format!("added the missing manifest entry of {name}"));
+    }
+    Ok(report)
+}
+
+/// The `.gz` exists next to its plain file: an earlier run stopped between
+/// renaming it and removing the plain file. The `.gz` must hold exactly the
+/// plain file's content; then the missing steps are done.
+fn finish_interrupted(
+    layout: &Layout,
+    plain: &Path,
+    gz: &Path,
+    listed: &mut HashSet<String>,
+    clock: &dyn Clock,
+) -> Result<()> {
+    let (plain_sha, _) = maintenance::sha256_file(plain)?;
+    let (entry, content_sha) = entry_from_gz(gz, clock)?;
+    if content_sha != plain_sha {
+        bail!(
+            "{} exists but does not hold the content of {}; both are left in place: move the .gz aside and run archive again",
+            gz.display(),
+            plain.display()
+        );
+    }
+    if !listed.contains(&entry.file) {
+        append_manifest(layout, &entry)?;
+        listed.insert(entry.file.clone());
+    }
+    fs::remove_file(plain).with_context(|| format!("cannot remove {}", plain.display()))?;
+    sync_dir(&layout.sealed)
+}
+
+/// Manifest entry of an existing `.gz`, read back from it, and the SHA-256 of
+/// its decompressed content.
+fn entry_from_gz(gz: &Path, clock: &dyn Clock) -> Result<(ManifestEntry, String)> {
+    let mut rd = open_any(gz).with_context(|| format!("cannot open {}", gz.display()))?;
+    let mut scan = ContentScan::default();
+    let mut plain_size = 0u64;
+    let mut content = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = rd.read(&mut buf).with_context(|| format!("cannot decompress {}", gz.display()))?;
+        if n == 0 {
+            break;
+        }
+        scan.feed(&buf[..n]);
+        content.update(&buf[..n]);
+        plain_size += n as u64;
+    }
+    let (sha256, size) = maintenance::sha256_file(gz)?;
+    let Some((first_id, last_id, records)) = scan.seal else {
+        bail!("{} holds no sealed audit-trail file", gz.display());
+    };
+    let entry = ManifestEntry {
+        file: file_name(gz),
+        first_id,
+        last_id,
+        records,
+        first_time: scan.first_time,
+        last_time: scan.last_time,
+        size,
+        plain_size,
+        sha256,
+        archived: timestamp::format(&clock.now()),
+    };
+    Ok((entry, hex::encode(content.finalize())))
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Steps 1–5 of the module docs for one sealed file.
+fn archive_one(layout: &Layout, plain: &Path, gz: &Path, clock: &dyn Clock) -> Result<ArchivedFile> {
+    let partial = maintenance::hidden_sibling(gz, "partial");
+    let c = match compress_file(plain, &partial) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    let Some((first_id, last_id, records)) = c.scan.seal else {
+        let _ = fs::remove_file(&partial);
+        bail!("{} has no seal; it is left in place (run `audit-trail verify`)", plain.display());
+    };
+    if let Err(e) = verify_members(&partial, &c) {
+        let _ = fs::remove_file(&partial);
+        return Err(e.context(format!("{} was left in place", plain.display())));
+    }
+    fs::rename(&partial, gz).with_context(|| format!("cannot rename {} to {}", partial.display(), gz.display()))?;
+    sync_dir(&layout.archive)?;
+    let entry = ManifestEntry {
+        file: file_name(gz),
+        first_id,
+        last_id,
+        records,
+        first_time: c.scan.first_time,
+        last_time: c.scan.last_time,
+        size: c.gz_size,
+        plain_size: c.plain_size,
+        sha256: c.gz_sha,
+        archived: timestamp::format(&clock.now()),
+    };
+    append_manifest(layout, &entry)?;
+    fs::remove_file(plain).with_context(|| format!("cannot remove {}", plain.display()))?;
+    sync_dir(&layout.sealed)?;
+    Ok(ArchivedFile { file: entry.file, plain_size: entry.plain_size, size: entry.size })
+}
+
+/// What compressing one file produced.
+struct Compressed {
+    plain_sha: String,
+    plain_size: u64,
+    gz_sha: String,
+    gz_size: u64,
+    /// Compressed length of each gzip member, in order.
+    members: Vec<u64>,
+    scan: ContentScan,
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 16)
+}
+
+/// An ordered parallel pipeline: items from `next` (called on this thread)
+/// are handed to `inspect` in order on one thread, transformed by `work` on
+/// all cores, and the results handed to `sink` in input order on another
+/// thread. At most a few items per core are in flight, so memory stays flat.
+fn pipeline<I, O>(
+    mut next: impl FnMut() -> Result<Option<I>>,
+    mut inspect: impl FnMut(&I) + Send,
+    work: impl Fn(&I) -> Result<O> + Sync,
+    mut sink: impl FnMut(O) -> Result<()> + Send,
+) -> Result<()>
+where
+    I: Send + Sync,
+    O: Send,
+{
+    use std::collections::BTreeMap;
+    use std::sync::mpsc::{channel, sync_channel};
+    use std::sync::{Arc, Mutex};
+
+    let workers = threads();
+    let window = workers * 3;
+    let (work_tx, work_rx) = sync_channel::<(usize, Arc<I>)>(window);
+    let work_rx = Mutex::new(work_rx);
+    let (insp_tx, insp_rx) = sync_channel::<Arc<I>>(window);
+    let (out_tx, out_rx) = channel::<(usize, Result<O>)>();
+    // One token per item between dispatch and sink bounds the reorder buffer.
+    let (token_tx, token_rx) = sync_channel::<()>(window);
+
+    std::thread::scope(|sc| {
+        let inspector = sc.spawn(move || {
+            for item in insp_rx {
+                inspect(&item);
+            }
+        });
+        for _ in 0..workers {
+            let (work_rx, out_tx, work) = (&work_rx, out_tx.clone(), &work);
+            sc.spawn(move || {
+                loop {
+                    let job = work_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((i, item)) = job else { break };
+                    if out_tx.send((i, work(&item))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(out_tx);
+        let sinker = sc.spawn(move || -> Result<()> {
+            let mut pending = BTreeMap::new();
+            let mut want = 0usize;
+            for (i, r) in out_rx {
+                pending.insert(i, r);
+                while let Some(r) = pending.remove(&want) {
+                    sink(r?)?;
+                    want += 1;
+                    let _ = token_rx.recv();
+                }
+            }
+            Ok(())
+        });
+        let mut fed = Ok(());
+        let mut i = 0;
+        loop {
+            let item = match next() {
+                Ok(Some(item)) => Arc::new(item),
+                Ok(None) => break,
+                Err(e) => {
+                    fed = Err(e);
+                    break;
+                }
+            };
+            // A failed send means the sink stopped on an error, reported below.
+            if token_tx.send(()).is_err() || insp_tx.send(item.clone()).is_err() || work_tx.send((i, item)).is_err() {
+                break;
+            }
+            i += 1;
+        }
+        drop((work_tx, insp_tx, token_tx));
+        inspector.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let sunk = sinker.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        fed.and(sunk)
+    })
+}
+
+fn gzip_member(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), Compression::new(LEVEL));
+    enc.write_all(data)?;
+    enc.finish()
+}
+
+/// Reads up to `n` bytes (fewer only at the end of the input).
+fn read_up_to(r: &mut impl Read, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(n);
+    r.take(n as u64).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Compresses `plain` into `dest` (created new), one gzip member per slice,
+/// slices compressed on all cores, and fsyncs it.
+fn compress_file(plain: &Path, dest: &Path) -> Result<Compressed> {
+    let mut input = File::open(plain).with_context(|| format!("cannot open {}", plain.display()))?;
+    let out = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(dest)
+        .with_context(|| format!("cannot create {}", dest.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, out);
+    let (mut plain_h, mut gz_h) = (Sha256::new(), Sha256::new());
+    let (mut plain_size, mut members, mut scan) = (0u64, Vec::new(), ContentScan::default());
+    let mut first = true;
+    pipeline(
+        || {
+            let s = read_up_to(&mut input, SLICE).with_context(|| format!("cannot read {}", plain.display()))?;
+            // An empty input is still one (empty) gzip member.
+            let more = !s.is_empty() || std::mem::take(&mut first);
+            first = false;
+            Ok(more.then_some(s))
+        },
+        |s| {
+            plain_h.update(s);
+            scan.feed(s);
+            plain_size += s.len() as u64;
+        },
+        |s| gzip_member(s).context("compression failed"),
+        |m| {
+            gz_h.update(&m);
+            out.write_all(&m).with_context(|| format!("cannot write {}", dest.display()))?;
+            members.push(m.len() as u64);
+            Ok(())
+        },
+    )?;
+    let out =
+        out.into_inner().map_err(|e| e.into_error()).with_context(|| format!("cannot write {}", dest.display()))?;
+    out.sync_all().with_context(|| format!("cannot sync {}", dest.display()))?;
+    Ok(Compressed {
+        plain_sha: hex::encode(plain_h.finalize()),
+        plain_size,
+        gz_sha: hex::encode(gz_h.finalize()),
+        gz_size: members.iter().sum(),
+        members,
+        scan,
+    })
+}
+
+/// Reads `path` back from disk, decompresses every member (on all cores) and
+/// checks that together they are exactly the plain content.
+fn verify_members(path: &Path, c: &Compressed) -> Result<()> {
+    let mut f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let on_disk = f.metadata()?.len();
+    if on_disk != c.gz_size {
+        bail!("verification of {} failed: {on_disk} bytes on disk, {} written", path.display(), c.gz_size);
+    }
+    let mut h = Sha256::new();
+    let mut plain_size = 0u64;
+    let mut lens = c.members.iter();
+    pipeline(
+        || match lens.next() {
+            Some(&len) => {
+                Ok(Some(read_up_to(&mut f, len as usize).with_context(|| format!("cannot read {}", path.display()))?))
+            }
+            None => Ok(None),
+        },
+        |_| {},
+        |m| inflate_member(m),
+        |out| {
+            h.update(&out);
+            plain_size += out.len() as u64;
+            Ok(())
+        },
+    )
+    .with_context(|| format!("verification of {} failed", path.display()))?;
+    let sha = hex::encode(h.finalize());
+    if sha != c.plain_sha || plain_size != c.plain_size {
+        bail!("verification of {} failed: its content differs from the plain file", path.display());
+    }
+    Ok(())
+}
+
+/// Decompresses one whole gzip member (its CRC and length are checked by the decoder).
+fn inflate_member(m: &[u8]) -> Result<Vec<u8>> {
+    let mut dec = flate2::bufread::GzDecoder::new(m);
+    let mut out = Vec::with_capacity(SLICE);
+    dec.read_to_end(&mut out)?;
+    if !dec.into_inner().is_empty() {
+        bail!("a gzip member is followed by unexpected bytes");
+    }
+    Ok(out)
+}

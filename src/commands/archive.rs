@@ -1,0 +1,16 @@
+//! `archive`: compress sealed files into `archive/`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::Ctx;
+
+pub fn run(ctx: &Ctx) -> Result<ExitCode> {
+    let report = crate::archive::archive(&ctx.layout, ctx.clock.as_ref())?;
+    for n in &report.notes {
+        eprintln!("audit-trail: {n}");
+    }
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,19 @@
+//! `purge`: apply retention (`retention_days`), and record what was removed.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::Ctx;
+
+pub fn run(ctx: &Ctx) -> Result<ExitCode> {
+    let report = crate::purge::purge(&ctx.layout, &ctx.config, ctx.clock.as_ref())?;
+    for n in &report.notes {
+        eprintln!("audit-trail: {n}");
+    }
+    println!("{report}");
+    if let Some(event) = crate::purge::audit_event(&report) {
+        ctx.record_events(&[event])?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,40 @@
+//! `restore BUNDLE [--force]`: restore a bundle into the data directory,
+//! verify it, and record the restore in the restored log.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use super::Ctx;
+use crate::cli::RestoreArgs;
+use crate::log::Log;
+use crate::record::Defaults;
+use crate::selfaudit::Event;
+use crate::timestamp;
+
+pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
+    let report = crate::backup::restore(&args.bundle, &ctx.layout.data_dir, args.force)?;
+    for n in &report.verify.notes {
+        eprintln!("audit-trail: note: {n}");
+    }
+    println!("{report}");
+    // The restored directory carries its own configuration (host name, capacity).
+    let (cfg, _) = ctx.reload_config().context("the restored configuration does not load")?;
+    let host = cfg.host();
+    let (mut log, notes) = Log::open(&ctx.layout, &host, cfg.capacity, ctx.clock.clone())?;
+    for n in notes {
+        eprintln!("audit-trail: {n}");
+    }
+    let now = timestamp::format(&ctx.clock.now());
+    let defaults = Defaults { now: &now, node: &host };
+    let name =
+        args.bundle.file_name().map_or_else(|| args.bundle.display().to_string(), |n| n.to_string_lossy().into());
+    let mut data = format!("data directory {} restored from bundle {name}", ctx.layout.data_dir.display());
+    if args.force {
+        data.push_str(" (replacing its previous contents)");
+    }
+    let event = Event::new("Restore", "Restore", data);
+    let (id, _) = log.append([event.record(&defaults)])?.context("the restore could not be recorded")?;
+    println!("recorded the restore as id {id}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,238 @@
+//! Retention: removing sealed and archived files whose newest record is older
+//! than `retention_days` (SPEC §5, the `purge` job).
+//!
+//! Never removed: the active file; a file still waiting for upload to an
+//! enabled target (reported instead, with the targets); and, when there is no
+//! active file (a crash between sealing a file and starting the next), the
+//! newest file, because the log then takes the next id from it. Once a record
+//! exists the log always has an active file whose header carries the next
+//! first id, so ids are never reused after a purge.
+//!
+//! Manifest entries of removed archive files are dropped by rewriting the
+//! manifest atomically, after the files are gone: a crash in between leaves
+//! entries that name missing files, which the next purge drops.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::archive::{self, ManifestEntry};
+use crate::config::{Config, Layout};
+use crate::history::open_any;
+use crate::ledger::Ledgers;
+use crate::log::ACTIVE_SUFFIX;
+use crate::maintenance::{self, ContentScan, MaintenanceLock, sync_dir};
+use crate::timestamp::{self, Clock};
+
+/// A file removed by a purge.
+#[derive(Debug, Clone)]
+pub struct RemovedFile {
+    /// Path relative to the data directory (`archive/<name>.xml.gz`).
+    pub file: String,
+    /// Timestamp of its newest record.
+    pub newest: String,
+}
+
+/// A file old enough to go that was kept because targets still wait for it.
+#[derive(Debug, Clone)]
+pub struct KeptFile {
+    pub file: String,
+    pub targets: Vec<String>,
+}
+
+/// What a purge did.
+#[derive(Debug, Default)]
+pub struct PurgeReport {
+    pub retention_days: u32,
+    /// Files whose newest record is before this instant are removed.
+    pub cutoff: Option<String>,
+    pub removed: Vec<RemovedFile>,
+    pub kept_for_upload: Vec<KeptFile>,
+    /// Old enough, but kept because the log takes the next id from it.
+    pub kept_newest: Option<String>,
+    pub notes: Vec<String>,
+}
+
+impl std::fmt::Display for PurgeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(cutoff) = &self.cutoff else {
+            return write!(f, "retention is off (retention_days = 0); nothing removed");
+        };
+        write!(
+            f,
+            "removed {} file(s) whose newest record is older than {cutoff} (retention_days = {})",
+            self.removed.len(),
+            self.retention_days
+        )?;
+        for r in &self.removed {
+            write!(f, "\n  removed {} (newest record {})", r.file, r.newest)?;
+        }
+        for k in &self.kept_for_upload {
+            write!(f, "\n  kept {}: waiting for upload to {}", k.file, k.targets.join(", "))?;
+        }
+        if let Some(k) = &self.kept_newest {
+            write!(f, "\n  kept {k}: there is no active file, and the next id is taken from it")?;
+        }
+        Ok(())
+    }
+}
+
+/// One file of the history under both of its possible names.
+#[derive(Default)]
+struct Candidate {
+    plain: Option<String>,
+    gz: Option<String>,
+}
+
+/// Removes files older than `retention_days` (see the module docs for what
+/// is kept). Waits for other maintenance jobs.
+pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<PurgeReport> {
+    let mut report = PurgeReport { retention_days: config.retention_days, ..PurgeReport::default() };
+    if config.retention_days == 0 {
+        return Ok(report);
+    }
+    let _lock = MaintenanceLock::acquire(layout)?;
+    let now = clock.now();
+    let cutoff = now - chrono::Duration::days(i64::from(config.retention_days));
+    let cutoff_ms = cutoff.timestamp_millis();
+    report.cutoff = Some(timestamp::format(&cutoff));
+
+    let manifest = archive::read_manifest(layout)?;
+    let by_file: BTreeMap<&str, &ManifestEntry> = manifest.iter().map(|e| (e.file.as_str(), e)).collect();
+    let mut files: BTreeMap<String, Candidate> = BTreeMap::new();
+    for name in maintenance::dir_names(&layout.sealed)? {
+        if let Some(stem) = name.strip_suffix(".xml").filter(|_| !name.starts_with('.')) {
+            files.entry(stem.to_owned()).or_default().plain = Some(name.clone());
+        }
+    }
+    for name in maintenance::dir_names(&layout.archive)? {
+        if let Some(stem) = name.strip_suffix(".xml.gz").filter(|_| !name.starts_with('.')) {
+            files.entry(stem.to_owned()).or_default().gz = Some(name.clone());
+        }
+    }
+
+    // Newest record time and last id of each file.
+    let mut described = Vec::new();
+    for (stem, c) in &files {
+        let known = c.gz.as_deref().and_then(|g| by_file.get(g)).and_then(|e| Some((e.last_time.clone()?, e.last_id)));
+        let (newest, last_id) = match known {
+            Some(k) => k,
+            None => {
+                let path = match (&c.plain, &c.gz) {
+                    (Some(p), _) => layout.sealed.join(p),
+                    (None, Some(g)) => layout.archive.join(g),
+                    (None, None) => continue,
+                };
+                match scan(&path)? {
+                    Some(k) => k,
+                    None => {
+                        report.notes.push(format!("{} holds no record time; left in place", path.display()));
+                        continue;
+                    }
+                }
+            }
+        };
+        described.push((stem.clone(), newest, last_id));
+    }
+
+    let has_active = maintenance::dir_names(&layout.active)?.iter().any(|n| n.ends_with(ACTIVE_SUFFIX));
+    let newest_stem =
+        if has_active { None } else { described.iter().max_by_key(|(_, _, last)| *last).map(|(s, _, _)| s.clone()) };
+
+    let ledgers = Ledgers::load(layout, config)?;
+    let mut removed_gz = HashSet::new();
+    let (mut touched_sealed, mut touched_archive) = (false, false);
+    for (stem, newest, _) in &described {
+        let old = timestamp::millis(newest).is_some_and(|ms| ms < cutoff_ms);
+        if !old {
+            continue;
+        }
+        let c = &files[stem];
+        let names: Vec<String> = c
+            .plain
+            .iter()
+            .map(|p| format!("audit_trail/{p}"))
+            .chain(c.gz.iter().map(|g| format!("archive/{g}")))
+            .collect();
+        if newest_stem.as_ref() == Some(stem) {
+            report.kept_newest = Some(names.join(", "));
+            continue;
+        }
+        let upload_name = c.gz.as_deref().or(c.plain.as_deref()).unwrap_or_default();
+        let pending = ledgers.pending(upload_name);
+        if !pending.is_empty() {
+            for n in names {
+                report.kept_for_upload.push(KeptFile { file: n, targets: pending.clone() });
+            }
+            continue;
+        }
+        if let Some(p) = &c.plain {
+            maintenance::remove_if_exists(&layout.sealed.join(p))?;
+            touched_sealed = true;
+            report.removed.push(RemovedFile { file: format!("audit_trail/{p}"), newest: newest.clone() });
+        }
+        if let Some(g) = &c.gz {
+            maintenance::remove_if_exists(&layout.archive.join(g))?;
+            touched_archive = true;
+            removed_gz.insert(g.clone());
+            report.removed.push(RemovedFile { file: format!("archive/{g}"), newest: newest.clone() });
+        }
+    }
+    if touched_sealed {
+        sync_dir(&layout.sealed)?;
+    }
+    if touched_archive {
+        sync_dir(&layout.archive)?;
+    }
+
+    // The manifest keeps the entries of the files still in the archive.
+    let kept: Vec<ManifestEntry> = manifest
+        .iter()
+        .filter(|e| !removed_gz.contains(&e.file) && layout.archive.join(&e.file).exists())
+        .cloned()
+        .collect();
+    if kept.len() != manifest.len() {
+        for e in manifest.iter().filter(|e| !removed_gz.contains(&e.file) && !layout.archive.join(&e.file).exists()) {
+            report.notes.push(format!("dropped the manifest entry of {}, which is no longer in the archive", e.file));
+        }
+        archive::write_manifest(layout, &kept)?;
+    }
+    Ok(report)
+}
+
+/// Newest record time and last id of a plain or compressed file, from its content.
+fn scan(path: &Path) -> Result<Option<(String, u64)>> {
+    let mut rd = open_any(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut s = ContentScan::default();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = rd.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        s.feed(&buf[..n]);
+    }
+    Ok(s.last_time.map(|t| (t, s.seal.map_or(0, |(_, last, _)| last))))
+}
+
+/// The archiver's own record of a purge that removed files (`None` when
+/// nothing was removed).
+pub fn audit_event(report: &PurgeReport) -> Option<crate::selfaudit::Event> {
+    if report.removed.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = report.removed.iter().map(|r| r.file.as_str()).collect();
+    Some(crate::selfaudit::Event::new(
+        "Purge",
+        "Delete",
+        format!(
+            "purge removed {} file(s) whose newest record is older than {} (retention_days = {}): {}",
+            report.removed.len(),
+            report.cutoff.as_deref().unwrap_or_default(),
+            report.retention_days,
+            names.join(", ")
+        ),
+    ))
+}
