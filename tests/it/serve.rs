@@ -455,3 +455,43 @@ fn scheduled_backups_under_live_ingest_restore_cleanly() {
         }
     }
 }
+
+#[test]
+fn shipped_schedules_all_load() {
+    let env = Env::new();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/schedules");
+    let run = env.run(&["--schedules", dir, "schedules", "--json"]).success();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["errors"].as_array().map(Vec::len), Some(0), "{v}");
+    let jobs: BTreeMap<String, (String, bool)> = v["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().into(), (s["job"].as_str().unwrap().into(), s["enabled"] == true)))
+        .collect();
+    for job in ["rotate", "archive", "purge", "backup"] {
+        assert!(jobs.values().any(|(j, on)| j == job && *on), "an enabled {job} schedule ships: {jobs:?}");
+    }
+    let uploads: Vec<_> = jobs.values().filter(|(j, _)| j == "upload").collect();
+    assert_eq!(uploads.len(), 3, "FTP, FTPS and SFTP examples");
+    assert!(uploads.iter().all(|(_, on)| !on), "upload examples ship disabled");
+    let purge = v["schedules"].as_array().unwrap().iter().find(|s| s["job"] == "purge").unwrap();
+    assert!(purge["next"][0].as_str().unwrap().contains(" 01:30:00"), "{purge}");
+}
+
+#[test]
+fn after_a_killed_service_append_works_directly_and_the_next_service_recovers() {
+    let env = Env::new();
+    let server = env.serve(&env.no_schedules());
+    let a = submit(server.connect(), line("before the kill", "config").into_bytes());
+    assert_eq!(a[0]["id"].as_u64(), Some(2));
+    server.kill9();
+    assert!(env.data.join("ingest.sock").exists(), "a killed service leaves its socket file behind");
+    let run = env.run(&["append", "--app", "A", "--action", "Login", "--category", "presence"]).success();
+    assert_eq!(run.stdout.trim(), "3", "the stale socket is not mistaken for a running service");
+    let server = env.serve(&env.no_schedules());
+    let a = submit(server.connect(), line("after the restart", "config").into_bytes());
+    assert_eq!(a[0]["id"].as_u64(), Some(5), "4 is the second start record");
+    server.stop();
+    env.run(&["verify"]).success();
+}
