@@ -78,6 +78,9 @@ fn main() {
     let mut data = PathBuf::new();
     for run in 0..3 {
         data = tmp.path().join(format!("data{run}"));
+        // Every generated category is recorded, whatever the default event mask.
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("audit-trail.toml"), "event_mask = \"all\"\n").unwrap();
         let mut c = Command::new(BIN);
         c.arg("--data-dir").arg(&data).arg("append").arg("--json").arg(&input);
         let (t, rss) = measure(c, None);
