@@ -140,9 +140,24 @@ impl<W: Write> Writer<W> {
 pub fn json_line(buf: &mut Vec<u8>, r: &Record<'_>) {
     buf.extend_from_slice(b"{\"id\":");
     buf.extend_from_slice(itoa::Buffer::new().format(r.id).as_bytes());
+    json_fields(buf, r, true);
+}
+
+/// The record as an ingest request: the same line without the id, which
+/// only the archiver assigns.
+pub fn json_request(buf: &mut Vec<u8>, r: &Record<'_>) {
+    buf.push(b'{');
+    json_fields(buf, r, false);
+}
+
+fn json_fields(buf: &mut Vec<u8>, r: &Record<'_>, mut comma: bool) {
     for spec in &FIELDS {
         if let Some(v) = &r.fields[spec.field as usize] {
-            buf.extend_from_slice(b",\"");
+            if comma {
+                buf.push(b',');
+            }
+            comma = true;
+            buf.extend_from_slice(b"\"");
             buf.extend_from_slice(spec.json.as_bytes());
             buf.extend_from_slice(b"\":");
             // Writing a str into a Vec cannot fail.
