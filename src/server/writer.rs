@@ -124,8 +124,9 @@ fn process(log: &mut Log, group: Vec<Request>) -> Option<mpsc::Sender<u64>> {
             Ok(a) => Some(a),
             Err(e) => {
                 let msg = format!("{e:#}");
+                let next = log.next_id();
                 for r in iter {
-                    fail(r, &msg, 0);
+                    fail(r, &msg, next);
                 }
                 return None;
             }
