@@ -104,11 +104,7 @@ impl Ctx {
                  switched off"
             );
         }
-        if !events.is_empty() {
-            let now = crate::timestamp::format(&self.clock.now());
-            let defaults = crate::record::Defaults { now: &now, node: &self.host };
-            log.append(events.iter().map(|e| e.record(&defaults)))?;
-        }
+        crate::selfaudit::append_to(&mut log, &events, &self.host, &*self.clock)?;
         Ok(log)
     }
 }
@@ -133,10 +129,7 @@ impl Ctx {
             }
             return Ok(());
         }
-        let mut log = self.open_log()?;
-        let now = crate::timestamp::format(&self.clock.now());
-        let defaults = crate::record::Defaults { now: &now, node: &self.host };
-        log.append(events.iter().map(|e| e.record(&defaults)))?;
+        crate::selfaudit::append_to(&mut self.open_log()?, events, &self.host, &*self.clock)?;
         Ok(())
     }
 }

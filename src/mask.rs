@@ -6,7 +6,6 @@
 //! among classified events and never silently loses an unclassified one.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use anyhow::{Context, Result};
 
@@ -76,18 +75,7 @@ pub fn add_dropped(layout: &Layout, counts: &BTreeMap<String, u64>) -> Result<()
     for (k, v) in counts {
         *total.entry(k.clone()).or_default() += v;
     }
-    write_atomic(&dropped_path(layout), serde_json::to_string_pretty(&total)?.as_bytes())
-}
-
-/// Writes a small state file aside, fsyncs it and renames it into place.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
+    crate::maintenance::write_atomic(&dropped_path(layout), serde_json::to_string_pretty(&total)?.as_bytes())
 }
 
 #[cfg(test)]

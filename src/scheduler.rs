@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::config::Layout;
-use crate::mask::write_atomic;
+use crate::maintenance::write_atomic;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {

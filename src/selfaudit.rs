@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use anyhow::Result;
 
 use crate::config::{Config, Layout};
-use crate::mask::write_atomic;
+use crate::maintenance::write_atomic;
 use crate::record::{self, Defaults, Field, Record};
 use crate::xml_write;
 
@@ -75,6 +75,19 @@ impl Event {
         });
         format!("{v}\n")
     }
+}
+
+/// Appends events straight to an open log (no service in between); returns
+/// the first and last id.
+pub fn append_to(
+    log: &mut crate::log::Log,
+    events: &[Event],
+    node: &str,
+    clock: &dyn crate::timestamp::Clock,
+) -> Result<Option<(u64, u64)>> {
+    let now = crate::timestamp::format(&clock.now());
+    let defaults = Defaults { now: &now, node };
+    log.append(events.iter().map(|e| e.record(&defaults)))
 }
 
 /// The account the archiver runs as.

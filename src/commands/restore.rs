@@ -8,9 +8,7 @@ use anyhow::{Context, Result};
 use super::Ctx;
 use crate::cli::RestoreArgs;
 use crate::log::Log;
-use crate::record::Defaults;
-use crate::selfaudit::Event;
-use crate::timestamp;
+use crate::selfaudit::{self, Event};
 
 pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     let report = crate::backup::restore(&args.bundle, &ctx.layout.data_dir, args.force)?;
@@ -25,8 +23,6 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     for n in notes {
         eprintln!("audit-trail: {n}");
     }
-    let now = timestamp::format(&ctx.clock.now());
-    let defaults = Defaults { now: &now, node: &host };
     let name =
         args.bundle.file_name().map_or_else(|| args.bundle.display().to_string(), |n| n.to_string_lossy().into());
     let mut data = format!("data directory {} restored from bundle {name}", ctx.layout.data_dir.display());
@@ -34,7 +30,8 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
         data.push_str(" (replacing its previous contents)");
     }
     let event = Event::new("Restore", "Restore", data);
-    let (id, _) = log.append([event.record(&defaults)])?.context("the restore could not be recorded")?;
+    let (id, _) =
+        selfaudit::append_to(&mut log, &[event], &host, &*ctx.clock)?.context("the restore could not be recorded")?;
     println!("recorded the restore as id {id}");
     Ok(ExitCode::SUCCESS)
 }

@@ -239,10 +239,6 @@ fn save_due(env: &JobEnv, due: &BTreeMap<String, DateTime<Local>>) {
     }
 }
 
-fn now_text() -> String {
-    Local::now().fixed_offset().format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()
-}
-
 /// Starts a run of `s` on its own thread, unless one is still going.
 fn fire(env: &Arc<JobEnv>, shared: &Arc<(Mutex<State>, Condvar)>, s: &Schedule, why: &str) {
     let (lock, cv) = &**shared;
@@ -252,7 +248,7 @@ fn fire(env: &Arc<JobEnv>, shared: &Arc<(Mutex<State>, Condvar)>, s: &Schedule, 
     }
     if !st.running.insert(s.name.clone()) {
         drop(st);
-        let t = now_text();
+        let t = timestamp::format(&env.clock.now());
         let run = Run {
             schedule: s.name.clone(),
             job: s.job.name().into(),
@@ -269,13 +265,13 @@ fn fire(env: &Arc<JobEnv>, shared: &Arc<(Mutex<State>, Condvar)>, s: &Schedule, 
     let name = s.name.clone();
     let (env, shared, s, why) = (env.clone(), shared.clone(), s.clone(), why.to_owned());
     let spawned = std::thread::Builder::new().name(format!("job-{}", s.name)).spawn(move || {
-        let start = now_text();
+        let start = timestamp::format(&env.clock.now());
         let result = run_job(&env, &s.job);
         let mut run = Run {
             schedule: s.name.clone(),
             job: s.job.name().into(),
             start,
-            end: now_text(),
+            end: timestamp::format(&env.clock.now()),
             outcome: if result.is_ok() { "ok" } else { "failed" }.into(),
             message: String::new(),
             error: String::new(),

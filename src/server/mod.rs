@@ -97,7 +97,7 @@ fn bind(path: &Path, mode: u32) -> Result<UnixListener> {
     if path.as_os_str().len() > 100 {
         bail!("socket path {} is too long for a Unix socket (100 bytes at most)", path.display());
     }
-    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("sock")));
+    let tmp = crate::maintenance::hidden_sibling(path, "tmp");
     let _ = std::fs::remove_file(&tmp);
     let listener = UnixListener::bind(&tmp).with_context(|| format!("cannot create socket {}", path.display()))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))

@@ -85,6 +85,20 @@ impl Env {
     }
 }
 
+/// Runs the binary on a data directory other than an [`Env`]'s.
+pub fn run_in(data: &Path, args: &[&str]) -> Run {
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("AUDIT_TRAIL_DATA")
+        .env("TZ", "Europe/Paris")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run audit-trail");
+    Run::from(out, args)
+}
+
 /// The result of one run.
 pub struct Run {
     pub args: String,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -36,25 +36,6 @@ fn next_append_id(data: &Path) -> u64 {
     let run = run_in(data, &["append", "--app", "Probe", "--action", "Login"]);
     assert_eq!(run.code, Some(0), "append failed: {}", run.stderr);
     run.stdout.trim().parse().unwrap_or_else(|_| panic!("append printed {:?}", run.stdout))
-}
-
-/// Runs the binary on another data directory.
-fn run_in(data: &Path, args: &[&str]) -> Run {
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env_remove("AUDIT_TRAIL_DATA")
-        .env("TZ", "Europe/Paris")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run audit-trail");
-    Run {
-        args: args.join(" "),
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 /// The restored history is the backed-up one plus the archiver's record of the restore.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Env, json_records, submit, well_formed_errors};
+use crate::harness::{Env, json_records, run_in, submit, well_formed_errors};
 
 fn line(data: &str, category: &str) -> String {
     format!(
@@ -422,23 +422,10 @@ fn scheduled_backups_under_live_ingest_restore_cleanly() {
     for (k, b) in bundles.iter().enumerate() {
         let target = Env::new();
         let restored = target.dir.path().join(format!("restored{k}"));
-        let out = std::process::Command::new(crate::harness::BIN)
-            .arg("--data-dir")
-            .arg(&restored)
-            .arg("restore")
-            .arg(b)
-            .env("TZ", "Europe/Paris")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "restore {}: {}", b.display(), String::from_utf8_lossy(&out.stderr));
-        let out = std::process::Command::new(crate::harness::BIN)
-            .arg("--data-dir")
-            .arg(&restored)
-            .args(["export", "--all", "--format", "json"])
-            .env("TZ", "Europe/Paris")
-            .output()
-            .unwrap();
-        let got: Vec<(u64, String)> = String::from_utf8_lossy(&out.stdout)
+        run_in(&restored, &["restore", b.to_str().unwrap()]).success();
+        let out = run_in(&restored, &["export", "--all", "--format", "json"]).success();
+        let got: Vec<(u64, String)> = out
+            .stdout
             .lines()
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
