@@ -480,32 +480,27 @@ pub fn restore(bundle: &Path, data_dir: &Path, force: bool) -> Result<RestoreRep
         }
     };
 
-    // Move into place.
-    if data_dir.exists() {
-        if replaced.is_none() {
-            fs::remove_dir(data_dir).with_context(|| format!("cannot replace {}", data_dir.display()))?;
-        } else {
-            let old = parent.join(format!(".{name}.replaced-{}", std::process::id()));
-            fs::rename(data_dir, &old).with_context(|| format!("cannot move {} aside", data_dir.display()))?;
-            if let Err(e) = fs::rename(&tmp, data_dir) {
-                let _ = fs::rename(&old, data_dir);
-                let _ = fs::remove_dir_all(&tmp);
-                return Err(e).with_context(|| format!("cannot move the restored files into {}", data_dir.display()));
-            }
-            fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))?;
-            sync_dir(&parent)?;
-            return Ok(RestoreReport {
-                bundle: bundle.to_path_buf(),
-                data_dir: data_dir.to_path_buf(),
-                files,
-                replaced,
-                verify: report,
-                next_id,
-            });
+    // Move into place: an empty directory is replaced, a non-empty one
+    // (with --force) is moved aside first and put back if the move fails.
+    let move_in = || {
+        fs::rename(&tmp, data_dir)
+            .with_context(|| format!("cannot move the restored files into {}", data_dir.display()))
+    };
+    if !data_dir.exists() {
+        move_in()?;
+    } else if replaced.is_none() {
+        fs::remove_dir(data_dir).with_context(|| format!("cannot replace {}", data_dir.display()))?;
+        move_in()?;
+    } else {
+        let old = parent.join(format!(".{name}.replaced-{}", std::process::id()));
+        fs::rename(data_dir, &old).with_context(|| format!("cannot move {} aside", data_dir.display()))?;
+        if let Err(e) = move_in() {
+            let _ = fs::rename(&old, data_dir);
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
         }
+        fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))?;
     }
-    fs::rename(&tmp, data_dir)
-        .with_context(|| format!("cannot move the restored files into {}", data_dir.display()))?;
     sync_dir(&parent)?;
     Ok(RestoreReport {
         bundle: bundle.to_path_buf(),
