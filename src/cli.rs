@@ -50,10 +50,27 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore a backup bundle into the data directory and verify it
     Restore(RestoreArgs),
+    /// Upload sealed files to the configured targets (FTP, FTPS, SFTP), each file once
+    Upload(UploadArgs),
+    /// Check a target: connect, log in, write, rename, size and remove a probe file
+    TestTarget(TestTargetArgs),
     /// Run the service: ingest socket, scheduler, self-audit (stop with SIGTERM, reload with SIGHUP)
     Serve,
     /// List the schedules with their next fire times and last runs
     Schedules(SchedulesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// Only this target (default: every enabled target)
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TestTargetArgs {
+    /// The target's name, as in [targets.NAME]
+    pub name: String,
 }
 
 #[derive(Debug, Args)]

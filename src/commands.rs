@@ -23,6 +23,8 @@ mod rotate;
 mod schedules;
 mod show;
 mod status;
+mod test_target;
+mod upload;
 mod verify;
 
 /// Everything a command needs, resolved once from flags, environment and file.
@@ -149,5 +151,7 @@ pub fn run(opts: Opts) -> Result<ExitCode> {
         Command::Purge => purge::run(&ctx),
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
+        Command::Upload(a) => upload::run(&ctx, a),
+        Command::TestTarget(a) => test_target::run(&ctx, a),
     }
 }

@@ -62,19 +62,130 @@ impl Default for Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
+    /// `ftp`, `ftps` (explicit TLS), `sftp`, or `local` (a directory, e.g. a mounted share).
     pub protocol: String,
+    /// Server name or address (IPv4, IPv6, name); unused by `local`.
+    #[serde(default)]
     pub host: String,
+    /// Default 21 for FTP/FTPS, 22 for SFTP.
     pub port: Option<u16>,
     pub user: Option<String>,
+    /// File holding the password (its first line); never printed.
     pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password; never printed.
     pub password_env: Option<String>,
+    /// SFTP: OpenSSH private key used to log in (public-key authentication).
     pub key_file: Option<PathBuf>,
+    /// SFTP: known_hosts file the server's host key must be listed in
+    /// (default `~/.ssh/known_hosts` of the service user).
     pub known_hosts: Option<PathBuf>,
+    /// FTPS: PEM file of the certificate authorities trusted for this server
+    /// (default: the system's roots).
     pub ca_file: Option<PathBuf>,
+    /// Directory on the server (created when missing); for `local`, the directory itself.
     #[serde(default)]
     pub remote_dir: String,
+    /// FTP/FTPS: passive mode (the default); `false` for active mode.
+    #[serde(default = "yes")]
+    pub passive: bool,
+    /// What is uploaded: `gz` (the archived, compressed file; the default) or `xml` (plain).
+    #[serde(default = "gz")]
+    pub format: String,
+    /// Seconds without progress (connect, login, any read or write) before giving up.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Further attempts within one run after a failure, with doubling delays.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Delay before the first retry, in milliseconds (doubles each time, at most 60 s).
+    #[serde(default = "default_retry_delay")]
+    pub retry_delay_ms: u64,
+    /// SFTP: accept any host key without checking known_hosts. Dangerous: anyone
+    /// able to intercept the connection receives the audit trail.
+    #[serde(default)]
+    pub insecure_accept_any_host_key: bool,
+    /// FTPS: accept any server certificate. Dangerous, as above.
+    #[serde(default)]
+    pub insecure_accept_any_certificate: bool,
     #[serde(default = "yes")]
     pub enabled: bool,
+}
+
+/// Protocols a target may use.
+pub const TARGET_PROTOCOLS: [&str; 4] = ["ftp", "ftps", "sftp", "local"];
+
+impl TargetConfig {
+    /// The port used: the configured one or the protocol's default.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(if self.protocol == "sftp" { 22 } else { 21 })
+    }
+
+    /// `protocol host:port` for messages (IPv6 addresses in brackets); the
+    /// directory for `local`.
+    pub fn describe(&self) -> String {
+        if self.protocol == "local" {
+            return format!("local {}", self.remote_dir);
+        }
+        if self.host.contains(':') {
+            format!("{} [{}]:{}", self.protocol, self.host, self.port())
+        } else {
+            format!("{} {}:{}", self.protocol, self.host, self.port())
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !TARGET_PROTOCOLS.contains(&self.protocol.as_str()) {
+            bail!("protocol = {:?} is not one of {}", self.protocol, TARGET_PROTOCOLS.join(", "));
+        }
+        if self.protocol == "local" {
+            if self.remote_dir.is_empty() {
+                bail!("a local target needs remote_dir, the directory files are copied to");
+            }
+        } else if self.host.trim().is_empty() {
+            bail!("host is missing");
+        }
+        if !["gz", "xml"].contains(&self.format.as_str()) {
+            bail!("format = {:?} is not \"gz\" or \"xml\"", self.format);
+        }
+        if self.password_file.is_some() && self.password_env.is_some() {
+            bail!("give the password either in password_file or in password_env, not both");
+        }
+        if self.timeout_secs == 0 {
+            bail!("timeout_secs must be at least 1");
+        }
+        let network = self.protocol != "local";
+        if network && self.user.as_deref().unwrap_or("").is_empty() {
+            bail!("user is missing");
+        }
+        let has_password = self.password_file.is_some() || self.password_env.is_some();
+        match self.protocol.as_str() {
+            "sftp" if self.key_file.is_none() && !has_password => {
+                bail!("an SFTP target needs key_file or a password (password_file or password_env)")
+            }
+            "ftp" | "ftps" if !has_password => bail!("an FTP target needs password_file or password_env"),
+            _ => {}
+        }
+        let only = |set: bool, key: &str, proto: &str| -> Result<()> {
+            if set && self.protocol != proto {
+                bail!("{key} applies to {proto} targets only");
+            }
+            Ok(())
+        };
+        only(self.key_file.is_some(), "key_file", "sftp")?;
+        only(self.known_hosts.is_some(), "known_hosts", "sftp")?;
+        only(self.insecure_accept_any_host_key, "insecure_accept_any_host_key", "sftp")?;
+        only(self.ca_file.is_some(), "ca_file", "ftps")?;
+        only(self.insecure_accept_any_certificate, "insecure_accept_any_certificate", "ftps")?;
+        Ok(())
+    }
+}
+
+/// Target names become file names in `state/uploads/`.
+fn valid_target_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// SIEM forwarding (§10).
@@ -97,6 +208,22 @@ fn yes() -> bool {
 
 fn json() -> String {
     "json".into()
+}
+
+fn gz() -> String {
+    "gz".into()
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+fn default_retries() -> u32 {
+    3
+}
+
+fn default_retry_delay() -> u64 {
+    1000
 }
 
 impl Config {
@@ -126,6 +253,12 @@ impl Config {
             && sanitize_host(h).is_empty()
         {
             bail!("host_name = {h:?} has no character usable in a file name");
+        }
+        for (name, target) in &self.targets {
+            if !valid_target_name(name) {
+                bail!("[targets.{name}]: a target name may hold letters, digits, '-', '_' and '.' only");
+            }
+            target.validate().with_context(|| format!("[targets.{name}]"))?;
         }
         Ok(())
     }

@@ -104,7 +104,7 @@ pub fn append(layout: &Layout, target: &str, entry: &LedgerEntry) -> Result<()> 
 }
 
 /// `X` for `X.xml` and `X.xml.gz`: the name both forms of a file share.
-fn stem(name: &str) -> &str {
+pub fn stem(name: &str) -> &str {
     name.strip_suffix(".xml.gz").or_else(|| name.strip_suffix(".xml")).unwrap_or(name)
 }
 

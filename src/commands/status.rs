@@ -29,6 +29,8 @@ struct Status {
     event_mask: String,
     schedules: Vec<super::schedules::ScheduleStatus>,
     schedule_errors: Vec<String>,
+    /// Upload targets and the files still waiting for them.
+    uploads: Vec<crate::upload::TargetStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,6 +75,7 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         event_mask: ctx.config.event_mask.clone(),
         schedules,
         schedule_errors,
+        uploads: crate::upload::status(&ctx.layout, &ctx.config)?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&st)?);
@@ -111,6 +114,13 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
     }
     for e in &st.schedule_errors {
         println!("  not loaded: {e}");
+    }
+    let pending: usize = st.uploads.iter().filter(|u| u.enabled).map(|u| u.pending).sum();
+    println!("upload targets   {} ({pending} file uploads pending)", st.uploads.len());
+    for u in &st.uploads {
+        let last = u.last_upload.as_deref().map_or("never".to_owned(), |t| format!("last {t}"));
+        let state = if u.enabled { "" } else { " [disabled]" };
+        println!("  {:<20} {}{state}: {} uploaded, {} pending; {last}", u.name, u.endpoint, u.uploaded, u.pending);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,34 @@
+//! `test-target NAME`: check a target step by step and say what worked.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+use super::Ctx;
+use crate::cli::TestTargetArgs;
+
+pub fn run(ctx: &Ctx, args: TestTargetArgs) -> Result<ExitCode> {
+    let Some(cfg) = ctx.config.targets.get(&args.name) else {
+        let names: Vec<&str> = ctx.config.targets.keys().map(String::as_str).collect();
+        bail!(
+            "no target {:?} in the configuration (targets: {})",
+            args.name,
+            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+        );
+    };
+    println!("target {} ({}){}", args.name, cfg.describe(), if cfg.enabled { "" } else { " [disabled]" });
+    let ok = crate::upload::test_target(cfg, &mut |s| {
+        if s.ok {
+            println!("  ok      {:<17} {}", s.name, s.detail);
+        } else {
+            println!("  FAILED  {:<17} {}", s.name, s.detail);
+        }
+    });
+    if ok {
+        println!("target {} works: uploads can reach it", args.name);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("audit-trail: target {} does not work (see the FAILED step above)", args.name);
+        Ok(ExitCode::FAILURE)
+    }
+}

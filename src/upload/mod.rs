@@ -1,0 +1,599 @@
+//! Offboard uploads (SPEC §6): each sealed file goes once to each target.
+//!
+//! For every target a run:
+//! - takes the target's lock (`state/uploads/<target>.lock`), so a manual
+//!   upload and the scheduled job never send the same file twice at once;
+//! - lists the local files the target's ledger does not hold yet (with
+//!   `format = "gz"`, the default, sealed files not archived yet are
+//!   archived first);
+//! - logs in once and, for each file, writes `.<name>.part`, checks its
+//!   size on the server, renames it to `<name>` and appends a ledger line.
+//!   A file already on the server under its final name with the right size
+//!   (a run that stopped between the rename and the ledger line) is recorded
+//!   without sending it again; one with another size is left alone and
+//!   reported, never overwritten;
+//! - on a failure, reconnects and goes on with doubling delays, `retries`
+//!   times; what is still missing is sent by the next run.
+//!
+//! Nothing local is ever removed here; purge keeps files still pending.
+
+pub mod ftp;
+pub mod local;
+pub mod remote;
+pub mod sftp;
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, Layout, TargetConfig};
+use crate::ledger::{self, LedgerEntry};
+use crate::maintenance::human_bytes;
+use crate::timestamp::{self, Clock};
+pub use remote::{RResult, Remote, RemoteError};
+
+/// Opens a logged-in connection to a target, reporting each step that worked.
+pub fn connect(cfg: &TargetConfig, step: &mut dyn FnMut(&str, String)) -> RResult<Box<dyn Remote>> {
+    match cfg.protocol.as_str() {
+        "sftp" => sftp::connect(cfg, step),
+        "ftp" | "ftps" => ftp::connect(cfg, step),
+        "local" => local::connect(cfg, step),
+        other => Err(RemoteError::fatal(format!("unknown protocol {other:?}"))),
+    }
+}
+
+/// What a run shows while it works (a progress bar on a terminal, nothing
+/// in the service).
+pub trait Progress {
+    fn begin(&self, _target: &str, _files: usize, _bytes: u64) {}
+    fn file(&self, _name: &str) {}
+    fn advance(&self, _bytes: u64) {}
+    fn retry(&self, _reason: &str, _delay: Duration) {}
+    fn end(&self) {}
+}
+
+/// No progress display.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// One local file to send, under the name it gets on the server.
+#[derive(Debug, Clone)]
+struct LocalFile {
+    name: String,
+    path: PathBuf,
+    /// The path is a `.gz` whose content is sent decompressed.
+    gunzip: bool,
+    /// Bytes expected on the server, when known without reading the file.
+    size: Option<u64>,
+}
+
+impl LocalFile {
+    fn open(&self) -> io::Result<Box<dyn Read>> {
+        let f = BufReader::with_capacity(256 * 1024, File::open(&self.path)?);
+        Ok(if self.gunzip { Box::new(flate2::read::MultiGzDecoder::new(f)) } else { Box::new(f) })
+    }
+
+    /// SHA-256 and length of what is sent.
+    fn digest(&self) -> io::Result<(String, u64)> {
+        crate::maintenance::sha256_of(self.open()?)
+    }
+}
+
+/// A reader that hashes and counts what passes through it.
+struct Hashing<'a> {
+    inner: &'a mut dyn Read,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl Read for Hashing<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// The files a target receives in its format, sorted by name (which is the
+/// order they were written).
+fn local_files(layout: &Layout, format: &str) -> Result<Vec<LocalFile>> {
+    let sealed = crate::maintenance::dir_names(&layout.sealed)?;
+    let archived = crate::maintenance::dir_names(&layout.archive)?;
+    let mut out = Vec::new();
+    let visible = |n: &String| !n.starts_with('.');
+    if format == "gz" {
+        for name in archived.iter().filter(|n| visible(n) && n.ends_with(".xml.gz")) {
+            let path = layout.archive.join(name);
+            let size = std::fs::metadata(&path).ok().map(|m| m.len());
+            out.push(LocalFile { name: name.clone(), path, gunzip: false, size });
+        }
+    } else {
+        let plain: HashSet<&String> = sealed.iter().filter(|n| visible(n) && n.ends_with(".xml")).collect();
+        for name in &plain {
+            let path = layout.sealed.join(name);
+            let size = std::fs::metadata(&path).ok().map(|m| m.len());
+            out.push(LocalFile { name: (*name).clone(), path, gunzip: false, size });
+        }
+        let manifest = crate::archive::read_manifest(layout).unwrap_or_default();
+        for name in archived.iter().filter(|n| visible(n) && n.ends_with(".xml.gz")) {
+            let plain_name = name.trim_end_matches(".gz").to_owned();
+            if plain.contains(&plain_name) {
+                continue;
+            }
+            let size = manifest.iter().find(|e| &e.file == name).map(|e| e.plain_size);
+            out.push(LocalFile { name: plain_name, path: layout.archive.join(name), gunzip: true, size });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// What one run did for one target.
+#[derive(Debug, Default, Clone)]
+pub struct TargetReport {
+    pub target: String,
+    /// `protocol host:port`.
+    pub endpoint: String,
+    /// Files sent in this run, with their sizes.
+    pub sent: Vec<(String, u64)>,
+    /// Files found complete on the server and recorded without sending them.
+    pub adopted: Vec<String>,
+    /// Files the ledger already held.
+    pub already: usize,
+    /// Files left alone, with the reason (e.g. a different file of the same name on the server).
+    pub refused: Vec<(String, String)>,
+    /// Files still to send when the run ended.
+    pub pending: usize,
+    /// Why the run stopped before sending everything.
+    pub error: Option<String>,
+    pub attempts: u32,
+    pub elapsed: Duration,
+    /// Notes from archiving before the upload.
+    pub notes: Vec<String>,
+}
+
+impl TargetReport {
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.refused.is_empty()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.sent.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl fmt::Display for TargetReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): ", self.target, self.endpoint)?;
+        if let Some(e) = &self.error {
+            write!(f, "FAILED: {e}")?;
+            if self.attempts > 1 {
+                write!(f, " (after {} attempts)", self.attempts)?;
+            }
+            write!(f, "; ")?;
+        }
+        let secs = self.elapsed.as_secs_f64();
+        write!(f, "uploaded {} file(s), {}", self.sent.len(), human_bytes(self.bytes()))?;
+        if !self.sent.is_empty() && secs > 0.0 {
+            write!(f, " in {secs:.1} s ({}/s)", human_bytes((self.bytes() as f64 / secs) as u64))?;
+        }
+        if !self.adopted.is_empty() {
+            write!(f, "; {} already complete on the server, recorded", self.adopted.len())?;
+        }
+        write!(f, "; {} uploaded earlier", self.already)?;
+        if self.pending > 0 {
+            write!(f, "; {} still pending", self.pending)?;
+        }
+        for (name, why) in &self.refused {
+            write!(f, "; {name} NOT uploaded: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs an upload to `only` (any target, even a disabled one), or to every
+/// enabled target. Errors are local problems (ledger, lock, archive); a
+/// target that cannot be reached is a report with `error` set.
+pub fn run(
+    layout: &Layout,
+    config: &Config,
+    only: Option<&str>,
+    clock: &dyn Clock,
+    progress: &dyn Progress,
+) -> Result<Vec<TargetReport>> {
+    let names: Vec<&String> = match only {
+        Some(name) => {
+            let Some((n, _)) = config.targets.get_key_value(name) else {
+                bail!("no target {name:?} in the configuration ({})", target_list(config));
+            };
+            vec![n]
+        }
+        None => config.targets.iter().filter(|(_, t)| t.enabled).map(|(n, _)| n).collect(),
+    };
+    if names.is_empty() {
+        bail!("no enabled target in the configuration ({})", target_list(config));
+    }
+    let mut reports = Vec::new();
+    for name in names {
+        reports.push(upload_target(layout, name, &config.targets[name], clock, progress)?);
+    }
+    Ok(reports)
+}
+
+fn target_list(config: &Config) -> String {
+    if config.targets.is_empty() {
+        "none is configured: add a [targets.NAME] section".into()
+    } else {
+        let names: Vec<String> =
+            config.targets.iter().map(|(n, t)| if t.enabled { n.clone() } else { format!("{n} (disabled)") }).collect();
+        format!("targets: {}", names.join(", "))
+    }
+}
+
+/// Holds a target's upload lock.
+struct TargetLock {
+    _file: File,
+}
+
+fn lock_target(layout: &Layout, target: &str) -> Result<TargetLock> {
+    let dir = ledger::dir(layout);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{target}.lock"));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(TargetLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(anyhow!("{target}: another upload to this target is running; try again when it is done"))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
+
+/// Delay before retry number `n` (1-based): doubling from `retry_delay_ms`, at most 60 s.
+fn backoff(cfg: &TargetConfig, n: u32) -> Duration {
+    let ms = cfg.retry_delay_ms.saturating_mul(1u64 << (n - 1).min(16));
+    Duration::from_millis(ms.min(60_000))
+}
+
+enum FileOutcome {
+    Sent(u64),
+    Adopted,
+}
+
+enum FileError {
+    /// This file cannot go (e.g. another file of that name on the server); the others can.
+    Refused(String),
+    /// The connection or server failed: reconnect (or stop, when permanent).
+    Remote(RemoteError),
+    /// A local problem (ledger, reading the file): stop the run.
+    Local(anyhow::Error),
+}
+
+impl From<RemoteError> for FileError {
+    fn from(e: RemoteError) -> Self {
+        FileError::Remote(e)
+    }
+}
+
+fn upload_target(
+    layout: &Layout,
+    name: &str,
+    cfg: &TargetConfig,
+    clock: &dyn Clock,
+    progress: &dyn Progress,
+) -> Result<TargetReport> {
+    let started = Instant::now();
+    let _lock = lock_target(layout, name)?;
+    let mut report = TargetReport { target: name.to_owned(), endpoint: cfg.describe(), ..TargetReport::default() };
+
+    if cfg.format == "gz" {
+        let sealed = crate::maintenance::dir_names(&layout.sealed)?;
+        if sealed.iter().any(|n| !n.starts_with('.') && n.ends_with(".xml")) {
+            let a = crate::archive::archive(layout, clock).context("archiving sealed files before the upload")?;
+            report.notes.extend(a.notes);
+        }
+    }
+    let done: HashSet<String> =
+        ledger::read(layout, name)?.into_iter().map(|e| ledger::stem(&e.file).to_owned()).collect();
+    let all = local_files(layout, &cfg.format)?;
+    let total = all.len();
+    let mut queue: VecDeque<LocalFile> = all.into_iter().filter(|f| !done.contains(ledger::stem(&f.name))).collect();
+    report.already = total - queue.len();
+    if queue.is_empty() {
+        report.elapsed = started.elapsed();
+        return Ok(report);
+    }
+    progress.begin(name, queue.len(), queue.iter().map(|f| f.size.unwrap_or(0)).sum());
+
+    let mut failures = 0u32;
+    while !queue.is_empty() {
+        if failures > cfg.retries {
+            break;
+        }
+        if failures > 0 {
+            let delay = backoff(cfg, failures);
+            progress.retry(report.error.as_deref().unwrap_or(""), delay);
+            std::thread::sleep(delay);
+        }
+        report.attempts += 1;
+        let mut remote = match connect(cfg, &mut |_, _| {}) {
+            Ok(r) => r,
+            Err(e) => {
+                report.error = Some(e.reason);
+                failures += 1;
+                if e.permanent {
+                    break;
+                }
+                continue;
+            }
+        };
+        if let Err(e) = remote.ensure_dir(&cfg.remote_dir) {
+            report.error = Some(e.reason);
+            failures += 1;
+            remote.close();
+            if e.permanent {
+                break;
+            }
+            continue;
+        }
+        let mut stop = false;
+        while let Some(file) = queue.front().cloned() {
+            progress.file(&file.name);
+            match send_one(&mut *remote, layout, name, cfg, &file, clock, progress) {
+                Ok(FileOutcome::Sent(n)) => {
+                    report.sent.push((file.name.clone(), n));
+                    report.error = None;
+                    failures = 0;
+                }
+                Ok(FileOutcome::Adopted) => {
+                    report.adopted.push(file.name.clone());
+                    failures = 0;
+                }
+                Err(FileError::Refused(why)) => report.refused.push((file.name.clone(), why)),
+                Err(FileError::Local(e)) => {
+                    remote.close();
+                    progress.end();
+                    return Err(e);
+                }
+                Err(FileError::Remote(e)) => {
+                    report.error = Some(e.reason);
+                    failures += 1;
+                    stop = e.permanent;
+                    break;
+                }
+            }
+            queue.pop_front();
+        }
+        remote.close();
+        if stop {
+            break;
+        }
+    }
+    progress.end();
+    report.pending = queue.len();
+    if queue.is_empty() {
+        report.error = None;
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn send_one(
+    remote: &mut dyn Remote,
+    layout: &Layout,
+    target: &str,
+    cfg: &TargetConfig,
+    file: &LocalFile,
+    clock: &dyn Clock,
+    progress: &dyn Progress,
+) -> Result<FileOutcome, FileError> {
+    let final_path = remote::join(&cfg.remote_dir, &file.name);
+    let part_path = remote::join(&cfg.remote_dir, &format!(".{}.part", file.name));
+    let record = |size: u64, sha256: String| -> Result<(), FileError> {
+        let entry = LedgerEntry { file: file.name.clone(), size, sha256, time: timestamp::format(&clock.now()) };
+        ledger::append(layout, target, &entry).map_err(FileError::Local)
+    };
+    let local_err = |e: io::Error| FileError::Local(anyhow!("cannot read {}: {e}", file.path.display()));
+
+    if let Some(on_server) = remote.size(&final_path)? {
+        let (sha256, size) = file.digest().map_err(local_err)?;
+        if on_server == size {
+            progress.advance(size);
+            record(size, sha256)?;
+            return Ok(FileOutcome::Adopted);
+        }
+        return Err(FileError::Refused(format!(
+            "{final_path} already exists on the server with {on_server} bytes, not the {size} bytes of this \
+             file; it is left as it is (move it away on the server to have this file uploaded)"
+        )));
+    }
+    if remote.size(&part_path)?.is_some() {
+        remote.remove(&part_path)?;
+    }
+    let mut src = file.open().map_err(local_err)?;
+    let mut hashing = Hashing { inner: &mut *src, hash: Sha256::new(), bytes: 0 };
+    let sent = remote.put(&part_path, &mut hashing, &mut |n| progress.advance(n))?;
+    let sha256 = hex::encode(hashing.hash.finalize());
+    match remote.size(&part_path)? {
+        Some(n) if n == sent => {}
+        other => {
+            let _ = remote.remove(&part_path);
+            let held = other.map_or("no file".to_owned(), |n| format!("{n} bytes"));
+            return Err(FileError::Remote(RemoteError::retry(format!(
+                "size check failed for {part_path}: the server holds {held}, {sent} bytes were sent"
+            ))));
+        }
+    }
+    remote.rename(&part_path, &final_path)?;
+    record(sent, sha256)?;
+    Ok(FileOutcome::Sent(sent))
+}
+
+/// Where a target stands, for `status`: no secret, only counts and times.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetStatus {
+    pub name: String,
+    pub endpoint: String,
+    pub enabled: bool,
+    /// Files its ledger holds.
+    pub uploaded: usize,
+    /// Local sealed or archived files it has not received yet.
+    pub pending: usize,
+    /// When the newest ledger line was written.
+    pub last_upload: Option<String>,
+}
+
+/// The upload state of every configured target.
+pub fn status(layout: &Layout, config: &Config) -> Result<Vec<TargetStatus>> {
+    let mut stems: HashSet<String> = HashSet::new();
+    for (dir, suffix) in [(&layout.sealed, ".xml"), (&layout.archive, ".xml.gz")] {
+        for n in crate::maintenance::dir_names(dir)? {
+            if !n.starts_with('.') && n.ends_with(suffix) {
+                stems.insert(ledger::stem(&n).to_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (name, t) in &config.targets {
+        let entries = ledger::read(layout, name)?;
+        let done: HashSet<&str> = entries.iter().map(|e| ledger::stem(&e.file)).collect();
+        out.push(TargetStatus {
+            name: name.clone(),
+            endpoint: t.describe(),
+            enabled: t.enabled,
+            uploaded: entries.len(),
+            pending: stems.iter().filter(|s| !done.contains(s.as_str())).count(),
+            last_upload: entries.last().map(|e| e.time.clone()),
+        });
+    }
+    Ok(out)
+}
+
+/// One step of `test-target`.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Connects, logs in, makes sure the remote directory exists, writes a probe
+/// file under a temporary name, renames it, reads back its size and removes
+/// it, reporting each step; stops at the first failure. True when all worked.
+pub fn test_target(cfg: &TargetConfig, on_step: &mut dyn FnMut(&Step)) -> bool {
+    // The steps of connecting, in order: a failure belongs to the first one not reported as done.
+    let stages: &[&str] = match cfg.protocol.as_str() {
+        "sftp" => &["connect", "host key", "login", "sftp"],
+        "ftps" => &["connect", "TLS", "login"],
+        "local" => &["directory"],
+        _ => &["connect", "login"],
+    };
+    let mut passed = 0;
+    let connected = connect(cfg, &mut |name, detail| {
+        passed += 1;
+        on_step(&Step { name: name.into(), ok: true, detail });
+    });
+    let mut remote = match connected {
+        Ok(r) => r,
+        Err(e) => {
+            let name = stages.get(passed).copied().unwrap_or("connect");
+            on_step(&Step { name: name.into(), ok: false, detail: e.reason });
+            return false;
+        }
+    };
+    let probe_name = format!(".audit-trail-probe-{}-{}", std::process::id(), chrono::Utc::now().timestamp_millis());
+    let probe = remote::join(&cfg.remote_dir, &probe_name);
+    let part = remote::join(&cfg.remote_dir, &format!("{probe_name}.part"));
+    let content = format!("audit-trail test-target probe {probe_name}\n").into_bytes();
+    let len = content.len() as u64;
+    let shown_dir = if cfg.remote_dir.is_empty() { "(login directory)".to_owned() } else { cfg.remote_dir.clone() };
+    type StepFn<'a> = Box<dyn FnOnce(&mut dyn Remote) -> RResult<String> + 'a>;
+    let steps: Vec<(&str, StepFn)> = vec![
+        (
+            "remote directory",
+            Box::new(|r| {
+                Ok(if r.ensure_dir(&cfg.remote_dir)? {
+                    format!("{shown_dir} created")
+                } else {
+                    format!("{shown_dir} exists")
+                })
+            }),
+        ),
+        (
+            "write",
+            Box::new(|r| {
+                let n = r.put(&part, &mut &content[..], &mut |_| {})?;
+                Ok(format!("{n} bytes to {part}"))
+            }),
+        ),
+        (
+            "rename",
+            Box::new(|r| {
+                r.rename(&part, &probe)?;
+                Ok(format!("to {probe}"))
+            }),
+        ),
+        (
+            "size",
+            Box::new(|r| match r.size(&probe)? {
+                Some(n) if n == len => Ok(format!("{n} bytes, as written")),
+                Some(n) => Err(RemoteError::retry(format!("the server reports {n} bytes, {len} were written"))),
+                None => Err(RemoteError::retry(format!("{probe} is not on the server after the rename"))),
+            }),
+        ),
+        (
+            "remove",
+            Box::new(|r| {
+                r.remove(&probe)?;
+                Ok(format!("{probe} removed"))
+            }),
+        ),
+    ];
+    let mut all_ok = true;
+    for (name, step) in steps {
+        match step(&mut *remote) {
+            Ok(detail) => on_step(&Step { name: name.into(), ok: true, detail }),
+            Err(e) => {
+                on_step(&Step { name: name.into(), ok: false, detail: e.reason });
+                all_ok = false;
+                break;
+            }
+        }
+    }
+    if !all_ok {
+        // Leave nothing behind.
+        for p in [&part, &probe] {
+            if matches!(remote.size(p), Ok(Some(_))) {
+                let _ = remote.remove(p);
+            }
+        }
+    }
+    remote.close();
+    all_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let cfg: TargetConfig =
+            toml::from_str("protocol = 'local'\nremote_dir = '/x'\nretry_delay_ms = 500\n").unwrap();
+        assert_eq!(backoff(&cfg, 1), Duration::from_millis(500));
+        assert_eq!(backoff(&cfg, 3), Duration::from_millis(2000));
+        assert_eq!(backoff(&cfg, 40), Duration::from_secs(60));
+    }
+}
