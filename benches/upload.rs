@@ -1,0 +1,195 @@
+//! Benchmark of `audit-trail upload` against the tools a cron job would use:
+//! OpenSSH `sftp -b` to an OpenSSH server, and `curl -T` to vsftpd, moving
+//! the same archived files to the same servers in the same run.
+//!
+//! `cargo bench --bench upload` (records: `BENCH_RECORDS`, default 250000,
+//! 5000 per file, archived; `BENCH_ROUNDS`, default 5; `BENCH_BIG_MB`,
+//! default 200: one more file of that many incompressible bytes, for the
+//! transfer rate of large files). The servers are the test suite's (sshd
+//! and vsftpd on 127.0.0.1 high ports; vsftpd needs root). Each round
+//! starts from an empty remote directory and, for audit-trail, an empty
+//! ledger; audit-trail also hashes every file, checks its size on the
+//! server, renames it into place and records it. Figures are printed, never
+//! asserted; the best and the median round are shown.
+
+#[allow(dead_code)]
+#[path = "../tests/it/servers.rs"]
+mod servers;
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_audit-trail");
+
+fn audit_trail(data: &Path, args: &[&str]) {
+    let out = Command::new(BIN).arg("--data-dir").arg(data).args(args).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(out.status.success(), "{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+fn reset_dir(dir: &Path, owner: Option<&str>) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    if let Some(user) = owner {
+        run(Command::new("chown").arg(user).arg(dir), "chown");
+    }
+}
+
+fn time(rounds: usize, mut f: impl FnMut(usize)) -> (Duration, Duration) {
+    let mut v: Vec<Duration> = (0..rounds)
+        .map(|r| {
+            let t = Instant::now();
+            f(r);
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    (v[0], v[v.len() / 2])
+}
+
+fn row(name: &str, bytes: u64, (best, median): (Duration, Duration)) {
+    println!(
+        "{name:<44} best {:>7.3} s ({:>7.1} MB/s)  median {:>7.3} s",
+        best.as_secs_f64(),
+        bytes as f64 / 1e6 / best.as_secs_f64(),
+        median.as_secs_f64()
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n: usize = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(250_000);
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let big_mb: usize = std::env::var("BENCH_BIG_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("records.jsonl");
+    common::generate(n, &input);
+    let sshd = servers::Sshd::start();
+    let ftpd = servers::Ftpd::start_ftp();
+
+    let sets: Vec<(&str, usize)> = vec![("archived files", 0), ("one large file", big_mb)];
+    println!("upload benchmark: {n} records, {rounds} rounds, on {} cores", std::thread::available_parallelism().map_or(1, |p| p.get()));
+    for (label, mb) in sets {
+        let data = tmp.path().join(format!("data-{mb}"));
+        std::fs::create_dir_all(&data).unwrap();
+        let files: Vec<PathBuf> = if mb == 0 {
+            std::fs::write(data.join("audit-trail.toml"), "host_name = \"bench\"\nevent_mask = \"all\"\n").unwrap();
+            audit_trail(&data, &["append", "--json", input.to_str().unwrap()]);
+            audit_trail(&data, &["archive"]);
+            let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("archive"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().ends_with(".xml.gz"))
+                .collect();
+            v.sort();
+            v
+        } else {
+            std::fs::create_dir_all(data.join("archive")).unwrap();
+            let p = data.join("archive/bench_20260101000000.xml.gz");
+            let mut rng = common::Rng(0x2545_F491_4F6C_DD1D);
+            let bytes: Vec<u8> = (0..mb * 1_000_000 / 8).flat_map(|_| rng.next().to_le_bytes()).collect();
+            std::fs::write(&p, bytes).unwrap();
+            vec![p]
+        };
+        let bytes: u64 = files.iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+        println!("\n{label}: {} file(s), {:.1} MB", files.len(), bytes as f64 / 1e6);
+
+        let sftp_dir = sshd.root.join(format!("bench-{mb}"));
+        let ftp_rel = format!("bench-{mb}");
+        let ftp_dir = ftpd.root.join(&ftp_rel);
+        let config = format!(
+            "host_name = \"bench\"\n\
+             [targets.sftp]\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nkey_file = \"{}\"\nknown_hosts = \"{}\"\nremote_dir = \"{}\"\n\
+             [targets.ftp]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\npassword_file = \"{}\"\nremote_dir = \"{ftp_rel}\"\n",
+            sshd.port,
+            sshd.user,
+            sshd.key_file.display(),
+            sshd.known_hosts.display(),
+            sftp_dir.display(),
+            ftpd.port,
+            ftpd.user,
+            ftpd.password_file.display(),
+        );
+        std::fs::write(data.join("audit-trail.toml"), config).unwrap();
+        let ledgers = data.join("state/uploads");
+
+        let batch = tmp.path().join(format!("sftp-batch-{mb}"));
+        let mut script = String::new();
+        for f in &files {
+            script.push_str(&format!("put {} {}/\n", f.display(), sftp_dir.display()));
+        }
+        std::fs::write(&batch, script).unwrap();
+        let openssh = time(rounds, |_| {
+            reset_dir(&sftp_dir, None);
+            run(
+                Command::new("sftp")
+                    .arg("-q")
+                    .arg("-b")
+                    .arg(&batch)
+                    .arg("-i")
+                    .arg(&sshd.key_file)
+                    .arg("-o")
+                    .arg(format!("UserKnownHostsFile={}", sshd.known_hosts.display()))
+                    .arg("-o")
+                    .arg("StrictHostKeyChecking=yes")
+                    .arg("-o")
+                    .arg("BatchMode=yes")
+                    .arg("-P")
+                    .arg(sshd.port.to_string())
+                    .arg(format!("{}@127.0.0.1", sshd.user))
+                    .stdout(Stdio::null()),
+                "sftp -b",
+            );
+        });
+        let ours_sftp = time(rounds, |_| {
+            reset_dir(&sftp_dir, None);
+            let _ = std::fs::remove_dir_all(&ledgers);
+            audit_trail(&data, &["upload", "--target", "sftp"]);
+        });
+        assert_eq!(std::fs::read_dir(&sftp_dir).unwrap().count(), files.len());
+
+        let netrc = tmp.path().join("netrc");
+        std::fs::write(&netrc, format!("machine 127.0.0.1 login {} password {}\n", ftpd.user, ftpd.password)).unwrap();
+        let list: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        let curl = time(rounds, |_| {
+            reset_dir(&ftp_dir, Some(&ftpd.user));
+            run(
+                Command::new("curl")
+                    .arg("-sS")
+                    .arg("--netrc-file")
+                    .arg(&netrc)
+                    .arg("-T")
+                    .arg(format!("{{{}}}", list.join(",")))
+                    .arg(format!("ftp://127.0.0.1:{}/{ftp_rel}/", ftpd.port)),
+                "curl -T",
+            );
+        });
+        let ours_ftp = time(rounds, |_| {
+            reset_dir(&ftp_dir, Some(&ftpd.user));
+            let _ = std::fs::remove_dir_all(&ledgers);
+            audit_trail(&data, &["upload", "--target", "ftp"]);
+        });
+        assert_eq!(std::fs::read_dir(&ftp_dir).unwrap().count(), files.len());
+
+        row("OpenSSH sftp -b (put per file)", bytes, openssh);
+        row("audit-trail upload (sftp)", bytes, ours_sftp);
+        row("curl -T {files} (one connection)", bytes, curl);
+        row("audit-trail upload (ftp)", bytes, ours_ftp);
+        let ratio = |peer: (Duration, Duration), ours: (Duration, Duration)| {
+            (peer.0.as_secs_f64() / ours.0.as_secs_f64(), peer.1.as_secs_f64() / ours.1.as_secs_f64())
+        };
+        let (b, m) = ratio(openssh, ours_sftp);
+        println!("sftp: audit-trail at {b:.2}x the speed of OpenSSH sftp -b (best), {m:.2}x (median)");
+        let (b, m) = ratio(curl, ours_ftp);
+        println!("ftp:  audit-trail at {b:.2}x the speed of curl -T (best), {m:.2}x (median)");
+    }
+}
