@@ -7,3 +7,4 @@ mod crash;
 mod log;
 mod maintenance;
 mod serve;
+mod servers;
