@@ -12,7 +12,6 @@
 //! server, renames it into place and records it. Figures are printed, never
 //! asserted; the best and the median round are shown.
 
-#[allow(dead_code)]
 #[path = "../tests/it/servers.rs"]
 mod servers;
 
@@ -31,7 +30,12 @@ fn audit_trail(data: &Path, args: &[&str]) {
 
 fn run(cmd: &mut Command, what: &str) {
     let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn reset_dir(dir: &Path, owner: Option<&str>) {
@@ -77,7 +81,10 @@ fn main() {
     let ftpd = servers::Ftpd::start_ftp();
 
     let sets: Vec<(&str, usize)> = vec![("archived files", 0), ("one large file", big_mb)];
-    println!("upload benchmark: {n} records, {rounds} rounds, on {} cores", std::thread::available_parallelism().map_or(1, |p| p.get()));
+    println!(
+        "upload benchmark: {n} records, {rounds} rounds, on {} cores",
+        std::thread::available_parallelism().map_or(1, |p| p.get())
+    );
     for (label, mb) in sets {
         let data = tmp.path().join(format!("data-{mb}"));
         std::fs::create_dir_all(&data).unwrap();

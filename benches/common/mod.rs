@@ -5,7 +5,7 @@
 use std::path::Path;
 
 /// A small deterministic generator, so every run sees the same data.
-pub struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
     pub fn next(&mut self) -> u64 {

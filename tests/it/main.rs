@@ -8,3 +8,4 @@ mod log;
 mod maintenance;
 mod serve;
 mod servers;
+mod upload;

@@ -230,7 +230,7 @@ fn purge_removes_old_files_and_ids_continue() {
 #[test]
 fn purge_keeps_files_pending_upload_and_retention_off() {
     let env = Env::with_config(
-        "host_name = \"pbx01\"\ncapacity = 5\nretention_days = 30\n[targets.x]\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nenabled = true\n[targets.off]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nenabled = false\n",
+        "host_name = \"pbx01\"\ncapacity = 5\nretention_days = 30\n[targets.x]\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nuser = \"audit\"\nkey_file = \"/etc/audit-trail/id\"\nenabled = true\n[targets.off]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nuser = \"audit\"\npassword_env = \"FTP_PW\"\nenabled = false\n",
     );
     append(&env, &records_at(10, 60, "old"));
     env.run(&["rotate"]).success();

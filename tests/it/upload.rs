@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::harness::{Env, Run, json_records};
-use crate::servers::{Ftpd, Sshd};
+use crate::servers::{self, Ftpd, Sshd};
 
 /// A data directory of `capacity` records per file holding `records`
 /// records, with the given target sections appended to its configuration.
@@ -19,15 +19,29 @@ fn env_with(targets: &str, capacity: u64, records: usize) -> Env {
     env
 }
 
+/// Test defaults (short timeout, one quick retry) unless `extra` sets the key.
+fn with_defaults(extra: &str) -> String {
+    let mut out = String::new();
+    for line in ["timeout_secs = 5", "retries = 1", "retry_delay_ms = 100"] {
+        let key = line.split(' ').next().unwrap();
+        if !extra.lines().any(|l| l.starts_with(&format!("{key} "))) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out + extra
+}
+
 fn sftp_target(name: &str, sshd: &Sshd, remote_dir: &Path, extra: &str) -> String {
     format!(
         "[targets.{name}]\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nkey_file = \"{}\"\n\
-         known_hosts = \"{}\"\nremote_dir = \"{}\"\ntimeout_secs = 5\nretries = 1\nretry_delay_ms = 100\n{extra}\n",
+         known_hosts = \"{}\"\nremote_dir = \"{}\"\n{}\n",
         sshd.port,
         sshd.user,
         sshd.key_file.display(),
         sshd.known_hosts.display(),
-        remote_dir.display()
+        remote_dir.display(),
+        with_defaults(extra)
     )
 }
 
@@ -35,10 +49,11 @@ fn ftp_target(name: &str, ftpd: &Ftpd, remote_dir: &str, extra: &str) -> String 
     let protocol = if ftpd.ca_file.is_some() { "ftps" } else { "ftp" };
     format!(
         "[targets.{name}]\nprotocol = \"{protocol}\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\n\
-         password_file = \"{}\"\nremote_dir = \"{remote_dir}\"\ntimeout_secs = 5\nretries = 1\nretry_delay_ms = 100\n{extra}\n",
+         password_file = \"{}\"\nremote_dir = \"{remote_dir}\"\n{}\n",
         ftpd.port,
         ftpd.user,
         ftpd.password_file.display(),
+        with_defaults(extra)
     )
 }
 
@@ -117,7 +132,11 @@ fn sftp_upload_sends_each_file_once_with_the_same_content() {
     let mtimes: Vec<_> =
         remote.iter().map(|(n, _)| std::fs::metadata(remote_dir.join(n)).unwrap().modified().unwrap()).collect();
     let second = env.run(&["upload", "--target", "auditors"]).success();
-    assert!(second.stdout.contains("uploaded 0 file(s)") && second.stdout.contains("3 uploaded earlier"), "{}", second.stdout);
+    assert!(
+        second.stdout.contains("uploaded 0 file(s)") && second.stdout.contains("3 uploaded earlier"),
+        "{}",
+        second.stdout
+    );
     assert_eq!(files_in(&remote_dir), remote);
     let mtimes2: Vec<_> =
         remote.iter().map(|(n, _)| std::fs::metadata(remote_dir.join(n)).unwrap().modified().unwrap()).collect();
@@ -173,7 +192,7 @@ fn ftps_upload_trusts_ca_file_and_refuses_an_untrusted_certificate() {
         ftp_target("trusted", &ftpd, "trusted", &ca_line(&ftpd)),
         ftp_target("untrusted", &ftpd, "untrusted", "")
     );
-    let env = env_with(&config, 10, 30);
+    let env = env_with(&config, 10, 35);
 
     let run = env.run(&["upload", "--target", "trusted"]).success();
     assert!(run.stdout.contains("uploaded 3 file(s)"), "{}", run.stdout);
@@ -214,8 +233,11 @@ fn sftp_wrong_host_key_is_refused_with_the_fingerprint() {
     let empty = env.dir.path().join("empty_known_hosts");
     std::fs::write(&empty, "").unwrap();
     let cfg = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(&env.config, cfg.replace(&sshd.wrong_known_hosts.display().to_string(), &empty.display().to_string()))
-        .unwrap();
+    std::fs::write(
+        &env.config,
+        cfg.replace(&sshd.wrong_known_hosts.display().to_string(), &empty.display().to_string()),
+    )
+    .unwrap();
     let run = env.run(&["test-target", "s"]).failure();
     assert!(run.stdout.contains("FAILED  host key") && run.stdout.contains("unknown host key"), "{}", run.stdout);
     assert!(run.stdout.contains(&sshd.host_fingerprint), "{}", run.stdout);
@@ -225,7 +247,7 @@ fn sftp_wrong_host_key_is_refused_with_the_fingerprint() {
 fn stopped_server_fails_the_run_and_the_next_run_catches_up() {
     let mut sshd = Sshd::start();
     let remote_dir = sshd.root.join("in");
-    let env = env_with(&sftp_target("s", &sshd, &remote_dir, ""), 10, 30);
+    let env = env_with(&sftp_target("s", &sshd, &remote_dir, ""), 10, 35);
     sshd.stop();
     let run = env.run(&["upload"]).failure();
     assert!(run.stderr.contains("connection refused") && run.stderr.contains("after 2 attempts"), "{}", run.stderr);
@@ -243,20 +265,15 @@ fn stopped_server_fails_the_run_and_the_next_run_catches_up() {
 fn stalled_server_times_out_with_a_clear_reason() {
     let ftpd = Ftpd::start_ftp();
     let env = env_with(&ftp_target("f", &ftpd, "in", "timeout_secs = 1\nretries = 0\n"), 10, 20);
-    ftpd.signal_all(libc_sig::SIGSTOP);
+    ftpd.signal_all(servers::SIGSTOP);
     let started = Instant::now();
     let run = env.run(&["upload"]);
-    ftpd.signal_all(libc_sig::SIGCONT);
+    ftpd.signal_all(servers::SIGCONT);
     let run = run.failure();
     assert!(run.stderr.contains("timed out"), "{}", run.stderr);
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     env.run(&["upload"]).success();
     assert_same_as_local(&env, &files_in(&ftpd.root.join("in")));
-}
-
-mod libc_sig {
-    pub const SIGCONT: i32 = 18;
-    pub const SIGSTOP: i32 = 19;
 }
 
 /// Writes `len` bytes of incompressible data as a fake archived file.
@@ -283,13 +300,19 @@ fn killed_mid_transfer(remote_dir: &Path, env: &Env, kill: &mut dyn FnMut(), res
     let big = big_archive_file(env, 256 << 20);
     let name = big.file_name().unwrap().to_string_lossy().into_owned();
     let part = remote_dir.join(format!(".{name}.part"));
-    let mut child = env.cmd(&["upload"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child =
+        env.cmd(&["upload"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if std::fs::metadata(&part).is_ok_and(|m| m.len() > 0) {
             break;
         }
         assert!(!remote_dir.join(&name).exists(), "the upload finished before the server could be killed");
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("the upload ended ({status}) before the transfer was seen: {err}");
+        }
         assert!(Instant::now() < deadline, "the upload never started");
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -354,12 +377,19 @@ fn no_secret_appears_in_any_output() {
     outputs.push(with_env(&ftpd.password, &["upload"]).success());
     outputs.push(with_env(&ftpd.password, &["test-target", "env"]).success());
     outputs.push(with_env(wrong, &["test-target", "env"]).failure());
+    // A new sealed file, so that the upload has to log in.
+    env.run_with_input(&["append", "--json", "-"], &json_records(10)).success();
     outputs.push(with_env(wrong, &["upload", "--target", "env"]).failure());
     outputs.push(with_env(wrong, &["status"]).success());
     outputs.push(with_env(wrong, &["status", "--json"]).success());
     outputs.push(with_env(wrong, &["test-target", "s"]).success());
+    assert!(outputs[3].stderr.contains("login refused"), "{}", outputs[3].stderr);
     let failed_login = &outputs[2];
-    assert!(failed_login.stdout.contains("FAILED  login") && failed_login.stdout.contains("login refused"), "{}", failed_login.stdout);
+    assert!(
+        failed_login.stdout.contains("FAILED  login") && failed_login.stdout.contains("login refused"),
+        "{}",
+        failed_login.stdout
+    );
     for r in &outputs {
         for secret in [ftpd.password.as_str(), wrong] {
             assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret), "`{}` printed a password", r.args);
@@ -369,7 +399,8 @@ fn no_secret_appears_in_any_output() {
         }
     }
     // Nor in anything the archiver keeps.
-    for entry in walkdir::WalkDir::new(&env.data).into_iter().filter_map(Result::ok).filter(|e| e.file_type().is_file()) {
+    for entry in walkdir::WalkDir::new(&env.data).into_iter().filter_map(Result::ok).filter(|e| e.file_type().is_file())
+    {
         let bytes = std::fs::read(entry.path()).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         assert!(!text.contains(ftpd.password.as_str()), "{} holds the password", entry.path().display());
@@ -383,7 +414,8 @@ fn the_upload_job_of_the_service_sends_sealed_files() {
     let env = env_with(&sftp_target("s", &sshd, &remote_dir, ""), 10, 25);
     let schedules = env.dir.path().join("schedules");
     std::fs::create_dir_all(&schedules).unwrap();
-    std::fs::write(schedules.join("upload.toml"), "cron = \"*/1 * * * * *\"\njob = \"upload\"\ntarget = \"s\"\n").unwrap();
+    std::fs::write(schedules.join("upload.toml"), "cron = \"*/1 * * * * *\"\njob = \"upload\"\ntarget = \"s\"\n")
+        .unwrap();
     let server = env.serve(&schedules);
     let deadline = Instant::now() + Duration::from_secs(20);
     while files_in(&remote_dir).len() < 2 {
@@ -397,4 +429,14 @@ fn the_upload_job_of_the_service_sends_sealed_files() {
         history.lines().any(|l| l.contains("\"outcome\":\"ok\"") && l.contains("uploaded 2 file(s)")),
         "no successful upload run in the job history:\n{history}"
     );
+}
+
+#[test]
+fn ftps_large_file_arrives_intact() {
+    let ftpd = Ftpd::start_ftps();
+    let env = env_with(&ftp_target("t", &ftpd, "big", &ca_line(&ftpd)), 10, 0);
+    let big = big_archive_file(&env, 8 << 20);
+    env.run(&["upload"]).success();
+    let name = big.file_name().unwrap();
+    assert_eq!(std::fs::read(ftpd.root.join("big").join(name)).unwrap(), std::fs::read(&big).unwrap());
 }
