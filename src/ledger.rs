@@ -79,28 +79,61 @@ pub fn read(layout: &Layout, target: &str) -> Result<Vec<LedgerEntry>> {
     Ok(out)
 }
 
-/// Records that `entry` reached `target`; durable when this returns.
-pub fn append(layout: &Layout, target: &str, entry: &LedgerEntry) -> Result<()> {
-    if [&entry.file, &entry.sha256, &entry.time].iter().any(|s| s.contains(['\t', '\n'])) {
-        bail!("ledger fields cannot hold tabs or newlines: {:?}", entry.file);
+/// Appends lines to one target's ledger during a run. Lines are written as
+/// files arrive and made durable by [`Writer::sync`] (once per run, and
+/// on drop). A line lost to a crash before that is harmless: the next run
+/// finds the file complete on the server and records it again without
+/// sending it.
+pub struct Writer {
+    file: std::fs::File,
+    path: PathBuf,
+    unsynced: bool,
+}
+
+impl Writer {
+    pub fn open(layout: &Layout, target: &str) -> Result<Writer> {
+        let d = dir(layout);
+        fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+        let p = path(layout, target);
+        let created = !p.exists();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .with_context(|| format!("cannot open upload ledger {}", p.display()))?;
+        if created {
+            crate::maintenance::sync_dir(&d)?;
+        }
+        Ok(Writer { file, path: p, unsynced: false })
     }
-    let d = dir(layout);
-    fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
-    let p = path(layout, target);
-    let created = !p.exists();
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&p)
-        .with_context(|| format!("cannot open upload ledger {}", p.display()))?;
-    let line = format!("{}\t{}\t{}\t{}\n", entry.file, entry.size, entry.sha256, entry.time);
-    f.write_all(line.as_bytes())
-        .and_then(|()| f.sync_data())
-        .with_context(|| format!("cannot write upload ledger {}", p.display()))?;
-    if created {
-        crate::maintenance::sync_dir(&d)?;
+
+    /// Records that `entry` reached the target.
+    pub fn append(&mut self, entry: &LedgerEntry) -> Result<()> {
+        if [&entry.file, &entry.sha256, &entry.time].iter().any(|s| s.contains(['\t', '\n'])) {
+            bail!("ledger fields cannot hold tabs or newlines: {:?}", entry.file);
+        }
+        let line = format!("{}\t{}\t{}\t{}\n", entry.file, entry.size, entry.sha256, entry.time);
+        self.file
+            .write_all(line.as_bytes())
+            .with_context(|| format!("cannot write upload ledger {}", self.path.display()))?;
+        self.unsynced = true;
+        Ok(())
     }
-    Ok(())
+
+    /// Makes every line appended so far durable.
+    pub fn sync(&mut self) -> Result<()> {
+        if self.unsynced {
+            self.file.sync_data().with_context(|| format!("cannot write upload ledger {}", self.path.display()))?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.sync();
+    }
 }
 
 /// `X` for `X.xml` and `X.xml.gz`: the name both forms of a file share.
@@ -160,7 +193,9 @@ mod tests {
         config.targets.insert("off".into(), target(false));
         assert_eq!(pending_targets(&layout, &config, "h_1.xml.gz").unwrap(), ["a", "b"]);
         let e = LedgerEntry { file: "h_1.xml".into(), size: 10, sha256: "ab".into(), time: "t".into() };
-        append(&layout, "a", &e).unwrap();
+        let mut w = Writer::open(&layout, "a").unwrap();
+        w.append(&e).unwrap();
+        w.sync().unwrap();
         assert_eq!(read(&layout, "a").unwrap(), [e]);
         assert_eq!(pending_targets(&layout, &config, "h_1.xml.gz").unwrap(), ["b"]);
         assert_eq!(pending_targets(&layout, &config, "h_2.xml").unwrap(), ["a", "b"]);

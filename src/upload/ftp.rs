@@ -5,6 +5,7 @@
 //! default, with the data connection made to the control connection's
 //! address (as curl does), so servers behind NAT work.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -219,6 +220,18 @@ impl<T: TlsStream> Remote for FtpRemote<T> {
         })?;
         self.ftp.cwd(&home).map_err(|e| ftp_err("CWD", e, t))?;
         Ok(true)
+    }
+
+    fn list(&mut self, dir: &str) -> RResult<HashSet<String>> {
+        let arg = if dir.is_empty() { None } else { Some(dir) };
+        let lines = self.ftp.nlst(arg).map_err(|e| ftp_err(&format!("NLST {dir}"), e, self.timeout))?;
+        // Servers answer with bare names or with `dir/name`.
+        Ok(lines
+            .iter()
+            .filter_map(|l| l.trim_end().rsplit('/').next())
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect())
     }
 
     fn size(&mut self, path: &str) -> RResult<Option<u64>> {

@@ -3,6 +3,7 @@
 //! then a rename, so the directory never shows a partial file under a final
 //! name.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::Path;
@@ -31,6 +32,11 @@ impl Remote for LocalRemote {
         }
         fs::create_dir_all(dir).map_err(|e| RemoteError::fatal(format!("cannot create directory {dir}: {e}")))?;
         Ok(true)
+    }
+
+    fn list(&mut self, dir: &str) -> RResult<HashSet<String>> {
+        let names = crate::maintenance::dir_names(Path::new(dir)).map_err(|e| RemoteError::retry(format!("{e:#}")))?;
+        Ok(names.into_iter().collect())
     }
 
     fn size(&mut self, path: &str) -> RResult<Option<u64>> {

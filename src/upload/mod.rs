@@ -74,7 +74,7 @@ struct LocalFile {
 }
 
 impl LocalFile {
-    fn open(&self) -> io::Result<Box<dyn Read>> {
+    fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         let f = BufReader::with_capacity(256 * 1024, File::open(&self.path)?);
         Ok(if self.gunzip { Box::new(flate2::read::MultiGzDecoder::new(f)) } else { Box::new(f) })
     }
@@ -85,20 +85,67 @@ impl LocalFile {
     }
 }
 
-/// A reader that hashes and counts what passes through it.
-struct Hashing<'a> {
-    inner: &'a mut dyn Read,
-    hash: Sha256,
-    bytes: u64,
+/// Reads a local file on a thread of its own, hashing it there, and hands
+/// the chunks to the sender: reading and SHA-256 overlap with the network.
+struct Prefetch {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
 }
 
-impl Read for Hashing<'_> {
+impl Read for Prefetch {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
+        if self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
+}
+
+/// Sends `src` through `send` while a second thread reads and hashes it;
+/// returns what `send` returned and the hex SHA-256 of everything read (an
+/// error when reading failed, or when `send` stopped before the end).
+fn send_hashed<T>(mut src: Box<dyn Read + Send>, send: impl FnOnce(&mut dyn Read) -> T) -> (T, io::Result<String>) {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+        let reader = scope.spawn(move || {
+            let mut hash = Sha256::new();
+            loop {
+                let mut chunk = vec![0u8; 256 * 1024];
+                match src.read(&mut chunk) {
+                    Ok(0) => return Ok(hex::encode(hash.finalize())),
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        hash.update(&chunk);
+                        if tx.send(Ok(chunk)).is_err() {
+                            return Err(io::Error::other("the transfer stopped"));
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let msg = e.to_string();
+                        let _ = tx.send(Err(e));
+                        return Err(io::Error::other(msg));
+                    }
+                }
+            }
+        });
+        let mut prefetch = Prefetch { rx, chunk: Vec::new(), pos: 0 };
+        let out = send(&mut prefetch);
+        drop(prefetch);
+        let hash = reader.join().unwrap_or_else(|_| Err(io::Error::other("the reading thread failed")));
+        (out, hash)
+    })
 }
 
 /// The files a target receives in its format, sorted by name (which is the
@@ -296,6 +343,7 @@ fn upload_target(
 ) -> Result<TargetReport> {
     let started = Instant::now();
     let _lock = lock_target(layout, name)?;
+    let mut ledger = ledger::Writer::open(layout, name)?;
     let mut report = TargetReport { target: name.to_owned(), endpoint: cfg.describe(), ..TargetReport::default() };
 
     if cfg.format == "gz" {
@@ -348,10 +396,14 @@ fn upload_target(
             }
             continue;
         }
+        // One listing tells which files need a size check (a run stopped
+        // between rename and ledger line); without it, each file is asked for.
+        let existing = remote.list(&cfg.remote_dir).ok();
         let mut stop = false;
         while let Some(file) = queue.front().cloned() {
             progress.file(&file.name);
-            match send_one(&mut *remote, layout, name, cfg, &file, clock, progress) {
+            let maybe_there = existing.as_ref().is_none_or(|names| names.contains(&file.name));
+            match send_one(&mut *remote, &mut ledger, cfg, &file, maybe_there, clock, progress) {
                 Ok(FileOutcome::Sent(n)) => {
                     report.sent.push((file.name.clone(), n));
                     report.error = None;
@@ -365,6 +417,7 @@ fn upload_target(
                 Err(FileError::Local(e)) => {
                     remote.close();
                     progress.end();
+                    ledger.sync()?;
                     return Err(e);
                 }
                 Err(FileError::Remote(e)) => {
@@ -382,6 +435,7 @@ fn upload_target(
         }
     }
     progress.end();
+    ledger.sync()?;
     report.pending = queue.len();
     if queue.is_empty() {
         report.error = None;
@@ -392,22 +446,22 @@ fn upload_target(
 
 fn send_one(
     remote: &mut dyn Remote,
-    layout: &Layout,
-    target: &str,
+    ledger: &mut ledger::Writer,
     cfg: &TargetConfig,
     file: &LocalFile,
+    maybe_there: bool,
     clock: &dyn Clock,
     progress: &dyn Progress,
 ) -> Result<FileOutcome, FileError> {
     let final_path = remote::join(&cfg.remote_dir, &file.name);
     let part_path = remote::join(&cfg.remote_dir, &format!(".{}.part", file.name));
-    let record = |size: u64, sha256: String| -> Result<(), FileError> {
+    let mut record = |size: u64, sha256: String| -> Result<(), FileError> {
         let entry = LedgerEntry { file: file.name.clone(), size, sha256, time: timestamp::format(&clock.now()) };
-        ledger::append(layout, target, &entry).map_err(FileError::Local)
+        ledger.append(&entry).map_err(FileError::Local)
     };
     let local_err = |e: io::Error| FileError::Local(anyhow!("cannot read {}: {e}", file.path.display()));
 
-    if let Some(on_server) = remote.size(&final_path)? {
+    if maybe_there && let Some(on_server) = remote.size(&final_path)? {
         let (sha256, size) = file.digest().map_err(local_err)?;
         if on_server == size {
             progress.advance(size);
@@ -419,13 +473,12 @@ fn send_one(
              file; it is left as it is (move it away on the server to have this file uploaded)"
         )));
     }
-    if remote.size(&part_path)?.is_some() {
-        remote.remove(&part_path)?;
-    }
-    let mut src = file.open().map_err(local_err)?;
-    let mut hashing = Hashing { inner: &mut *src, hash: Sha256::new(), bytes: 0 };
-    let sent = remote.put(&part_path, &mut hashing, &mut |n| progress.advance(n))?;
-    let sha256 = hex::encode(hashing.hash.finalize());
+    // A `.part` left by a broken transfer is simply overwritten.
+    let src = file.open().map_err(local_err)?;
+    let (sent, sha256) = send_hashed(src, |r| remote.put(&part_path, r, &mut |n| progress.advance(n)));
+    // A failed transfer is the connection's problem, even though the reader then stopped too.
+    let sent = sent?;
+    let sha256 = sha256.map_err(local_err)?;
     match remote.size(&part_path)? {
         Some(n) if n == sent => {}
         other => {

@@ -44,6 +44,9 @@ pub type RResult<T> = Result<T, RemoteError>;
 pub trait Remote {
     /// Creates `dir` and its missing parents; `true` when something was created.
     fn ensure_dir(&mut self, dir: &str) -> RResult<bool>;
+    /// The names of the entries of `dir` (no paths), to tell which files
+    /// already exist without asking for each one.
+    fn list(&mut self, dir: &str) -> RResult<std::collections::HashSet<String>>;
     /// The size of a file, `None` when there is no such file.
     fn size(&mut self, path: &str) -> RResult<Option<u64>>;
     /// Writes `src` to `path` (replacing it), reporting bytes as they go; returns the bytes written.

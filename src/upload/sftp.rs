@@ -3,6 +3,7 @@
 //! with the fingerprint the server offered, unless the loudly named
 //! `insecure_accept_any_host_key` is set.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -219,6 +220,12 @@ impl Remote for SftpRemote {
                 .map_err(|e| RemoteError::fatal(format!("cannot create remote directory {prefix}: {}", e.message())))?;
         }
         Ok(true)
+    }
+
+    fn list(&mut self, dir: &str) -> RResult<HashSet<String>> {
+        let d = if dir.is_empty() { "." } else { dir };
+        let entries = self.sftp.readdir(Path::new(d)).map_err(|e| sftp_err("cannot list", d, e, self.timeout))?;
+        Ok(entries.into_iter().filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect())
     }
 
     fn size(&mut self, path: &str) -> RResult<Option<u64>> {
