@@ -71,6 +71,9 @@ struct LocalFile {
     gunzip: bool,
     /// Bytes expected on the server, when known without reading the file.
     size: Option<u64>,
+    /// SHA-256 the archive manifest recorded for a `.gz` sent as it is:
+    /// what is sent must still match it.
+    expected_sha256: Option<String>,
 }
 
 impl LocalFile {
@@ -155,27 +158,30 @@ fn local_files(layout: &Layout, format: &str) -> Result<Vec<LocalFile>> {
     let archived = crate::maintenance::dir_names(&layout.archive)?;
     let mut out = Vec::new();
     let visible = |n: &String| !n.starts_with('.');
+    let manifest = crate::archive::read_manifest(layout).unwrap_or_default();
+    let entry = |gz_name: &str| manifest.iter().find(|e| e.file == gz_name);
     if format == "gz" {
         for name in archived.iter().filter(|n| visible(n) && n.ends_with(".xml.gz")) {
             let path = layout.archive.join(name);
             let size = std::fs::metadata(&path).ok().map(|m| m.len());
-            out.push(LocalFile { name: name.clone(), path, gunzip: false, size });
+            let expected_sha256 = entry(name).map(|e| e.sha256.clone());
+            out.push(LocalFile { name: name.clone(), path, gunzip: false, size, expected_sha256 });
         }
     } else {
         let plain: HashSet<&String> = sealed.iter().filter(|n| visible(n) && n.ends_with(".xml")).collect();
         for name in &plain {
             let path = layout.sealed.join(name);
             let size = std::fs::metadata(&path).ok().map(|m| m.len());
-            out.push(LocalFile { name: (*name).clone(), path, gunzip: false, size });
+            out.push(LocalFile { name: (*name).clone(), path, gunzip: false, size, expected_sha256: None });
         }
-        let manifest = crate::archive::read_manifest(layout).unwrap_or_default();
         for name in archived.iter().filter(|n| visible(n) && n.ends_with(".xml.gz")) {
             let plain_name = name.trim_end_matches(".gz").to_owned();
             if plain.contains(&plain_name) {
                 continue;
             }
-            let size = manifest.iter().find(|e| &e.file == name).map(|e| e.plain_size);
-            out.push(LocalFile { name: plain_name, path: layout.archive.join(name), gunzip: true, size });
+            let size = entry(name).map(|e| e.plain_size);
+            let path = layout.archive.join(name);
+            out.push(LocalFile { name: plain_name, path, gunzip: true, size, expected_sha256: None });
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -479,6 +485,14 @@ fn send_one(
     // A failed transfer is the connection's problem, even though the reader then stopped too.
     let sent = sent?;
     let sha256 = sha256.map_err(local_err)?;
+    if let Some(expected) = file.expected_sha256.as_ref().filter(|e| **e != sha256) {
+        let _ = remote.remove(&part_path);
+        return Err(FileError::Refused(format!(
+            "the local file {} no longer matches the archive manifest (SHA-256 {sha256}, manifest {expected}): \
+             it was altered or damaged after archiving; run `audit-trail verify`",
+            file.path.display()
+        )));
+    }
     match remote.size(&part_path)? {
         Some(n) if n == sent => {}
         other => {

@@ -189,7 +189,9 @@ fn ftps_upload_trusts_ca_file_and_refuses_an_untrusted_certificate() {
     let ftpd = Ftpd::start_ftps();
     let config = format!(
         "{}{}",
-        ftp_target("trusted", &ftpd, "trusted", &ca_line(&ftpd)),
+        // By name: resolution, and the certificate's DNS name.
+        ftp_target("trusted", &ftpd, "trusted", &ca_line(&ftpd))
+            .replace("host = \"127.0.0.1\"", "host = \"localhost\""),
         ftp_target("untrusted", &ftpd, "untrusted", "")
     );
     let env = env_with(&config, 10, 35);
@@ -439,4 +441,32 @@ fn ftps_large_file_arrives_intact() {
     env.run(&["upload"]).success();
     let name = big.file_name().unwrap();
     assert_eq!(std::fs::read(ftpd.root.join("big").join(name)).unwrap(), std::fs::read(&big).unwrap());
+}
+
+#[test]
+fn an_archived_file_altered_after_archiving_is_not_uploaded() {
+    let env = Env::with_config("host_name = \"pbx01\"\ncapacity = 10\n");
+    let share = env.dir.path().join("share/in");
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        format!("{cfg}[targets.share]\nprotocol = \"local\"\nremote_dir = \"{}\"\n", share.display()),
+    )
+    .unwrap();
+    env.run_with_input(&["append", "--json", "-"], &json_records(35)).success();
+    env.run(&["archive"]).success();
+    let archived = local_archive(&env);
+    assert_eq!(archived.len(), 3);
+    // Flip one byte of the middle file (same size).
+    let victim = env.data.join("archive").join(&archived[1].0);
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(&victim, &bytes).unwrap();
+
+    let run = env.run(&["upload"]).failure();
+    assert!(run.stderr.contains("no longer matches the archive manifest"), "{}", run.stderr);
+    let sent = names(&files_in(&share));
+    assert_eq!(sent, [archived[0].0.clone(), archived[2].0.clone()], "only the intact files go");
+    assert_eq!(ledger_lines(&env, "share").len(), 2);
 }
