@@ -28,17 +28,24 @@ pub struct MaintenanceLock {
 impl MaintenanceLock {
     /// Waits for any other maintenance job to finish, then takes the lock.
     pub fn acquire(layout: &Layout) -> Result<MaintenanceLock> {
-        fs::create_dir_all(&layout.state).with_context(|| format!("cannot create {}", layout.state.display()))?;
         let path = layout.state.join(LOCK_NAME);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open lock file {}", path.display()))?;
+        let file = open_lock_file(&path)?;
         file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
         Ok(MaintenanceLock { _file: file })
     }
+}
+
+/// Opens (creating it and its directory) a file used only for its `flock`.
+pub fn open_lock_file(path: &Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open lock file {}", path.display()))
 }
 
 /// Makes a directory's entries (creations, renames, removals) durable.

@@ -24,7 +24,7 @@ pub mod sftp;
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -296,15 +296,8 @@ struct TargetLock {
 }
 
 fn lock_target(layout: &Layout, target: &str) -> Result<TargetLock> {
-    let dir = ledger::dir(layout);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(format!("{target}.lock"));
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let path = ledger::dir(layout).join(format!("{target}.lock"));
+    let file = crate::maintenance::open_lock_file(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(TargetLock { _file: file }),
         Err(std::fs::TryLockError::WouldBlock) => {

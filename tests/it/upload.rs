@@ -470,3 +470,27 @@ fn an_archived_file_altered_after_archiving_is_not_uploaded() {
     assert_eq!(sent, [archived[0].0.clone(), archived[2].0.clone()], "only the intact files go");
     assert_eq!(ledger_lines(&env, "share").len(), 2);
 }
+
+#[test]
+fn a_target_busy_with_another_upload_is_refused_not_uploaded_twice() {
+    let env = Env::with_config("host_name = \"pbx01\"\ncapacity = 10\n");
+    let share = env.dir.path().join("share");
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        format!("{cfg}[targets.share]\nprotocol = \"local\"\nremote_dir = \"{}\"\n", share.display()),
+    )
+    .unwrap();
+    env.run_with_input(&["append", "--json", "-"], &json_records(15)).success();
+    let lock = env.data.join("state/uploads/share.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    // Another upload holds the target's lock (an flock, as audit-trail takes it).
+    let holder = std::fs::File::create(&lock).unwrap();
+    holder.lock().unwrap();
+    let busy = env.run(&["upload"]).failure();
+    drop(holder);
+    assert!(busy.stderr.contains("another upload to this target is running"), "{}", busy.stderr);
+    assert!(files_in(&share).is_empty());
+    env.run(&["upload"]).success();
+    assert_eq!(files_in(&share).len(), 1);
+}
