@@ -100,6 +100,11 @@ pub fn run_job(env: &JobEnv, job: &Job) -> Result<String> {
         }
         Job::Upload { target } => {
             let config = env.config.read().unwrap_or_else(|e| e.into_inner()).clone();
+            if config.targets.get(target).is_some_and(|t| !t.enabled) {
+                return Ok(format!(
+                    "target {target} is disabled (enabled = false in [targets.{target}]): nothing sent"
+                ));
+            }
             let reports = crate::upload::run(&env.layout, &config, Some(target), &*env.clock, &crate::upload::Quiet)?;
             for r in &reports {
                 for n in &r.notes {
