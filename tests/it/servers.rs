@@ -13,7 +13,7 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -375,6 +375,246 @@ pub fn current_user() -> String {
 }
 
 // ---------------------------------------------------------------------------
+// Server processes
+
+/// What differs between the kinds of server a [`Daemon`] runs.
+struct ServerKind {
+    /// "sshd", "vsftpd": names the server in messages.
+    name: &'static str,
+    program: &'static str,
+    /// The arguments before the configuration file, which comes last.
+    args: &'static [&'static str],
+    /// The configuration file's name in the temporary directory.
+    config: &'static str,
+    /// The name of the file there that gets the server's standard streams.
+    output: &'static str,
+    /// The name of the log file the server writes itself, if it writes one.
+    log: Option<&'static str>,
+    /// How the first line the server sends on a new connection starts.
+    banner: &'static [u8],
+    /// The line the server writes to its output once it listens on the port
+    /// (`None`: the banner alone shows that it is ready).
+    listening: Option<fn(u16) -> String>,
+    /// What the server writes to its output when the port is taken.
+    port_in_use: &'static str,
+    /// Output that points to a known cause of a failed start, and the hint
+    /// shown for it.
+    hint: Option<(&'static str, &'static str)>,
+}
+
+/// A server process on 127.0.0.1:`port` and the temporary directory holding
+/// its configuration and logs: the process management that [`Sshd`] and
+/// [`Ftpd`] share. Stopping or dropping it kills the server and all its
+/// session processes.
+struct Daemon {
+    kind: &'static ServerKind,
+    /// Environment variables for the server.
+    env: Vec<(&'static str, OsString)>,
+    port: u16,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    output: PathBuf,
+    log: Option<PathBuf>,
+    child: Option<Child>,
+}
+
+/// Why a server did not start.
+struct StartError {
+    message: String,
+    port_in_use: bool,
+}
+
+impl Daemon {
+    /// A server of `kind` that is not running yet, with its files in `dir`.
+    fn new(kind: &'static ServerKind, dir: tempfile::TempDir, env: Vec<(&'static str, OsString)>) -> Daemon {
+        let d = dir.path();
+        Daemon {
+            kind,
+            env,
+            port: 0,
+            config: d.join(kind.config),
+            output: d.join(kind.output),
+            log: kind.log.map(|name| d.join(name)),
+            dir,
+            child: None,
+        }
+    }
+
+    /// Starts the server on a free port, with the configuration that
+    /// `configure` returns for it (called with `port` set). Panics with the
+    /// server's output if it does not start.
+    #[track_caller]
+    fn start(&mut self, mut configure: impl FnMut(&Daemon) -> String) {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.port = free_port();
+            let config = configure(self);
+            fs::write(&self.config, config).unwrap();
+            match self.launch() {
+                Ok(()) => return,
+                // Another process took the port between free_port() and the bind.
+                Err(e) if e.port_in_use && attempt < 5 => continue,
+                Err(e) => panic!("{}", e.message),
+            }
+        }
+    }
+
+    /// Runs the server on `port` with the configuration file as it is, and
+    /// waits until it answers; on failure the server is killed.
+    fn launch(&mut self) -> Result<(), StartError> {
+        let kind = self.kind;
+        let offset = file_len(&self.output);
+        let log_offset = self.log.as_deref().map_or(0, file_len);
+        let mut args: Vec<&OsStr> = kind.args.iter().map(OsStr::new).collect();
+        args.push(self.config.as_os_str());
+        let env: Vec<(&str, &OsStr)> = self.env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+        let mut shown: String = env.iter().map(|(k, v)| format!("{k}={} ", v.to_string_lossy())).collect();
+        shown.push_str(kind.program);
+        for arg in &args {
+            shown.push(' ');
+            shown.push_str(&arg.to_string_lossy());
+        }
+        let mut child = spawn_server(kind.program, &args, &env, &self.output).unwrap_or_else(|e| panic!("{e}"));
+        let listening = kind.listening.map(|line| line(self.port));
+        let result = wait_ready(&mut child, self.port, kind.banner, || {
+            listening.as_ref().is_none_or(|line| read_from(&self.output, offset).contains(line))
+        });
+        match result {
+            Ok(()) => {
+                self.child = Some(child);
+                Ok(())
+            }
+            Err(reason) => {
+                kill_tree(&mut child);
+                let name = kind.name;
+                let output = read_from(&self.output, offset);
+                let mut message = format!(
+                    "{name} did not start: {reason}\ncommand: {shown}\n--- {name} output ({}) ---\n{output}\n",
+                    self.output.display()
+                );
+                if let Some(log) = &self.log {
+                    message.push_str(&format!(
+                        "--- {name} log ({}) ---\n{}\n",
+                        log.display(),
+                        read_from(log, log_offset)
+                    ));
+                }
+                message.push_str(&format!(
+                    "--- {} ---\n{}",
+                    self.config.display(),
+                    fs::read_to_string(&self.config).unwrap_or_default()
+                ));
+                if let Some((_, hint)) = kind.hint.filter(|(cause, _)| output.contains(cause)) {
+                    message.push_str(&format!("\nhint: {hint}"));
+                }
+                Err(StartError { port_in_use: output.contains(kind.port_in_use), message })
+            }
+        }
+    }
+
+    #[track_caller]
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_tree(&mut child);
+        }
+        wait_refused(self.port).unwrap_or_else(|e| panic!("{}: {e}\n{}", self.kind.name, self.log()));
+    }
+
+    #[track_caller]
+    fn restart(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.launch() {
+                Ok(()) => return,
+                Err(e) if e.port_in_use && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => panic!("{}", e.message),
+            }
+        }
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        self.child.as_ref().map(|c| process_tree(c.id() as i32)).unwrap_or_default()
+    }
+
+    #[track_caller]
+    fn signal_all(&self, sig: i32) {
+        let pids = self.pids();
+        assert!(!pids.is_empty(), "{} on port {} is not running", self.kind.name, self.port);
+        send_signal(&sig.to_string(), &pids);
+    }
+
+    /// The server's standard streams, followed by its own log file if it
+    /// has one (all starts).
+    fn log(&self) -> String {
+        let output = fs::read_to_string(&self.output).unwrap_or_default();
+        match &self.log {
+            None => output,
+            Some(log) => format!(
+                "--- {name} output ---\n{output}--- {name} log ---\n{}",
+                fs::read_to_string(log).unwrap_or_default(),
+                name = self.kind.name
+            ),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_tree(&mut child);
+        }
+    }
+}
+
+/// The public process-management methods of a server handle, delegated to
+/// its `server: Daemon` field.
+macro_rules! server_handle_methods {
+    () => {
+        /// Kills the listener and every session process, then waits until the
+        /// port refuses connections.
+        #[track_caller]
+        pub fn stop(&mut self) {
+            self.server.stop();
+        }
+
+        /// Starts the server again on the same port with the same
+        /// configuration, keys, certificates and password (stopping it first if
+        /// it is running).
+        #[track_caller]
+        pub fn restart(&mut self) {
+            self.server.restart();
+        }
+
+        /// The listener and all its descendants (session processes); empty when stopped.
+        pub fn pids(&self) -> Vec<i32> {
+            self.server.pids()
+        }
+
+        /// Sends signal number `sig` to the listener and all its descendants.
+        #[track_caller]
+        pub fn signal_all(&self, sig: i32) {
+            self.server.signal_all(sig);
+        }
+
+        /// Everything the server has written to its output, and to its own
+        /// log file if it has one (all starts), for failure messages.
+        pub fn log(&self) -> String {
+            self.server.log()
+        }
+
+        /// The temporary directory holding the configuration, keys or
+        /// certificates, and logs.
+        pub fn dir(&self) -> &Path {
+            self.server.dir.path()
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------
 // sshd
 
 /// A running OpenSSH server on 127.0.0.1 that accepts one ed25519 client key
@@ -396,17 +636,25 @@ pub struct Sshd {
     /// An empty directory, writable by `user`; remote paths are absolute, so
     /// uploads go to `root.join(...)`.
     pub root: PathBuf,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
+    server: Daemon,
 }
 
-/// Why a server did not start.
-struct StartError {
-    message: String,
-    port_in_use: bool,
-}
+/// sshd in the foreground (`-D`), logging to its standard error (`-e`).
+const SSHD_KIND: ServerKind = ServerKind {
+    name: "sshd",
+    program: SSHD,
+    args: &["-D", "-e", "-f"],
+    config: "sshd_config",
+    output: "sshd.log",
+    log: None,
+    banner: b"SSH-2.0-",
+    listening: Some(|port| format!("Server listening on 127.0.0.1 port {port}.")),
+    port_in_use: "Address already in use",
+    hint: Some((
+        "privilege separation directory",
+        "sshd needs the directory /run/sshd (mode 0755, owned by root); creating it needs root",
+    )),
+};
 
 impl Sshd {
     /// Starts a new server on a free port. Panics with sshd's output if it
@@ -438,128 +686,29 @@ impl Sshd {
         fs::create_dir(&root).unwrap();
         ensure_privsep_dir();
 
-        let mut sshd = Sshd {
-            port: 0,
+        let known_hosts = d.join("known_hosts");
+        let wrong_known_hosts = d.join("wrong_known_hosts");
+        let mut server = Daemon::new(&SSHD_KIND, dir, Vec::new());
+        server.start(|server| {
+            let port = server.port;
+            fs::write(&known_hosts, format!("[127.0.0.1]:{port} {host_public_key}\n")).unwrap();
+            fs::write(&wrong_known_hosts, format!("[127.0.0.1]:{port} {other_public_key}\n")).unwrap();
+            sshd_config(port, &host_key, &authorized_keys)
+        });
+        Sshd {
+            port: server.port,
             user: current_user(),
             key_file,
-            known_hosts: d.join("known_hosts"),
-            wrong_known_hosts: d.join("wrong_known_hosts"),
+            known_hosts,
+            wrong_known_hosts,
             host_fingerprint,
             host_public_key,
             root,
-            config: d.join("sshd_config"),
-            log: d.join("sshd.log"),
-            dir,
-            child: None,
-        };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            sshd.port = free_port();
-            fs::write(&sshd.known_hosts, format!("[127.0.0.1]:{} {}\n", sshd.port, sshd.host_public_key)).unwrap();
-            fs::write(&sshd.wrong_known_hosts, format!("[127.0.0.1]:{} {other_public_key}\n", sshd.port)).unwrap();
-            fs::write(&sshd.config, sshd_config(sshd.port, &host_key, &authorized_keys)).unwrap();
-            match sshd.launch() {
-                Ok(()) => return sshd,
-                // Another process took the port between free_port() and the bind.
-                Err(e) if e.port_in_use && attempt < 5 => continue,
-                Err(e) => panic!("{}", e.message),
-            }
+            server,
         }
     }
 
-    fn launch(&mut self) -> Result<(), StartError> {
-        let offset = file_len(&self.log);
-        let args = [OsStr::new("-D"), OsStr::new("-e"), OsStr::new("-f"), self.config.as_os_str()];
-        let shown = format!("{SSHD} -D -e -f {}", self.config.display());
-        let mut child = spawn_server(SSHD, &args, &[], &self.log).unwrap_or_else(|e| panic!("{e}"));
-        let listening = format!("Server listening on 127.0.0.1 port {}.", self.port);
-        let result =
-            wait_ready(&mut child, self.port, b"SSH-2.0-", || read_from(&self.log, offset).contains(&listening));
-        match result {
-            Ok(()) => {
-                self.child = Some(child);
-                Ok(())
-            }
-            Err(reason) => {
-                kill_tree(&mut child);
-                let output = read_from(&self.log, offset);
-                let mut hint = String::new();
-                if output.contains("privilege separation directory") {
-                    hint =
-                        "\nhint: sshd needs the directory /run/sshd (mode 0755, owned by root); creating it needs root"
-                            .into();
-                }
-                Err(StartError {
-                    port_in_use: output.contains("Address already in use"),
-                    message: format!(
-                        "sshd did not start: {reason}\ncommand: {shown}\n--- sshd output ({}) ---\n{output}\n--- {} ---\n{}{hint}",
-                        self.log.display(),
-                        self.config.display(),
-                        fs::read_to_string(&self.config).unwrap_or_default()
-                    ),
-                })
-            }
-        }
-    }
-
-    /// Kills the listener and every session process, then waits until the
-    /// port refuses connections.
-    #[track_caller]
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_tree(&mut child);
-        }
-        wait_refused(self.port).unwrap_or_else(|e| panic!("sshd: {e}\n{}", self.log()));
-    }
-
-    /// Starts the server again on the same port with the same keys (stopping
-    /// it first if it is running).
-    #[track_caller]
-    pub fn restart(&mut self) {
-        if self.child.is_some() {
-            self.stop();
-        }
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            match self.launch() {
-                Ok(()) => return,
-                Err(e) if e.port_in_use && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-                Err(e) => panic!("{}", e.message),
-            }
-        }
-    }
-
-    /// The listener and all its descendants (session processes); empty when stopped.
-    pub fn pids(&self) -> Vec<i32> {
-        self.child.as_ref().map(|c| process_tree(c.id() as i32)).unwrap_or_default()
-    }
-
-    /// Sends signal number `sig` to the listener and all its descendants.
-    #[track_caller]
-    pub fn signal_all(&self, sig: i32) {
-        let pids = self.pids();
-        assert!(!pids.is_empty(), "sshd on port {} is not running", self.port);
-        send_signal(&sig.to_string(), &pids);
-    }
-
-    /// Everything sshd has logged (all starts), for failure messages.
-    pub fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The temporary directory holding the configuration, keys and log.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_tree(&mut child);
-        }
-    }
+    server_handle_methods!();
 }
 
 fn sshd_config(port: u16, host_key: &Path, authorized_keys: &Path) -> String {
@@ -626,15 +775,24 @@ pub struct Ftpd {
     pub ca_file: Option<PathBuf>,
     /// vsftpd's passive data ports (inclusive).
     pub pasv_ports: (u16, u16),
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    /// vsftpd's protocol and transfer log.
-    log: PathBuf,
-    /// vsftpd's standard streams (fatal errors, "500 OOPS: ...").
-    output: PathBuf,
-    tls: Option<TlsFiles>,
-    child: Option<Child>,
+    server: Daemon,
 }
+
+/// vsftpd in the foreground (`background=NO` in its configuration). Its
+/// standard streams get its fatal errors ("500 OOPS: ..."); its protocol and
+/// transfer log is a file of its own.
+const VSFTPD_KIND: ServerKind = ServerKind {
+    name: "vsftpd",
+    program: VSFTPD,
+    args: &[],
+    config: "vsftpd.conf",
+    output: "vsftpd.out",
+    log: Some("vsftpd.log"),
+    banner: b"220",
+    listening: None,
+    port_in_use: "could not bind listening",
+    hint: None,
+};
 
 struct TlsFiles {
     cert: PathBuf,
@@ -733,186 +891,92 @@ impl Ftpd {
             (None, None)
         };
 
-        let mut ftpd = Ftpd {
-            port: 0,
+        let pasv_ports = free_port_range(8);
+        let env = match tls.as_ref().and_then(|t| t.openssl_conf.as_ref()) {
+            Some(conf) => vec![("OPENSSL_CONF", conf.clone().into_os_string())],
+            None => Vec::new(),
+        };
+        let mut server = Daemon::new(&VSFTPD_KIND, dir, env);
+        server.start(|server| {
+            let log = server.log.as_deref().expect("vsftpd has a log file");
+            vsftpd_config(server.port, &root, pasv_ports, &empty, log, tls.as_ref())
+        });
+        Ftpd {
+            port: server.port,
             user: FTP_USER.to_owned(),
             password: account.password.clone(),
             password_file,
             root,
             ca_file,
-            pasv_ports: free_port_range(8),
-            config: d.join("vsftpd.conf"),
-            log: d.join("vsftpd.log"),
-            output: d.join("vsftpd.out"),
-            tls,
-            dir,
-            child: None,
-        };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            ftpd.port = free_port();
-            fs::write(&ftpd.config, ftpd.vsftpd_config(&empty)).unwrap();
-            match ftpd.launch() {
-                Ok(()) => return ftpd,
-                Err(e) if e.port_in_use && attempt < 5 => continue,
-                Err(e) => panic!("{}", e.message),
-            }
+            pasv_ports,
+            server,
         }
     }
 
-    fn vsftpd_config(&self, empty: &Path) -> String {
-        let mut conf = format!(
-            "listen=YES\n\
-             listen_ipv6=NO\n\
-             listen_address=127.0.0.1\n\
-             listen_port={port}\n\
-             background=NO\n\
-             anonymous_enable=NO\n\
-             local_enable=YES\n\
-             write_enable=YES\n\
-             local_umask=022\n\
-             local_root={root}\n\
-             chroot_local_user=NO\n\
-             pam_service_name=audit-trail-test\n\
-             check_shell=NO\n\
-             session_support=NO\n\
-             pasv_enable=YES\n\
-             pasv_address=127.0.0.1\n\
-             pasv_min_port={pasv_min}\n\
-             pasv_max_port={pasv_max}\n\
-             seccomp_sandbox=NO\n\
-             isolate=NO\n\
-             isolate_network=NO\n\
-             secure_chroot_dir={empty}\n\
-             dirmessage_enable=NO\n\
-             xferlog_enable=YES\n\
-             vsftpd_log_file={log}\n\
-             log_ftp_protocol=YES\n\
-             use_localtime=NO\n",
-            port = self.port,
-            root = self.root.display(),
-            pasv_min = self.pasv_ports.0,
-            pasv_max = self.pasv_ports.1,
-            empty = empty.display(),
-            log = self.log.display(),
-        );
-        if let Some(tls) = &self.tls {
-            conf.push_str(&format!(
-                "ssl_enable=YES\n\
-                 rsa_cert_file={}\n\
-                 rsa_private_key_file={}\n\
-                 force_local_logins_ssl=YES\n\
-                 force_local_data_ssl=YES\n\
-                 require_ssl_reuse=NO\n\
-                 ssl_request_cert=NO\n\
-                 ssl_sslv2=NO\n\
-                 ssl_sslv3=NO\n\
-                 ssl_ciphers=HIGH\n\
-                 debug_ssl=YES\n",
-                tls.cert.display(),
-                tls.key.display()
-            ));
-        }
-        conf
-    }
-
-    fn launch(&mut self) -> Result<(), StartError> {
-        let offset = file_len(&self.output);
-        let log_offset = file_len(&self.log);
-        let mut env = Vec::new();
-        if let Some(conf) = self.tls.as_ref().and_then(|t| t.openssl_conf.as_ref()) {
-            env.push(("OPENSSL_CONF", conf.as_os_str()));
-        }
-        let env_shown: String = env.iter().map(|(k, v)| format!("{k}={} ", v.to_string_lossy())).collect();
-        let shown = format!("{env_shown}{VSFTPD} {}", self.config.display());
-        let mut child =
-            spawn_server(VSFTPD, &[self.config.as_os_str()], &env, &self.output).unwrap_or_else(|e| panic!("{e}"));
-        match wait_ready(&mut child, self.port, b"220", || true) {
-            Ok(()) => {
-                self.child = Some(child);
-                Ok(())
-            }
-            Err(reason) => {
-                kill_tree(&mut child);
-                let output = read_from(&self.output, offset);
-                Err(StartError {
-                    port_in_use: output.contains("could not bind listening"),
-                    message: format!(
-                        "vsftpd did not start: {reason}\ncommand: {shown}\n--- vsftpd output ({}) ---\n{output}\n\
-                         --- vsftpd log ({}) ---\n{}\n--- {} ---\n{}",
-                        self.output.display(),
-                        self.log.display(),
-                        read_from(&self.log, log_offset),
-                        self.config.display(),
-                        fs::read_to_string(&self.config).unwrap_or_default()
-                    ),
-                })
-            }
-        }
-    }
-
-    /// Kills the listener and every session process, then waits until the
-    /// port refuses connections.
-    #[track_caller]
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_tree(&mut child);
-        }
-        wait_refused(self.port).unwrap_or_else(|e| panic!("vsftpd: {e}\n{}", self.log()));
-    }
-
-    /// Starts the server again on the same port with the same configuration,
-    /// certificates and password (stopping it first if it is running).
-    #[track_caller]
-    pub fn restart(&mut self) {
-        if self.child.is_some() {
-            self.stop();
-        }
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            match self.launch() {
-                Ok(()) => return,
-                Err(e) if e.port_in_use && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-                Err(e) => panic!("{}", e.message),
-            }
-        }
-    }
-
-    /// The listener and all its descendants (session processes); empty when stopped.
-    pub fn pids(&self) -> Vec<i32> {
-        self.child.as_ref().map(|c| process_tree(c.id() as i32)).unwrap_or_default()
-    }
-
-    /// Sends signal number `sig` to the listener and all its descendants.
-    #[track_caller]
-    pub fn signal_all(&self, sig: i32) {
-        let pids = self.pids();
-        assert!(!pids.is_empty(), "vsftpd on port {} is not running", self.port);
-        send_signal(&sig.to_string(), &pids);
-    }
-
-    /// vsftpd's output and its protocol log (all starts), for failure messages.
-    pub fn log(&self) -> String {
-        format!(
-            "--- vsftpd output ---\n{}--- vsftpd log ---\n{}",
-            fs::read_to_string(&self.output).unwrap_or_default(),
-            fs::read_to_string(&self.log).unwrap_or_default()
-        )
-    }
-
-    /// The temporary directory holding the configuration, certificates and logs.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
+    server_handle_methods!();
 }
 
-impl Drop for Ftpd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_tree(&mut child);
-        }
+/// vsftpd's configuration; `log` is its protocol and transfer log.
+fn vsftpd_config(
+    port: u16,
+    root: &Path,
+    pasv_ports: (u16, u16),
+    empty: &Path,
+    log: &Path,
+    tls: Option<&TlsFiles>,
+) -> String {
+    let mut conf = format!(
+        "listen=YES\n\
+         listen_ipv6=NO\n\
+         listen_address=127.0.0.1\n\
+         listen_port={port}\n\
+         background=NO\n\
+         anonymous_enable=NO\n\
+         local_enable=YES\n\
+         write_enable=YES\n\
+         local_umask=022\n\
+         local_root={root}\n\
+         chroot_local_user=NO\n\
+         pam_service_name=audit-trail-test\n\
+         check_shell=NO\n\
+         session_support=NO\n\
+         pasv_enable=YES\n\
+         pasv_address=127.0.0.1\n\
+         pasv_min_port={pasv_min}\n\
+         pasv_max_port={pasv_max}\n\
+         seccomp_sandbox=NO\n\
+         isolate=NO\n\
+         isolate_network=NO\n\
+         secure_chroot_dir={empty}\n\
+         dirmessage_enable=NO\n\
+         xferlog_enable=YES\n\
+         vsftpd_log_file={log}\n\
+         log_ftp_protocol=YES\n\
+         use_localtime=NO\n",
+        root = root.display(),
+        pasv_min = pasv_ports.0,
+        pasv_max = pasv_ports.1,
+        empty = empty.display(),
+        log = log.display(),
+    );
+    if let Some(tls) = tls {
+        conf.push_str(&format!(
+            "ssl_enable=YES\n\
+             rsa_cert_file={}\n\
+             rsa_private_key_file={}\n\
+             force_local_logins_ssl=YES\n\
+             force_local_data_ssl=YES\n\
+             require_ssl_reuse=NO\n\
+             ssl_request_cert=NO\n\
+             ssl_sslv2=NO\n\
+             ssl_sslv3=NO\n\
+             ssl_ciphers=HIGH\n\
+             debug_ssl=YES\n",
+            tls.cert.display(),
+            tls.key.display()
+        ));
     }
+    conf
 }
 
 /// The FTP account: a system account without shell whose password is random.
