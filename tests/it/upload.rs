@@ -494,3 +494,12 @@ fn a_target_busy_with_another_upload_is_refused_not_uploaded_twice() {
     env.run(&["upload"]).success();
     assert_eq!(files_in(&share).len(), 1);
 }
+
+#[test]
+fn ftp_active_mode_uploads_too() {
+    let ftpd = Ftpd::start_ftp();
+    let env = env_with(&ftp_target("active", &ftpd, "act", "passive = false\n"), 10, 15);
+    let run = env.run(&["upload"]).success();
+    assert!(run.stdout.contains("uploaded 1 file(s)"), "{}", run.stdout);
+    assert_same_as_local(&env, &files_in(&ftpd.root.join("act")));
+}
