@@ -20,6 +20,7 @@ pub mod scheduler;
 pub mod selfaudit;
 pub mod server;
 pub mod timestamp;
+pub mod tls;
 pub mod upload;
 pub mod verify;
 pub mod xml_read;

@@ -11,11 +11,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, FtpStream, ImplFtpStream, Mode, RustlsConnector, RustlsFtpStream, Status, TlsStream};
 
@@ -57,87 +52,6 @@ fn ftp_err(what: &str, e: FtpError, timeout: Duration) -> RemoteError {
     }
 }
 
-/// Accepts every certificate: only with `insecure_accept_any_certificate`.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The TLS client configuration of an FTPS target, and what it trusts (for messages).
-fn tls_config(cfg: &TargetConfig) -> RResult<(ClientConfig, String)> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| RemoteError::fatal(format!("TLS setup: {e}")))?;
-    if cfg.insecure_accept_any_certificate {
-        let config = builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth();
-        return Ok((config, "NOT CHECKED (insecure_accept_any_certificate)".into()));
-    }
-    let mut roots = RootCertStore::empty();
-    let trusted = if let Some(ca) = &cfg.ca_file {
-        let certs = CertificateDer::pem_file_iter(ca)
-            .map_err(|e| RemoteError::fatal(format!("cannot read ca_file {}: {e}", ca.display())))?;
-        for cert in certs {
-            let cert = cert.map_err(|e| RemoteError::fatal(format!("ca_file {}: {e}", ca.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| RemoteError::fatal(format!("ca_file {}: unusable certificate: {e}", ca.display())))?;
-        }
-        if roots.is_empty() {
-            return Err(RemoteError::fatal(format!("ca_file {} holds no certificate", ca.display())));
-        }
-        format!("trusted through ca_file {}", ca.display())
-    } else {
-        let found = rustls_native_certs::load_native_certs();
-        for cert in found.certs {
-            let _ = roots.add(cert);
-        }
-        if roots.is_empty() {
-            return Err(RemoteError::fatal(
-                "no system certificate authorities found (install ca-certificates, or set ca_file)",
-            ));
-        }
-        "trusted through the system's certificate authorities".into()
-    };
-    Ok((builder.with_root_certificates(roots).with_no_client_auth(), trusted))
-}
-
 /// Connects, secures the control connection for FTPS, logs in and selects
 /// binary transfers.
 pub fn connect(cfg: &TargetConfig, step: &mut dyn FnMut(&str, String)) -> RResult<Box<dyn Remote>> {
@@ -147,7 +61,8 @@ pub fn connect(cfg: &TargetConfig, step: &mut dyn FnMut(&str, String)) -> RResul
     let (tcp, addr) = remote::tcp_connect(cfg)?;
     step("connect", addr.to_string());
     if cfg.protocol == "ftps" {
-        let (tls, trusted) = tls_config(cfg)?;
+        let (tls, trusted) = crate::tls::client_config(cfg.ca_file.as_deref(), cfg.insecure_accept_any_certificate)
+            .map_err(RemoteError::fatal)?;
         let ftp = RustlsFtpStream::connect_with_stream(tcp).map_err(|e| ftp_err("greeting", e, timeout))?;
         let host = remote::bare_host(&cfg.host);
         let ftp = ftp.into_secure(RustlsConnector::from(Arc::new(tls)), host).map_err(|e| match e {
