@@ -54,6 +54,8 @@ pub enum Command {
     Upload(UploadArgs),
     /// Check a target: connect, log in, write, rename, size and remove a probe file
     TestTarget(TestTargetArgs),
+    /// SIEM forwarding: `siem test` sends a test message to the configured receiver
+    Siem(SiemArgs),
     /// Run the service: ingest socket, scheduler, self-audit (stop with SIGTERM, reload with SIGHUP)
     Serve,
     /// List the schedules with their next fire times and last runs
@@ -71,6 +73,18 @@ pub struct UploadArgs {
 pub struct TestTargetArgs {
     /// The target's name, as in [targets.NAME]
     pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SiemArgs {
+    #[command(subcommand)]
+    pub command: SiemCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SiemCommand {
+    /// Send a test message to the [siem] receiver and report what happened
+    Test,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,7 @@ mod restore;
 mod rotate;
 mod schedules;
 mod show;
+mod siem;
 mod status;
 mod test_target;
 mod upload;
@@ -152,6 +153,7 @@ pub fn run(opts: Opts) -> Result<ExitCode> {
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Upload(a) => upload::run(&ctx, a),
+        Command::Siem(a) => siem::run(&ctx, a),
         Command::TestTarget(a) => test_target::run(&ctx, a),
     }
 }

@@ -194,12 +194,146 @@ fn valid_target_name(name: &str) -> bool {
 pub struct SiemConfig {
     #[serde(default)]
     pub enabled: bool,
+    /// `udp`, `tcp` or `tls`.
     pub protocol: String,
+    /// Receiver name or address (IPv4, IPv6, name).
     pub host: String,
+    /// Default 514 (UDP, TCP), 6514 (TLS).
     pub port: Option<u16>,
+    /// `json` (the record's fields, as exported) or `cef`.
     #[serde(default = "json")]
     pub format: String,
+    /// TLS: PEM certificates of the authorities trusted for the receiver (default: the system's roots).
     pub ca_file: Option<PathBuf>,
+    /// TLS: accept any certificate. Dangerous: anyone able to intercept the
+    /// connection reads the audit trail.
+    #[serde(default)]
+    pub insecure_accept_any_certificate: bool,
+    /// TCP/TLS framing: `octet-counting` (RFC 6587, the default) or `lf`.
+    #[serde(default = "octet_counting")]
+    pub framing: String,
+    /// Syslog facility, by name (`auth`, `authpriv`, `local0`…`local7`, …) or number.
+    #[serde(default = "auth")]
+    pub facility: String,
+    /// APP-NAME of the syslog header.
+    #[serde(default = "app_name")]
+    pub app_name: String,
+    /// UDP: largest datagram sent, in bytes; longer messages have their
+    /// action data shortened (and marked) to fit.
+    #[serde(default = "udp_max")]
+    pub max_udp_bytes: usize,
+    /// Seconds without progress (connect, TLS handshake, a write) before the connection is given up.
+    #[serde(default = "siem_timeout")]
+    pub timeout_secs: u64,
+}
+
+/// Syslog facility names and numbers (RFC 5424 §6.2.1).
+pub const FACILITIES: [(&str, u8); 20] = [
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
+impl SiemConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(if self.protocol == "tls" { 6514 } else { 514 })
+    }
+
+    /// The facility's number (checked when the configuration was loaded).
+    pub fn facility_code(&self) -> u8 {
+        facility_code(&self.facility).unwrap_or(4)
+    }
+
+    /// `protocol host:port`, IPv6 addresses in brackets.
+    pub fn describe(&self) -> String {
+        if self.host.contains(':') {
+            format!("{} [{}]:{}", self.protocol, self.host.trim_matches(['[', ']']), self.port())
+        } else {
+            format!("{} {}:{}", self.protocol, self.host, self.port())
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !["udp", "tcp", "tls"].contains(&self.protocol.as_str()) {
+            bail!("protocol = {:?} is not udp, tcp or tls", self.protocol);
+        }
+        if self.host.trim().is_empty() {
+            bail!("host is missing");
+        }
+        if !["json", "cef"].contains(&self.format.as_str()) {
+            bail!("format = {:?} is not json or cef", self.format);
+        }
+        if !["octet-counting", "lf"].contains(&self.framing.as_str()) {
+            bail!("framing = {:?} is not octet-counting or lf", self.framing);
+        }
+        if facility_code(&self.facility).is_none() {
+            bail!(
+                "facility = {:?} is not a syslog facility name (auth, authpriv, local0…local7, …) or 0..=23",
+                self.facility
+            );
+        }
+        if self.app_name.is_empty()
+            || self.app_name.len() > 48
+            || !self.app_name.bytes().all(|b| (33..=126).contains(&b))
+        {
+            bail!("app_name = {:?} must be 1 to 48 printable ASCII characters without spaces", self.app_name);
+        }
+        if !(480..=65_000).contains(&self.max_udp_bytes) {
+            bail!("max_udp_bytes = {} is out of range (480..=65000)", self.max_udp_bytes);
+        }
+        if self.timeout_secs == 0 {
+            bail!("timeout_secs must be at least 1");
+        }
+        if self.protocol != "tls" && (self.ca_file.is_some() || self.insecure_accept_any_certificate) {
+            bail!("ca_file and insecure_accept_any_certificate apply to protocol = \"tls\" only");
+        }
+        Ok(())
+    }
+}
+
+fn facility_code(name: &str) -> Option<u8> {
+    FACILITIES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, c)| *c)
+        .or_else(|| name.parse::<u8>().ok().filter(|c| *c <= 23))
+}
+
+fn octet_counting() -> String {
+    "octet-counting".into()
+}
+
+fn auth() -> String {
+    "auth".into()
+}
+
+fn app_name() -> String {
+    "audit-trail".into()
+}
+
+fn udp_max() -> usize {
+    2048
+}
+
+fn siem_timeout() -> u64 {
+    10
 }
 
 fn yes() -> bool {
@@ -259,6 +393,9 @@ impl Config {
                 bail!("[targets.{name}]: a target name may hold letters, digits, '-', '_' and '.' only");
             }
             target.validate().with_context(|| format!("[targets.{name}]"))?;
+        }
+        if let Some(siem) = &self.siem {
+            siem.validate().context("[siem]")?;
         }
         Ok(())
     }

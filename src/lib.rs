@@ -19,6 +19,7 @@ pub mod record;
 pub mod scheduler;
 pub mod selfaudit;
 pub mod server;
+pub mod siem;
 pub mod timestamp;
 pub mod tls;
 pub mod upload;

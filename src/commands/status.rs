@@ -31,6 +31,23 @@ struct Status {
     schedule_errors: Vec<String>,
     /// Upload targets and the files still waiting for them.
     uploads: Vec<crate::upload::TargetStatus>,
+    /// SIEM forwarding, when configured.
+    siem: Option<SiemStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct SiemStatus {
+    receiver: String,
+    enabled: bool,
+    format: String,
+    /// The first id not yet known to be delivered.
+    next_id: u64,
+    /// Records accepted but not yet sent.
+    lag: u64,
+    sent: u64,
+    last_sent: Option<String>,
+    last_error: Option<String>,
+    last_error_time: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,6 +93,25 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         schedules,
         schedule_errors,
         uploads: crate::upload::status(&ctx.layout, &ctx.config)?,
+        siem: match &ctx.config.siem {
+            Some(cfg) => {
+                let state = crate::siem::read_state(&ctx.layout)?.unwrap_or_default();
+                let next_id = if state.next_id == 0 { last + 1 } else { state.next_id };
+                let send_next = if state.send_next == 0 { next_id } else { state.send_next };
+                Some(SiemStatus {
+                    receiver: cfg.describe(),
+                    enabled: cfg.enabled,
+                    format: cfg.format.clone(),
+                    next_id,
+                    lag: (last + 1).saturating_sub(send_next),
+                    sent: state.sent,
+                    last_sent: state.last_sent,
+                    last_error: state.last_error,
+                    last_error_time: state.last_error_time,
+                })
+            }
+            None => None,
+        },
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&st)?);
@@ -121,6 +157,16 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         let last = u.last_upload.as_deref().map_or("never".to_owned(), |t| format!("last {t}"));
         let state = if u.enabled { "" } else { " [disabled]" };
         println!("  {:<20} {}{state}: {} uploaded, {} pending; {last}", u.name, u.endpoint, u.uploaded, u.pending);
+    }
+    if let Some(si) = &st.siem {
+        let state = if si.enabled { "" } else { " [disabled]" };
+        println!(
+            "siem             {} {}{state}: next id {}, {} behind, {} sent",
+            si.receiver, si.format, si.next_id, si.lag, si.sent
+        );
+        if let Some(e) = &si.last_error {
+            println!("  last error     {} ({})", e, si.last_error_time.as_deref().unwrap_or("?"));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -34,6 +34,7 @@ use crate::selfaudit::{self, Event};
 
 pub mod ingest;
 pub mod jobs;
+pub mod siem;
 pub mod writer;
 
 use ingest::Shared;
@@ -162,7 +163,8 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
         Ok(log)
     });
     let next_id = log.next_id();
-    let (wtx, whandle) = writer::spawn(log, reopen);
+    let durable = Arc::new(writer::Durable::default());
+    let (wtx, whandle) = writer::spawn(log, reopen, durable.clone());
     jobs::submit_events(&wtx, &ctx.host, &*ctx.clock, &events).context("cannot record the service start")?;
 
     let shared = Arc::new(Shared::new(wtx.clone(), ctx.host.clone(), ctx.clock.clone(), ctx.config.mask()));
@@ -187,6 +189,7 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     }
     let enabled = loaded.schedules.iter().filter(|s| s.enabled).count();
     let sched = Scheduler::start(env.clone(), loaded.schedules);
+    let forwarder = siem::Forwarder::start(env.clone(), durable.clone());
 
     let (ctl_tx, ctl_rx) = mpsc::channel::<Ctl>();
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
@@ -259,6 +262,7 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     let next = if wtx.send(writer::Request::Stop(tx)).is_ok() { rx.recv().ok() } else { None };
     drop(wtx);
     let _ = whandle.join();
+    forwarder.stop();
     sig_handle.close();
     let _ = sig_thread.join();
     match next {

@@ -40,16 +40,43 @@ const GROUP_BYTES: usize = 64 << 20;
 
 pub type Reopen = Box<dyn Fn() -> Result<Log> + Send>;
 
-pub fn spawn(log: Log, reopen: Reopen) -> (SyncSender<Request>, JoinHandle<()>) {
+/// The id after the last record known to be on disk, published after every
+/// group's fsync: readers of the log (the SIEM forwarder) never pass it, so
+/// they never send a record that a power loss could still take back.
+#[derive(Debug, Default)]
+pub struct Durable {
+    next: std::sync::Mutex<u64>,
+    changed: std::sync::Condvar,
+}
+
+impl Durable {
+    pub fn publish(&self, next: u64) {
+        let mut n = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        if next > *n {
+            *n = next;
+            self.changed.notify_all();
+        }
+    }
+
+    /// The current value, once it exceeds `seen` or `timeout` has passed.
+    pub fn wait_beyond(&self, seen: u64, timeout: Duration) -> u64 {
+        let n = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let (n, _) = self.changed.wait_timeout_while(n, timeout, |n| *n <= seen).unwrap_or_else(|e| e.into_inner());
+        *n
+    }
+}
+
+pub fn spawn(log: Log, reopen: Reopen, durable: std::sync::Arc<Durable>) -> (SyncSender<Request>, JoinHandle<()>) {
     let (tx, rx) = mpsc::sync_channel(QUEUE);
+    durable.publish(log.next_id());
     let handle = std::thread::Builder::new()
         .name("log-writer".into())
-        .spawn(move || run(log, reopen, rx))
+        .spawn(move || run(log, reopen, rx, &durable))
         .expect("cannot start the log writer thread");
     (tx, handle)
 }
 
-fn run(log: Log, reopen: Reopen, rx: Receiver<Request>) {
+fn run(log: Log, reopen: Reopen, rx: Receiver<Request>, durable: &Durable) {
     let mut log = Some(log);
     let mut next_id = log.as_ref().map_or(0, Log::next_id);
     while let Ok(first) = rx.recv() {
@@ -82,6 +109,7 @@ fn run(log: Log, reopen: Reopen, rx: Receiver<Request>) {
         let l = log.as_mut().expect("log present");
         let stop = process(l, group);
         next_id = l.next_id();
+        durable.publish(next_id);
         if l.is_poisoned() {
             log = None;
         }

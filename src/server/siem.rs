@@ -1,0 +1,277 @@
+//! The SIEM forwarder thread of the service: follows the durable log from
+//! the saved position and sends each record to the receiver (see
+//! [`crate::siem`] for the delivery rules).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::jobs::JobEnv;
+use super::writer::Durable;
+use crate::config::{Config, Layout, SiemConfig};
+use crate::history::{self, Records};
+use crate::siem::{self, Conn, InFlight, SiemState, format};
+use crate::timestamp::{self, Clock};
+
+/// At most this often the log is read for new records (a burst is sent at
+/// once; a record waits at most this long).
+const CYCLE: Duration = Duration::from_millis(50);
+/// The saved position is written at most this often while sending.
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub struct Forwarder {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Forwarder {
+    pub fn start(env: Arc<JobEnv>, durable: Arc<Durable>) -> Forwarder {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("siem".into())
+            .spawn(move || {
+                Worker::new(env.layout.clone(), env.host.clone(), env.clock.clone()).run(&env.config, &durable, &s)
+            })
+            .expect("cannot start the SIEM forwarder thread");
+        Forwarder { stop, handle: Some(handle) }
+    }
+
+    /// Stops after the current send and saves the position.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+struct Worker {
+    layout: Layout,
+    host: String,
+    clock: Arc<dyn Clock>,
+    state: Option<SiemState>,
+    conn: Option<Conn>,
+    in_flight: InFlight,
+    /// The next id to send.
+    pos: u64,
+    next_attempt: Instant,
+    backoff: Duration,
+    saved_at: Instant,
+    dirty: bool,
+}
+
+impl Worker {
+    fn new(layout: Layout, host: String, clock: Arc<dyn Clock>) -> Worker {
+        Worker {
+            layout,
+            host,
+            clock,
+            state: None,
+            conn: None,
+            in_flight: InFlight::default(),
+            pos: 0,
+            next_attempt: Instant::now(),
+            backoff: Duration::from_secs(1),
+            saved_at: Instant::now(),
+            dirty: false,
+        }
+    }
+
+    fn now(&self) -> String {
+        timestamp::format(&self.clock.now())
+    }
+
+    fn save(&mut self, force: bool) {
+        let Some(state) = self.state.as_mut() else { return };
+        let next = self.in_flight.oldest().unwrap_or(self.pos);
+        if state.next_id != next || state.send_next != self.pos {
+            state.next_id = next;
+            state.send_next = self.pos;
+            self.dirty = true;
+        }
+        if self.dirty && (force || self.saved_at.elapsed() >= PERSIST_EVERY) {
+            match siem::write_state(&self.layout, state) {
+                Ok(()) => self.dirty = false,
+                Err(e) => eprintln!("audit-trail: siem: {e:#}"),
+            }
+            self.saved_at = Instant::now();
+        }
+    }
+
+    fn fail(&mut self, reason: String) {
+        if self.conn.take().is_some() {
+            // What was written but not yet counted as delivered goes again.
+            if let Some(oldest) = self.in_flight.oldest() {
+                self.pos = oldest;
+            }
+        }
+        self.in_flight.clear();
+        let now = self.now();
+        if let Some(state) = self.state.as_mut()
+            && state.last_error.as_deref() != Some(reason.as_str())
+        {
+            eprintln!("audit-trail: siem: {} : {reason}", state.receiver);
+            state.last_error = Some(reason);
+            state.last_error_time = Some(now);
+            self.dirty = true;
+        }
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.save(true);
+    }
+
+    /// Loads (or starts) the saved position for this receiver.
+    fn ensure_state(&mut self, cfg: &SiemConfig, durable_next: u64) {
+        if self.state.is_some() {
+            return;
+        }
+        let state = match siem::read_state(&self.layout) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                // Forwarding starts with the records accepted from now on.
+                SiemState { next_id: durable_next, ..SiemState::default() }
+            }
+            Err(e) => {
+                eprintln!("audit-trail: siem: {e:#}; starting from the next record");
+                SiemState { next_id: durable_next, ..SiemState::default() }
+            }
+        };
+        self.pos = state.next_id;
+        self.state = Some(SiemState { receiver: cfg.describe(), ..state });
+        self.dirty = true;
+        self.save(true);
+    }
+
+    fn run(&mut self, config: &RwLock<Config>, durable: &Durable, stop: &AtomicBool) {
+        let mut last_cycle = Instant::now() - CYCLE;
+        let mut receiver = String::new();
+        while !stop.load(Ordering::SeqCst) {
+            let cfg = config.read().unwrap_or_else(|e| e.into_inner()).siem.clone().filter(|s| s.enabled);
+            let Some(cfg) = cfg else {
+                self.conn = None;
+                durable.wait_beyond(u64::MAX, Duration::from_millis(500));
+                continue;
+            };
+            if cfg.describe() != receiver {
+                // A new receiver (or the first): reconnect; the position carries over.
+                receiver = cfg.describe();
+                self.conn = None;
+                self.in_flight.clear();
+                if let Some(s) = self.state.as_mut() {
+                    s.receiver = receiver.clone();
+                    s.last_error = None;
+                }
+            }
+            let durable_next = durable.wait_beyond(self.pos, Duration::from_millis(500));
+            self.ensure_state(&cfg, durable_next);
+            let window = siem::replay_window(&cfg);
+            self.in_flight.settle(Instant::now(), window);
+            if let Some(c) = self.conn.as_mut()
+                && !c.alive()
+            {
+                self.fail("connection closed by the receiver".into());
+            }
+            if durable_next <= self.pos {
+                self.save(false);
+                continue;
+            }
+            let since = last_cycle.elapsed();
+            if since < CYCLE {
+                std::thread::sleep(CYCLE - since);
+            }
+            last_cycle = Instant::now();
+            if self.conn.is_none() {
+                if Instant::now() < self.next_attempt {
+                    std::thread::sleep(Duration::from_millis(100).min(self.next_attempt - Instant::now()));
+                    continue;
+                }
+                match siem::connect(&cfg) {
+                    Ok(c) => self.conn = Some(c),
+                    Err(e) => {
+                        self.fail(e);
+                        continue;
+                    }
+                }
+            }
+            self.send_up_to(&cfg, durable.wait_beyond(0, Duration::ZERO), stop);
+        }
+        self.save(true);
+    }
+
+    /// Sends records from `pos` up to (not including) `end`.
+    fn send_up_to(&mut self, cfg: &SiemConfig, end: u64, stop: &AtomicBool) {
+        let files = match history::list(&self.layout) {
+            Ok(f) => f,
+            Err(e) => return self.fail(format!("cannot list the log: {e:#}")),
+        };
+        // From the newest file starting at or before `pos`.
+        let start = files.iter().rposition(|f| f.first_id <= self.pos).unwrap_or(0);
+        let files = files[start..].to_vec();
+        let cef = cfg.format == "cef";
+        let facility = cfg.facility_code();
+        let mut sent = 0u64;
+        let mut failure = None;
+        {
+            let Some(conn) = self.conn.as_mut() else { return };
+            let max = conn.max_datagram;
+            for rec in Records::new(&self.layout, files, self.pos) {
+                let rec = match rec {
+                    Ok(r) => r,
+                    Err(e) => {
+                        failure = Some(format!("cannot read the log: {e:#}"));
+                        break;
+                    }
+                };
+                if rec.id >= end {
+                    break;
+                }
+                let msg = format::message(&rec, cef, facility, &cfg.app_name, &self.host, max);
+                if let Err(e) = conn.send(&msg) {
+                    failure = Some(Conn::reason(&e, cfg));
+                    break;
+                }
+                self.in_flight.push(rec.id, Instant::now());
+                self.pos = rec.id + 1;
+                sent += 1;
+                if sent.is_multiple_of(4096) && stop.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
+            if failure.is_none()
+                && let Err(e) = conn.flush()
+            {
+                failure = Some(Conn::reason(&e, cfg));
+            }
+        }
+        if cfg.protocol == "udp" {
+            // Nothing to confirm or replay over UDP.
+            self.in_flight.clear();
+        }
+        if sent > 0 {
+            let now = self.now();
+            if let Some(s) = self.state.as_mut() {
+                s.sent += sent;
+                s.last_sent = Some(now);
+                self.dirty = true;
+            }
+        }
+        match failure {
+            Some(reason) => self.fail(reason),
+            None => {
+                if sent > 0 {
+                    self.backoff = Duration::from_secs(1);
+                    if let Some(s) = self.state.as_mut()
+                        && s.last_error.is_some()
+                    {
+                        s.last_error = None;
+                        self.dirty = true;
+                    }
+                }
+                self.save(false);
+            }
+        }
+    }
+}
