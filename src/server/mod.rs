@@ -163,6 +163,8 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
         Ok(log)
     });
     let next_id = log.next_id();
+    // If SIEM forwarding starts now for the first time, it starts here (with this start's own record).
+    let siem_first = next_id;
     let durable = Arc::new(writer::Durable::default());
     let (wtx, whandle) = writer::spawn(log, reopen, durable.clone());
     jobs::submit_events(&wtx, &ctx.host, &*ctx.clock, &events).context("cannot record the service start")?;
@@ -189,7 +191,7 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     }
     let enabled = loaded.schedules.iter().filter(|s| s.enabled).count();
     let sched = Scheduler::start(env.clone(), loaded.schedules);
-    let forwarder = siem::Forwarder::start(env.clone(), durable.clone());
+    let forwarder = siem::Forwarder::start(env.clone(), durable.clone(), siem_first);
 
     let (ctl_tx, ctl_rx) = mpsc::channel::<Ctl>();
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;

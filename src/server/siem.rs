@@ -27,13 +27,17 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn start(env: Arc<JobEnv>, durable: Arc<Durable>) -> Forwarder {
+    /// `first_next`: where forwarding starts if it never ran on this data
+    /// directory and is enabled now (the next id when ingest opened).
+    pub fn start(env: Arc<JobEnv>, durable: Arc<Durable>, first_next: u64) -> Forwarder {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let handle = std::thread::Builder::new()
             .name("siem".into())
             .spawn(move || {
-                Worker::new(env.layout.clone(), env.host.clone(), env.clock.clone()).run(&env.config, &durable, &s)
+                let mut w = Worker::new(env.layout.clone(), env.host.clone(), env.clock.clone());
+                w.initial = Some(first_next);
+                w.run(&env.config, &durable, &s)
             })
             .expect("cannot start the SIEM forwarder thread");
         Forwarder { stop, handle: Some(handle) }
@@ -61,6 +65,8 @@ struct Worker {
     backoff: Duration,
     saved_at: Instant,
     dirty: bool,
+    /// Where a first-ever forwarding starts, while it has been enabled since the service started.
+    initial: Option<u64>,
 }
 
 impl Worker {
@@ -77,6 +83,7 @@ impl Worker {
             backoff: Duration::from_secs(1),
             saved_at: Instant::now(),
             dirty: false,
+            initial: None,
         }
     }
 
@@ -128,15 +135,14 @@ impl Worker {
         if self.state.is_some() {
             return;
         }
+        // Forwarding starts with the records accepted from when it was enabled.
+        let first = self.initial.take().unwrap_or(durable_next);
         let state = match siem::read_state(&self.layout) {
             Ok(Some(s)) => s,
-            Ok(None) => {
-                // Forwarding starts with the records accepted from now on.
-                SiemState { next_id: durable_next, ..SiemState::default() }
-            }
+            Ok(None) => SiemState { next_id: first, ..SiemState::default() },
             Err(e) => {
                 eprintln!("audit-trail: siem: {e:#}; starting from the next record");
-                SiemState { next_id: durable_next, ..SiemState::default() }
+                SiemState { next_id: first, ..SiemState::default() }
             }
         };
         self.pos = state.next_id;
@@ -152,6 +158,7 @@ impl Worker {
             let cfg = config.read().unwrap_or_else(|e| e.into_inner()).siem.clone().filter(|s| s.enabled);
             let Some(cfg) = cfg else {
                 self.conn = None;
+                self.initial = None;
                 durable.wait_beyond(u64::MAX, Duration::from_millis(500));
                 continue;
             };
