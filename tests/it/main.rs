@@ -8,4 +8,5 @@ mod log;
 mod maintenance;
 mod serve;
 mod servers;
+mod syslog;
 mod upload;

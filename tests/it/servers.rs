@@ -169,7 +169,7 @@ fn send_signal(sig: &str, pids: &[i32]) {
 /// Kills `child` and every process descended from it. Everything is stopped
 /// first (repeating until no new process appears), so that nothing forks or
 /// escapes the tree by being re-parented while it is being killed.
-fn kill_tree(child: &mut Child) {
+pub fn kill_tree(child: &mut Child) {
     if matches!(child.try_wait(), Ok(Some(_))) {
         return;
     }
@@ -203,7 +203,7 @@ type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 /// parent-death signal fires when the *thread* that spawned the process
 /// exits, so all servers are spawned from one thread that lives as long as
 /// the test process.
-fn spawn_server(program: &str, args: &[&OsStr], env: &[(&str, &OsStr)], output: &Path) -> Result<Child, String> {
+pub fn spawn_server(program: &str, args: &[&OsStr], env: &[(&str, &OsStr)], output: &Path) -> Result<Child, String> {
     let mut cmd = if Path::new(SETPRIV).exists() {
         let mut c = Command::new(SETPRIV);
         c.args(["--pdeathsig", "KILL", "--", program]);
@@ -299,7 +299,9 @@ pub fn port_refuses(port: u16) -> bool {
     }
 }
 
-fn wait_refused(port: u16) -> Result<(), String> {
+/// Waits until a connection to 127.0.0.1:`port` is refused, at most
+/// `STOP_TIMEOUT`.
+pub fn wait_refused(port: u16) -> Result<(), String> {
     let deadline = Instant::now() + STOP_TIMEOUT;
     while !port_refuses(port) {
         if Instant::now() > deadline {
@@ -313,13 +315,13 @@ fn wait_refused(port: u16) -> Result<(), String> {
 }
 
 /// The text appended to `path` since byte `offset`.
-fn read_from(path: &Path, offset: u64) -> String {
+pub fn read_from(path: &Path, offset: u64) -> String {
     let bytes = fs::read(path).unwrap_or_default();
     let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
     String::from_utf8_lossy(&bytes[start..]).into_owned()
 }
 
-fn file_len(path: &Path) -> u64 {
+pub fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
@@ -1101,7 +1103,7 @@ fn check_reachable(account: &FtpAccount, root: &Path) {
 
 /// A test CA and a server certificate it signed (P-256 keys), in `dir`:
 /// returns (CA certificate, server certificate, server key).
-fn make_test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+pub fn make_test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     fs::create_dir(dir).unwrap();
     set_mode(dir, 0o700);
     let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
