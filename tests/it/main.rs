@@ -8,5 +8,6 @@ mod log;
 mod maintenance;
 mod serve;
 mod servers;
+mod siem;
 mod syslog;
 mod upload;
