@@ -1,0 +1,96 @@
+//! Forwarding rate of SIEM forwarding over TCP to a real rsyslog receiver
+//! (imtcp → omfile, the test suite's), in JSON and in CEF.
+//!
+//! `cargo bench --bench siem` (records: `BENCH_RECORDS`, default 200000).
+//! The service runs with forwarding on; the records are appended over the
+//! ingest socket, and the time is taken from the first record appended to
+//! the last one written by rsyslog. Ingest alone is timed too, to show that
+//! forwarding runs behind it, not in its way. Figures are printed, never
+//! asserted.
+
+#[path = "../tests/it/servers.rs"]
+mod servers;
+#[path = "../tests/it/syslog.rs"]
+mod syslog;
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_audit-trail");
+
+fn serve(data: &Path) -> Child {
+    let schedules = data.join("no-schedules");
+    std::fs::create_dir_all(&schedules).unwrap();
+    let child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--schedules")
+        .arg(&schedules)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(data.join("ingest.sock")).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n: usize = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("records.jsonl");
+    common::generate(n, &input);
+    println!(
+        "SIEM forwarding benchmark: {n} records over TCP to rsyslog (imtcp -> omfile), on {} cores",
+        std::thread::available_parallelism().map_or(1, |p| p.get())
+    );
+    for format in ["json", "cef"] {
+        let rs = syslog::Rsyslog::start_tcp();
+        let data = tmp.path().join(format!("data-{format}"));
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(
+            data.join("audit-trail.toml"),
+            format!(
+                "host_name = \"bench\"\nevent_mask = \"all\"\ncapacity = 50000\n[siem]\nenabled = true\nprotocol = \"tcp\"\nhost = \"127.0.0.1\"\nport = {}\nformat = \"{format}\"\n",
+                rs.port
+            ),
+        )
+        .unwrap();
+        let mut child = serve(&data);
+        let before = rs.messages().len();
+        let start = Instant::now();
+        let ok = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["append", "--json"])
+            .arg(&input)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "append failed");
+        let ingested = start.elapsed();
+        let got = rs.wait_for(before + n, Duration::from_secs(600));
+        let forwarded = start.elapsed();
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let _ = child.wait();
+        assert!(got.len() >= before + n);
+        println!(
+            "{format:<5} ingest (fsynced) {:>7.3} s ({:>9.0} records/s); all {n} at the receiver after {:>7.3} s: {:>9.0} records/s forwarded",
+            ingested.as_secs_f64(),
+            n as f64 / ingested.as_secs_f64(),
+            forwarded.as_secs_f64(),
+            n as f64 / forwarded.as_secs_f64()
+        );
+    }
+}
