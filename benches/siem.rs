@@ -10,6 +10,8 @@
 
 #[path = "../tests/it/servers.rs"]
 mod servers;
+// Its self-checks (#[test]) are not built here, so some imports go unused.
+#[allow(unused_imports)]
 #[path = "../tests/it/syslog.rs"]
 mod syslog;
 
