@@ -36,24 +36,8 @@ impl Serve {
             format!("host_name = \"bench\"\nevent_mask = \"all\"\ncapacity = {capacity}\n"),
         )
         .unwrap();
-        let empty = data.join("no-schedules");
-        std::fs::create_dir_all(&empty).unwrap();
-        let child = Command::new(BIN)
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--schedules")
-            .arg(&empty)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start serve");
+        let child = common::start_serve(BIN, data);
         let socket = data.join("ingest.sock");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "serve did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
         Serve { child, socket }
     }
 

@@ -17,33 +17,10 @@ mod syslog;
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_audit-trail");
-
-fn serve(data: &Path) -> Child {
-    let schedules = data.join("no-schedules");
-    std::fs::create_dir_all(&schedules).unwrap();
-    let child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--schedules")
-        .arg(&schedules)
-        .arg("serve")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(data.join("ingest.sock")).is_err() {
-        assert!(Instant::now() < deadline, "serve did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -69,7 +46,7 @@ fn main() {
             ),
         )
         .unwrap();
-        let mut child = serve(&data);
+        let mut child = common::start_serve(BIN, &data);
         let before = rs.messages().len();
         let start = Instant::now();
         let ok = Command::new(BIN)

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A small deterministic generator, so every run sees the same data.
 pub struct Rng(pub u64);
@@ -51,4 +53,27 @@ pub fn generate(n: usize, path: &Path) {
         ));
     }
     std::fs::write(path, out).expect("write input");
+}
+
+/// Starts `serve` on `data` (no schedules) and waits until its ingest socket answers.
+pub fn start_serve(bin: &str, data: &Path) -> Child {
+    let empty = data.join("no-schedules");
+    std::fs::create_dir_all(&empty).unwrap();
+    let child = Command::new(bin)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--schedules")
+        .arg(&empty)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start serve");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(data.join("ingest.sock")).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
 }

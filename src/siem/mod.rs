@@ -19,7 +19,7 @@ pub mod format;
 
 use std::collections::VecDeque;
 use std::io::{self, BufWriter, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +30,7 @@ use rustls::{ClientConnection, StreamOwned};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Layout, SiemConfig};
+use crate::upload::remote;
 
 /// Where forwarding stands, kept in `state/siem.json` and shown by `status`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -107,46 +108,20 @@ fn io_reason(e: &io::Error, timeout: Duration) -> String {
     }
 }
 
-fn resolve(cfg: &SiemConfig) -> Result<Vec<SocketAddr>, String> {
-    let host = cfg.host.trim().trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> =
-        (host, cfg.port()).to_socket_addrs().map_err(|e| format!("cannot resolve host {host:?}: {e}"))?.collect();
-    if addrs.is_empty() {
-        return Err(format!("host {host:?} has no address"));
-    }
-    Ok(addrs)
-}
-
 /// Connects to the receiver (for TLS, completes the handshake, so trust
 /// failures show here). Errors are one line.
 pub fn connect(cfg: &SiemConfig) -> Result<Conn, String> {
     let timeout = Duration::from_secs(cfg.timeout_secs);
-    let addrs = resolve(cfg)?;
     let octet_counting = cfg.framing == "octet-counting";
     if cfg.protocol == "udp" {
-        let addr = addrs[0];
+        let addr = remote::resolve(&cfg.host, cfg.port())?[0];
         let local: SocketAddr =
             if addr.is_ipv6() { "[::]:0".parse() } else { "0.0.0.0:0".parse() }.map_err(|e| format!("{e}"))?;
         let sock = UdpSocket::bind(local).map_err(|e| format!("cannot open a UDP socket: {e}"))?;
         sock.connect(addr).map_err(|e| format!("cannot address {addr}: {e}"))?;
         return Ok(Conn { kind: Kind::Udp(sock), octet_counting, max_datagram: Some(cfg.max_udp_bytes) });
     }
-    let mut last = String::new();
-    let mut tcp = None;
-    for addr in &addrs {
-        match TcpStream::connect_timeout(addr, timeout) {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) => last = format!("cannot connect to {addr}: {}", io_reason(&e, timeout)),
-        }
-    }
-    let tcp = tcp.ok_or(last)?;
-    let _ = tcp.set_nodelay(true);
-    tcp.set_write_timeout(Some(timeout))
-        .and_then(|()| tcp.set_read_timeout(Some(timeout)))
-        .map_err(|e| e.to_string())?;
+    let (mut tcp, _) = remote::tcp_connect_to(&cfg.host, cfg.port(), timeout)?;
     if cfg.protocol == "tcp" {
         return Ok(Conn {
             kind: Kind::Tcp(BufWriter::with_capacity(256 * 1024, tcp)),
@@ -155,11 +130,10 @@ pub fn connect(cfg: &SiemConfig) -> Result<Conn, String> {
         });
     }
     let (tls, _) = crate::tls::client_config(cfg.ca_file.as_deref(), cfg.insecure_accept_any_certificate)?;
-    let host = cfg.host.trim().trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = remote::bare_host(&cfg.host).to_owned();
     let name =
         ServerName::try_from(host.clone()).map_err(|e| format!("{host:?} is not a valid TLS server name: {e}"))?;
     let mut conn = ClientConnection::new(Arc::new(tls), name).map_err(|e| format!("TLS setup: {e}"))?;
-    let mut tcp = tcp;
     while conn.is_handshaking() {
         conn.complete_io(&mut tcp).map_err(|e| io_reason(&e, timeout))?;
     }

@@ -104,32 +104,39 @@ pub fn bare_host(host: &str) -> &str {
     host.trim().trim_start_matches('[').trim_end_matches(']')
 }
 
-/// Resolves the target's host and connects to the first address that
-/// answers, with the target's timeout on connect, reads and writes.
-pub fn tcp_connect(cfg: &TargetConfig) -> RResult<(TcpStream, SocketAddr)> {
-    let timeout = Duration::from_secs(cfg.timeout_secs);
-    let host = bare_host(&cfg.host);
-    let addrs: Vec<SocketAddr> = (host, cfg.port())
-        .to_socket_addrs()
-        .map_err(|e| RemoteError::retry(format!("cannot resolve host {host:?}: {e}")))?
-        .collect();
-    let mut last = None;
-    for addr in addrs {
+/// The addresses of `host` (brackets around an IPv6 address allowed).
+pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    let host = bare_host(host);
+    let addrs: Vec<SocketAddr> =
+        (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve host {host:?}: {e}"))?.collect();
+    if addrs.is_empty() {
+        return Err(format!("host {host:?} has no address"));
+    }
+    Ok(addrs)
+}
+
+/// Resolves `host` and connects to the first address that answers, with
+/// `timeout` on connect, reads and writes. Errors are one line.
+pub fn tcp_connect_to(host: &str, port: u16, timeout: Duration) -> Result<(TcpStream, SocketAddr), String> {
+    let mut last = String::new();
+    for addr in resolve(host, port)? {
         match TcpStream::connect_timeout(&addr, timeout) {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
                 s.set_read_timeout(Some(timeout))
                     .and_then(|()| s.set_write_timeout(Some(timeout)))
-                    .map_err(|e| RemoteError::retry(format!("cannot set timeouts: {e}")))?;
+                    .map_err(|e| format!("cannot set timeouts: {e}"))?;
                 return Ok((s, addr));
             }
-            Err(e) => last = Some((addr, e)),
+            Err(e) => last = format!("cannot connect to {addr}: {}", io_reason(&e, timeout)),
         }
     }
-    Err(match last {
-        Some((addr, e)) => RemoteError::retry(format!("cannot connect to {addr}: {}", io_reason(&e, timeout))),
-        None => RemoteError::retry(format!("host {host:?} has no address")),
-    })
+    Err(last)
+}
+
+/// [`tcp_connect_to`] the target's host and port, with its timeout.
+pub fn tcp_connect(cfg: &TargetConfig) -> RResult<(TcpStream, SocketAddr)> {
+    tcp_connect_to(&cfg.host, cfg.port(), Duration::from_secs(cfg.timeout_secs)).map_err(RemoteError::retry)
 }
 
 /// A password, kept out of `Debug` output.
