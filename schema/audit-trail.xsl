@@ -107,6 +107,12 @@ dl.other dd::after { content: ""; display: block; }
               <span>Sealed: <b><xsl:value-of select="Seal/@sealed"/></b></span>
               <span>Seal range: <b><xsl:value-of select="Seal/@first-id"/>–<xsl:value-of select="Seal/@last-id"/></b></span>
               <span>Seal count: <b><xsl:value-of select="Seal/@records"/></b></span>
+              <xsl:if test="Seal/@chain-end">
+                <span>Chain end: <b><xsl:value-of select="substring(Seal/@chain-end, 1, 16)"/>…</b></span>
+              </xsl:if>
+              <xsl:if test="Seal/@key-id">
+                <span>MAC key id: <b><xsl:value-of select="Seal/@key-id"/></b> (check with audit-trail verify --key)</span>
+              </xsl:if>
             </xsl:when>
             <xsl:otherwise>
               <span>Not sealed (export document)</span>

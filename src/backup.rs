@@ -549,7 +549,7 @@ fn extract_and_verify(bundle: &Path, tmp: &Path) -> Result<(usize, verify::Repor
         sync_dir(d)?;
     }
     let layout = Layout::new(tmp);
-    let report = verify::verify(verify::data_dir_targets(&layout)?);
+    let report = verify::verify(verify::data_dir_targets(&layout)?, &verify::Options::default());
     if let Some(p) = report.problems.first() {
         let shown = p.to_string().replace(&format!("{}/", tmp.display()), "");
         bail!(

@@ -279,6 +279,17 @@ pub struct FilterArgs {
 pub struct VerifyArgs {
     /// Files to check (plain or .gz; default: the whole data directory)
     pub paths: Vec<PathBuf>,
+    /// Check every sealed file's MAC with this key file (the hmac_key_file);
+    /// give it again for files sealed under earlier keys
+    #[arg(long = "key", value_name = "FILE")]
+    pub keys: Vec<PathBuf>,
+    /// A chain value kept earlier, as ID:VALUE from `status --json` (or VALUE
+    /// alone): the set must hold that record with that value
+    #[arg(long = "anchor", value_name = "ID:VALUE")]
+    pub anchors: Vec<crate::verify::Anchor>,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

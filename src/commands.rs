@@ -78,7 +78,8 @@ impl Ctx {
 
     /// Opens the log for writing, printing what recovery repaired.
     pub fn open_log(&self) -> Result<Log> {
-        let (log, notes) = Log::open(&self.layout, &self.host, self.config.capacity, self.clock.clone())?;
+        let key = self.config.mac_key()?;
+        let (log, notes) = Log::open(&self.layout, &self.host, self.config.capacity, self.clock.clone(), key)?;
         for n in notes {
             eprintln!("audit-trail: {n}");
         }

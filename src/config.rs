@@ -36,6 +36,9 @@ pub struct Config {
     pub ingest_socket: Option<PathBuf>,
     /// Permissions of the ingest socket, octal (default `"0660"`).
     pub socket_mode: String,
+    /// File holding the secret key for seal MACs (SPEC §9); none by default.
+    /// Read when the log is opened; the service reads it at start.
+    pub hmac_key_file: Option<PathBuf>,
     pub targets: BTreeMap<String, TargetConfig>,
     pub siem: Option<SiemConfig>,
 }
@@ -52,6 +55,7 @@ impl Default for Config {
             keep_backups: 7,
             ingest_socket: None,
             socket_mode: "0660".into(),
+            hmac_key_file: None,
             targets: BTreeMap::new(),
             siem: None,
         }
@@ -361,6 +365,11 @@ fn default_retry_delay() -> u64 {
 }
 
 impl Config {
+    /// The seal MAC key, when `hmac_key_file` is set.
+    pub fn mac_key(&self) -> Result<Option<crate::chain::MacKey>> {
+        self.hmac_key_file.as_deref().map(crate::chain::MacKey::load).transpose().context("hmac_key_file")
+    }
+
     /// Reads `path`; a missing file is all defaults only when the path was not
     /// given explicitly.
     pub fn load(path: &Path, explicit: bool) -> Result<Config> {

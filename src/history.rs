@@ -131,21 +131,33 @@ pub fn list(layout: &Layout) -> Result<Vec<LogFile>> {
     Ok(files)
 }
 
-/// Last id and stem of the newest sealed or archived file.
-pub fn last_sealed(layout: &Layout) -> Result<Option<(u64, String)>> {
+/// The end of the newest sealed or archived file.
+#[derive(Debug, Clone)]
+pub struct LastSealed {
+    pub last_id: u64,
+    pub stem: String,
+    /// Its chain value at the end (`None` for a file without a hash chain).
+    pub chain_end: Option<crate::chain::Digest>,
+}
+
+/// Last id, stem and chain value of the newest sealed or archived file.
+pub fn last_sealed(layout: &Layout) -> Result<Option<LastSealed>> {
     let (mut files, mut seen) = (Vec::new(), HashSet::new());
     list_dir(&layout.sealed, FileKind::Sealed, &mut seen, &mut files)?;
     list_dir(&layout.archive, FileKind::Archived, &mut seen, &mut files)?;
     let Some(newest) = files.into_iter().max_by_key(|f| f.first_id) else { return Ok(None) };
     let mut rd = XmlReader::new(newest.open(layout)?);
     let mut last = newest.first_id.saturating_sub(1);
+    let mut chain_end = rd.header().map_err(|e| anyhow!("{}: {e}", newest.path.display()))?.chain_start;
     while let Some(r) = rd.next_record().map_err(|e| anyhow!("{}: {e}", newest.path.display()))? {
         last = r.id;
+        chain_end = r.chain.or(chain_end);
     }
     if let Some(seal) = rd.seal() {
         last = last.max(seal.last_id);
+        chain_end = seal.chain_end.or(chain_end);
     }
-    Ok(Some((last, newest.stem)))
+    Ok(Some(LastSealed { last_id: last, stem: newest.stem, chain_end }))
 }
 
 /// Streams the records of a list of files in order, starting at `from_id`.
@@ -198,10 +210,19 @@ impl Iterator for Records<'_> {
 /// The last id of a listed history (0 when it holds no record), read from
 /// its newest file.
 pub fn last_id(layout: &Layout, files: &[LogFile]) -> Result<u64> {
-    let Some(newest) = files.last() else { return Ok(0) };
-    let mut last = newest.first_id.saturating_sub(1);
+    Ok(last_record(layout, files)?.0)
+}
+
+/// The last id of a listed history (0 when it holds no record) and that
+/// record's chain value (the anchor `status` shows).
+pub fn last_record(layout: &Layout, files: &[LogFile]) -> Result<(u64, Option<crate::chain::Digest>)> {
+    let Some(newest) = files.last() else { return Ok((0, None)) };
+    // A file with no record yet starts from its predecessor's last value.
+    let start = XmlReader::new(newest.open(layout)?).header().ok().and_then(|h| h.chain_start);
+    let mut last = (newest.first_id.saturating_sub(1), start);
     for r in Records::new(layout, vec![newest.clone()], 0) {
-        last = r?.id;
+        let r = r?;
+        last = (r.id, r.chain);
     }
     Ok(last)
 }

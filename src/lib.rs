@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod chain;
 pub mod cli;
 pub mod client;
 pub mod commands;

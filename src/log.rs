@@ -46,12 +46,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
 
+use crate::chain::{self, Digest, MacKey, SealStatement};
 use crate::config::Layout;
 use crate::history::{self, FileKind};
 use crate::record::Record;
 use crate::timestamp::{self, Clock};
-use crate::xml_read::XmlReader;
-use crate::xml_write::{self, SealInfo};
+use crate::xml_read::{Header, XmlReader};
+use crate::xml_write::{self, FileStart, SealInfo};
 
 /// Suffix of the active file.
 pub const ACTIVE_SUFFIX: &str = ".xml.open";
@@ -67,6 +68,14 @@ struct Active {
     count: u64,
     /// Bytes on disk that are known good (end of the last complete record).
     len: u64,
+    /// The header's host and created attributes (covered by the seal MAC).
+    host: String,
+    created: String,
+    /// Chain value before the first record; `None` for a file written before
+    /// the format had a chain (it is sealed as it is and never appended to).
+    chain_start: Option<Digest>,
+    /// Chain value after the last record pushed (buffered ones included).
+    chain: Option<Digest>,
 }
 
 /// A file that was sealed.
@@ -86,6 +95,11 @@ pub struct Log {
     active: Option<Active>,
     next_id: u64,
     last_stamp: Option<NaiveDateTime>,
+    /// Where the next file's chain continues from, and the file before it,
+    /// when there is no active file to take them from. `None` starts a new chain.
+    chain: Option<Digest>,
+    prev_stem: Option<String>,
+    key: Option<MacKey>,
     dirs_dirty: bool,
     poisoned: bool,
 }
@@ -93,8 +107,15 @@ pub struct Log {
 impl Log {
     /// Takes the writer lock (waiting for another writer to finish), creates
     /// the layout if needed and repairs what a crash left. Returns the log and
-    /// a note for each repair made.
-    pub fn open(layout: &Layout, host: &str, capacity: u64, clock: Arc<dyn Clock>) -> Result<(Log, Vec<String>)> {
+    /// a note for each repair made. With a key, every file sealed carries a
+    /// MAC made with it.
+    pub fn open(
+        layout: &Layout,
+        host: &str,
+        capacity: u64,
+        clock: Arc<dyn Clock>,
+        key: Option<MacKey>,
+    ) -> Result<(Log, Vec<String>)> {
         layout.create()?;
         let lock = OpenOptions::new()
             .create(true)
@@ -115,6 +136,9 @@ impl Log {
             active: None,
             next_id: 1,
             last_stamp: None,
+            chain: None,
+            prev_stem: None,
+            key,
             dirs_dirty: false,
             poisoned: false,
         };
@@ -142,6 +166,17 @@ impl Log {
     /// Name and record count of the active file, if any.
     pub fn active(&self) -> Option<(&Path, u64)> {
         self.active.as_ref().map(|a| (a.path.as_path(), a.count))
+    }
+
+    /// The id of the newest record and its chain value: the anchor an
+    /// auditor keeps to detect the removal of newer records (`None` before
+    /// the first chained record).
+    pub fn chain_head(&self) -> Option<(u64, Digest)> {
+        let a = self.active.as_ref()?;
+        if self.next_id == a.first_id {
+            return None;
+        }
+        Some((self.next_id - 1, a.chain?))
     }
 
     fn recover(&mut self) -> Result<Vec<String>> {
@@ -177,15 +212,29 @@ impl Log {
                 let info = self.seal_info(&a);
                 write_all_at_end(&mut a, &xml_write::seal(&info))?;
             }
+            self.chain = a.chain;
+            self.prev_stem = Some(a.stem.clone());
             self.finish_seal(a)?;
         }
         let mut last_stamp = None;
         if let Some((stem, path, scan)) = newest {
-            let a = self.reopen_active(stem.clone(), path, &scan, &mut notes)?;
+            let mut a = self.reopen_active(stem.clone(), path, &scan, &mut notes)?;
             self.next_id = a.first_id + a.count;
             last_stamp = stem_stamp(&stem);
+            self.chain = a.chain;
+            self.prev_stem = Some(a.stem.clone());
             if scan.sealed {
                 notes.push(format!("finished sealing {} (it was sealed but not yet moved)", a.path.display()));
+                self.finish_seal(a)?;
+            } else if a.chain_start.is_none() {
+                // Written before files had a hash chain: sealed as it is, and
+                // the next record starts a chained file.
+                let info = self.seal_info(&a);
+                write_all_at_end(&mut a, &xml_write::seal(&info))?;
+                notes.push(format!(
+                    "sealed {} (written without a hash chain); a new file starts the chain",
+                    a.path.display()
+                ));
                 self.finish_seal(a)?;
             } else {
                 self.active = Some(a);
@@ -193,9 +242,11 @@ impl Log {
         } else {
             // No active file: a brand-new directory, or a crash between
             // sealing a file and opening the next. The sealed files know.
-            if let Some((last_id, stem)) = history::last_sealed(&self.layout)? {
-                self.next_id = last_id + 1;
-                last_stamp = stem_stamp(&stem);
+            if let Some(last) = history::last_sealed(&self.layout)? {
+                self.next_id = last.last_id + 1;
+                last_stamp = stem_stamp(&last.stem);
+                self.chain = last.chain_end;
+                self.prev_stem = Some(last.stem);
             }
         }
         self.last_stamp = last_stamp;
@@ -225,16 +276,43 @@ impl Log {
                 scan.problem.as_deref().map(|p| format!(" ({p})")).unwrap_or_default(),
             ));
         }
-        Ok(Active { path, stem, file, first_id: scan.first_id, count: scan.count, len: keep })
+        Ok(Active {
+            path,
+            stem,
+            file,
+            first_id: scan.first_id,
+            count: scan.count,
+            len: keep,
+            host: scan.header.host.clone(),
+            created: scan.header.created.clone(),
+            chain_start: scan.header.chain_start,
+            chain: scan.last_chain.or(scan.header.chain_start),
+        })
     }
 
     fn seal_info(&self, a: &Active) -> SealInfo {
-        SealInfo {
+        let mut info = SealInfo {
             first_id: a.first_id,
-            last_id: a.first_id + a.count - 1,
+            last_id: (a.first_id + a.count).saturating_sub(1),
             records: a.count,
             sealed: timestamp::format(&self.clock.now()),
+            chain_end: a.chain,
+            mac: None,
+        };
+        if let (Some(key), Some(start), Some(end)) = (&self.key, &a.chain_start, &a.chain) {
+            let statement = SealStatement {
+                host: &a.host,
+                created: &a.created,
+                sealed: &info.sealed,
+                first_id: info.first_id,
+                last_id: info.last_id,
+                records: info.records,
+                chain_start: start,
+                chain_end: end,
+            };
+            info.mac = Some((key.id().to_owned(), key.mac(&statement)));
         }
+        info
     }
 
     /// Makes the sealed file durable, then gives it its final name.
@@ -252,6 +330,8 @@ impl Log {
             last_id: a.first_id + a.count.max(1) - 1,
             records: a.count,
             sealed: String::new(),
+            chain_end: a.chain,
+            mac: None,
         };
         Ok(Sealed { path: dest, info })
     }
@@ -291,12 +371,30 @@ impl Log {
             .write(true)
             .open(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
-        let header = xml_write::header(&self.host, &timestamp::format(&now), Some(self.next_id));
+        let chain_start = match self.chain {
+            Some(c) => c,
+            None => chain::genesis()?,
+        };
+        let created = timestamp::format(&now);
+        let start =
+            FileStart { first_id: self.next_id, chain_start: &chain_start, previous: self.prev_stem.as_deref() };
+        let header = xml_write::header(&self.host, &created, Some(start));
         file.write_all(&header).with_context(|| format!("cannot write {}", path.display()))?;
         file.sync_all()?;
         self.dirs_dirty = true;
         self.last_stamp = Some(stamp);
-        self.active = Some(Active { path, stem, file, first_id: self.next_id, count: 0, len: header.len() as u64 });
+        self.active = Some(Active {
+            path,
+            stem,
+            file,
+            first_id: self.next_id,
+            count: 0,
+            len: header.len() as u64,
+            host: self.host.clone(),
+            created,
+            chain_start: Some(chain_start),
+            chain: Some(chain_start),
+        });
         Ok(())
     }
 
@@ -310,6 +408,8 @@ impl Log {
             Some(mut a) => {
                 let info = self.seal_info(&a);
                 write_all_at_end(&mut a, &xml_write::seal(&info))?;
+                self.chain = a.chain;
+                self.prev_stem = Some(a.stem.clone());
                 let mut s = self.finish_seal(a)?;
                 s.info = info;
                 Some(s)
@@ -327,11 +427,11 @@ impl Log {
         I: IntoIterator<Item = Record<'a>>,
     {
         let mut app = self.begin()?;
-        let mut body = Vec::with_capacity(4096);
+        let mut entry = Vec::with_capacity(4096);
         for rec in records {
-            body.clear();
-            xml_write::record_body(&mut body, &rec);
-            app.push_body(&body)?;
+            entry.clear();
+            render_entry(&mut entry, &rec);
+            app.push_entry(&entry)?;
         }
         app.commit()
     }
@@ -377,17 +477,25 @@ pub struct Appender<'l> {
 }
 
 impl Appender<'_> {
-    /// Appends one record given as its rendered body
-    /// ([`xml_write::record_body`]); returns the id it gets.
-    pub fn push_body(&mut self, body: &[u8]) -> Result<u64> {
+    /// Appends one record given as an entry ([`render_entry`]); returns the
+    /// id it gets.
+    pub fn push_entry(&mut self, entry: &[u8]) -> Result<u64> {
         let full = self.log.active.as_ref().is_none_or(|a| a.count + self.pending >= self.log.capacity);
         if full {
             self.flush()?;
             self.log.roll()?;
         }
+        let Some(split) = entry.len().checked_sub(32) else { bail!("a record entry is shorter than its digest") };
+        let (body, leaf) = entry.split_at(split);
+        let leaf: &Digest = leaf.try_into().context("record digest")?;
         let id = self.log.next_id;
+        let a = self.log.active.as_mut().context("no active file")?;
+        let prev = a.chain.context("the active file has no hash chain")?;
+        let c = chain::link(&prev, id, leaf);
+        a.chain = Some(c);
         xml_write::record_start(&mut self.buf, id);
         self.buf.extend_from_slice(body);
+        xml_write::record_end(&mut self.buf, Some(&c));
         self.log.next_id += 1;
         self.pending += 1;
         if self.buf.len() >= WRITE_CHUNK {
@@ -431,6 +539,15 @@ impl Appender<'_> {
     }
 }
 
+/// Renders a record for [`Appender::push_entry`]: its body
+/// ([`xml_write::record_body`]) followed by its 32-byte leaf digest
+/// ([`chain::leaf`]). Both need no id, so entries are made on any thread and
+/// only the short chain link is left to the single writer.
+pub fn render_entry(out: &mut Vec<u8>, rec: &Record<'_>) {
+    xml_write::record_body(out, rec);
+    out.extend_from_slice(&chain::leaf(rec));
+}
+
 fn write_all_at_end(a: &mut Active, bytes: &[u8]) -> Result<()> {
     a.file.seek(SeekFrom::Start(a.len))?;
     a.file.write_all(bytes).with_context(|| format!("cannot write {}", a.path.display()))?;
@@ -446,6 +563,9 @@ pub fn stem_stamp(stem: &str) -> Option<NaiveDateTime> {
 
 /// What a look through an active file found.
 pub(crate) struct Scan {
+    pub(crate) header: Header,
+    /// Chain value of the last complete record in sequence.
+    pub(crate) last_chain: Option<Digest>,
     pub(crate) first_id: u64,
     pub(crate) count: u64,
     /// End of the last complete record (of the header when there is none).
@@ -469,17 +589,19 @@ fn scan_active(path: &Path) -> Result<Option<Scan>> {
 pub(crate) fn scan_active_file(file: File, path: &Path) -> Result<Option<Scan>> {
     let file_len = file.metadata()?.len();
     let mut rd = XmlReader::new(BufReader::with_capacity(256 * 1024, file));
-    let first_id = match rd.header() {
-        Ok(h) => match h.first_id {
-            Some(id) => id,
-            None => bail!("{} has no first-id attribute; it was not written by audit-trail", path.display()),
-        },
+    let header = match rd.header() {
+        Ok(h) => h.clone(),
         Err(_) if file_len < 512 => return Ok(None),
         Err(e) => bail!("{} is not an audit-trail file: {e}", path.display()),
+    };
+    let first_id = match header.first_id {
+        Some(id) => id,
+        None => bail!("{} has no first-id attribute; it was not written by audit-trail", path.display()),
     };
     let mut count = 0;
     let mut problem = None;
     let mut before = rd.good_end();
+    let mut last_chain = None;
     loop {
         match rd.next_record() {
             Ok(Some(rec)) => {
@@ -487,6 +609,7 @@ pub(crate) fn scan_active_file(file: File, path: &Path) -> Result<Option<Scan>> 
                     problem = Some(format!("record id {} where {} was expected", rec.id, first_id + count));
                     break;
                 }
+                last_chain = rec.chain.or(last_chain);
                 count += 1;
                 before = rd.good_end();
             }
@@ -506,7 +629,7 @@ pub(crate) fn scan_active_file(file: File, path: &Path) -> Result<Option<Scan>> 
     if problem.is_none() && !sealed && rd.seal_end().is_some() {
         problem = Some("trailer cut short".into());
     }
-    Ok(Some(Scan { first_id, count, good_end, file_len, sealed, problem }))
+    Ok(Some(Scan { header, last_chain, first_id, count, good_end, file_len, sealed, problem }))
 }
 
 /// Puts the stylesheet next to the sealed files, so a browser that opens one

@@ -119,6 +119,8 @@ impl Field {
 pub struct Record<'a> {
     pub id: u64,
     pub fields: [Option<Cow<'a, str>>; NFIELDS],
+    /// The hash chain value read from a log file (`<Chain>`, SPEC §9).
+    pub chain: Option<crate::chain::Digest>,
 }
 
 impl<'a> Record<'a> {
@@ -131,7 +133,7 @@ impl<'a> Record<'a> {
     }
 
     pub fn into_owned(self) -> Record<'static> {
-        Record { id: self.id, fields: self.fields.map(|v| v.map(|c| Cow::Owned(c.into_owned()))) }
+        Record { id: self.id, fields: self.fields.map(|v| v.map(|c| Cow::Owned(c.into_owned()))), chain: self.chain }
     }
 }
 

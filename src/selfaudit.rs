@@ -11,7 +11,6 @@ use anyhow::Result;
 use crate::config::{Config, Layout};
 use crate::maintenance::write_atomic;
 use crate::record::{self, Defaults, Field, Record};
-use crate::xml_write;
 
 pub const APP_NAME: &str = "audit-trail";
 
@@ -55,10 +54,10 @@ impl Event {
         rec.into_owned()
     }
 
-    /// The rendered record body, ready for [`crate::log::Appender::push_body`].
-    pub fn body(&self, defaults: &Defaults<'_>) -> Vec<u8> {
+    /// The rendered record, ready for [`crate::log::Appender::push_entry`].
+    pub fn entry(&self, defaults: &Defaults<'_>) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
-        xml_write::record_body(&mut out, &self.record(defaults));
+        crate::log::render_entry(&mut out, &self.record(defaults));
         out
     }
 

@@ -1,19 +1,48 @@
-//! `verify`: proves the files well-formed, their records complete, ids
-//! contiguous within and across files, and each seal consistent with the
-//! records it closes. Names the first bad file and record.
+//! `verify`: proves a set of files intact (SPEC §8, §9) and names the first
+//! bad file and record, and the kind of damage.
 //!
-//! What it can and cannot tell: a gap *before* the oldest file is normal
-//! (retention purges old files) and is not reported; nor can it see records
-//! or files removed from the newest end. Edits that keep the XML well-formed
-//! and the ids in order are not detected yet.
+//! # What is checked
+//!
+//! * Each file is well-formed, its records have the required fields, and ids
+//!   run without a gap from the header's `first-id` to the seal's `last-id`.
+//! * The hash chain (see [`crate::chain`]): every record's `<Chain>` value is
+//!   recomputed from its content and the value before it, starting from the
+//!   header's `chain-start`, and the seal's `chain-end` must be the last one.
+//! * Across files, in id order: each file starts right after the previous
+//!   one ends, and from the chain value it ended with.
+//! * With keys (`verify --key`): every sealed file carries a seal MAC made
+//!   with one of them.
+//! * With anchors (`verify --anchor ID:VALUE`): the set holds record ID and
+//!   its chain value is VALUE.
+//!
+//! # What it proves, and what it cannot
+//!
+//! * Without a key, a change to any record, a swap, an insertion or a
+//!   removal inside the set is found, *unless* whoever made it also
+//!   recomputed the chain from that point to the newest file (the algorithm
+//!   is public). Any earlier chain value held elsewhere (an anchor: the SIEM,
+//!   `status --json`, a successor file kept offboard) exposes that.
+//! * With the key, a file whose records or chain were rewritten fails its
+//!   MAC; so does a file that another archiver sealed. The MAC covers a file,
+//!   so it says *which file* was rewritten, not which record.
+//! * Records and files removed from the *newest* end leave a shorter set
+//!   that is consistent in itself. Only an anchor taken earlier (newer than
+//!   what remains) reveals it; without one, verify cannot tell.
+//! * A gap before the oldest file is normal (retention purges old files) and
+//!   is not reported.
+//! * The active file is chained but has no seal yet, so no MAC.
+//! * Files written before the chain existed (format 1) are checked for ids
+//!   and seals only, and are reported as unauthenticated when a key is given.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
+use crate::chain::{self, Digest, MacKey, SealStatement};
 use crate::history::{self, FileKind, open_any};
-use crate::record::Field;
-use crate::xml_read::XmlReader;
+use crate::record::{Field, Record};
+use crate::xml_read::{Header, XmlError, XmlReader};
 
 /// One file to check.
 #[derive(Debug, Clone)]
@@ -22,11 +51,51 @@ pub struct Target {
     pub kind: FileKind,
 }
 
+/// The kinds of damage verify names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// A record's content no longer matches its chain value, or a seal was changed.
+    Edited,
+    /// Records or files are missing from inside the set.
+    Missing,
+    /// Records are out of order.
+    Reordered,
+    /// A record or file is there that was not written in that place.
+    Inserted,
+    /// A file, or the set, ends before its seal or an anchor says it should.
+    Truncated,
+    /// A file does not belong to this chain: another archiver's, or another key's.
+    Foreign,
+    /// A seal MAC does not match: the file was rewritten and its chain recomputed.
+    Forged,
+    /// A key was given, but the file carries no seal MAC.
+    Unauthenticated,
+    /// Not well-formed XML, or not an audit-trail file at all.
+    Malformed,
+}
+
+impl Damage {
+    pub fn label(self) -> &'static str {
+        match self {
+            Damage::Edited => "edited",
+            Damage::Missing => "missing",
+            Damage::Reordered => "reordered",
+            Damage::Inserted => "inserted",
+            Damage::Truncated => "truncated",
+            Damage::Foreign => "foreign",
+            Damage::Forged => "forged",
+            Damage::Unauthenticated => "unauthenticated",
+            Damage::Malformed => "malformed",
+        }
+    }
+}
+
 /// What was found wrong, where.
 #[derive(Debug, Clone)]
 pub struct Problem {
     pub path: PathBuf,
     pub record: Option<u64>,
+    pub kind: Damage,
     pub what: String,
 }
 
@@ -36,8 +105,35 @@ impl std::fmt::Display for Problem {
         if let Some(id) = self.record {
             write!(f, ": record {id}")?;
         }
-        write!(f, ": {}", self.what)
+        write!(f, ": {}: {}", self.kind.label(), self.what)
     }
+}
+
+/// A chain value an auditor kept: `ID:VALUE`, or a bare VALUE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    pub id: Option<u64>,
+    pub value: Digest,
+}
+
+impl std::str::FromStr for Anchor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Anchor, String> {
+        let bad = || format!("anchor {s:?} is not ID:VALUE (VALUE being 64 hex digits, as in `status --json`)");
+        let (id, value) = match s.split_once(':') {
+            Some((id, v)) => (Some(id.trim().parse::<u64>().map_err(|_| bad())?), v),
+            None => (None, s),
+        };
+        Ok(Anchor { id, value: chain::parse_hex(value).ok_or_else(bad)? })
+    }
+}
+
+/// Keys and anchors to check against.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    pub keys: Vec<MacKey>,
+    pub anchors: Vec<Anchor>,
 }
 
 /// The outcome of a check.
@@ -47,137 +143,459 @@ pub struct Report {
     pub records: u64,
     pub first_id: Option<u64>,
     pub last_id: Option<u64>,
+    /// The newest record whose chain value was verified, and that value.
+    pub chain_head: Option<(u64, Digest)>,
+    /// Sealed files whose MAC was checked.
+    pub authenticated: usize,
     pub problems: Vec<Problem>,
     /// Not damage: e.g. the torn tail of an active file, repaired at next start.
     pub notes: Vec<String>,
 }
 
-/// Ids and seal of one file that parsed.
+/// What a file that checked out states about its place in the set.
+#[derive(Debug, Clone)]
 struct Span {
+    path: PathBuf,
     first: u64,
     last: u64,
+    chain_start: Option<Digest>,
+    chain_end: Option<Digest>,
+    previous: Option<String>,
 }
 
-fn check_file(t: &Target, report: &mut Report) -> Option<Span> {
-    let problem = |record: Option<u64>, what: String| Problem { path: t.path.clone(), record, what };
-    let input = match open_any(&t.path) {
-        Ok(i) => i,
-        Err(e) => {
-            report.problems.push(problem(None, format!("cannot open: {e}")));
-            return None;
+/// Chain values the anchors ask about, filled in while records are checked.
+struct Wanted {
+    ids: HashMap<u64, Option<Digest>>,
+    values: HashMap<Digest, bool>,
+}
+
+impl Wanted {
+    fn new(anchors: &[Anchor]) -> Wanted {
+        Wanted {
+            ids: anchors.iter().filter_map(|a| a.id).map(|id| (id, None)).collect(),
+            values: anchors.iter().filter(|a| a.id.is_none()).map(|a| (a.value, false)).collect(),
         }
-    };
-    let mut rd = XmlReader::new(input);
-    let header_first = match rd.header() {
-        Ok(h) => h.first_id,
-        Err(e) => {
-            report.problems.push(problem(None, format!("not an audit-trail file: {e}")));
-            return None;
+    }
+
+    fn see(&mut self, id: u64, value: &Digest) {
+        if let Some(slot) = self.ids.get_mut(&id) {
+            *slot = Some(*value);
         }
-    };
-    let mut first = None;
-    let mut prev: Option<u64> = None;
-    let mut count = 0u64;
-    loop {
-        match rd.next_record() {
-            Ok(Some(r)) => {
-                let expected = prev.map(|p| p + 1).or(header_first);
-                if let Some(exp) = expected
-                    && r.id != exp
-                {
-                    let what = if r.id < exp {
-                        format!("id out of order or repeated (expected {exp})")
-                    } else {
-                        format!("ids {exp}..{} are missing before it", r.id - 1)
-                    };
-                    report.problems.push(problem(Some(r.id), what));
-                    return None;
+        if let Some(seen) = self.values.get_mut(value) {
+            *seen = true;
+        }
+    }
+}
+
+/// Checks one file alone.
+struct FileCheck<'a> {
+    t: &'a Target,
+    opts: &'a Options,
+    rd: XmlReader<Box<dyn std::io::BufRead + Send>>,
+    header: Header,
+}
+
+/// The outcome of one file: its span when it checked out, else the problem.
+type FileResult = Result<Span, Problem>;
+
+impl FileCheck<'_> {
+    fn problem(&self, record: Option<u64>, kind: Damage, what: impl Into<String>) -> Problem {
+        Problem { path: self.t.path.clone(), record, kind, what: what.into() }
+    }
+
+    /// The ids of the records left in the file (for telling a swap from a gap).
+    fn rest_ids(&mut self) -> HashSet<u64> {
+        let mut ids = HashSet::new();
+        while let Ok(Some(r)) = self.rd.next_record() {
+            ids.insert(r.id);
+        }
+        ids
+    }
+
+    fn run(&mut self, report: &mut Report, wanted: &mut Wanted) -> FileResult {
+        let header_first = self.header.first_id;
+        let chained = self.header.chain_start.is_some();
+        // The chain value after the previous record, and the one before it
+        // (to tell an insertion from an edit).
+        let mut running = self.header.chain_start;
+        let mut before_prev = None;
+        let mut first = None;
+        let mut prev: Option<u64> = None;
+        let mut count = 0u64;
+        loop {
+            let r = match self.rd.next_record() {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) if self.t.kind == FileKind::Active => {
+                    let after = prev.map_or("the header".to_string(), |p| format!("record {p}"));
+                    report.notes.push(format!(
+                        "{}: unfinished tail after {after} ({e}); it held no acknowledged record and is cut at the next start",
+                        self.t.path.display()
+                    ));
+                    break;
                 }
-                for f in [Field::Timestamp, Field::AppName, Field::ActionType] {
-                    if r.get(f).is_none_or(str::is_empty) {
-                        report.problems.push(problem(Some(r.id), format!("<{}> is missing", f.spec().xml)));
-                        return None;
-                    }
-                }
-                first.get_or_insert(r.id);
-                prev = Some(r.id);
-                count += 1;
+                Err(e) => return Err(self.parse_problem(prev, &e)),
+            };
+            let expected = prev.map(|p| p + 1).or(header_first);
+            if let Some(exp) = expected
+                && r.id != exp
+            {
+                return Err(self.id_problem(&r, exp, first));
             }
-            Ok(None) => break,
-            Err(e) if t.kind == FileKind::Active => {
-                let after = prev.map_or("the header".to_string(), |p| format!("record {p}"));
+            for f in [Field::Timestamp, Field::AppName, Field::ActionType] {
+                if r.get(f).is_none_or(str::is_empty) {
+                    return Err(self.problem(Some(r.id), Damage::Edited, format!("<{}> is missing", f.spec().xml)));
+                }
+            }
+            if chained {
+                let start = running.expect("chained files have a running value");
+                let leaf = chain::leaf(&r);
+                let computed = chain::link(&start, r.id, &leaf);
+                if r.chain != Some(computed) {
+                    return Err(self.chain_problem(&r, &leaf, before_prev));
+                }
+                wanted.see(r.id, &computed);
+                before_prev = running;
+                running = Some(computed);
+            } else if r.chain.is_some() && first.is_none() {
                 report.notes.push(format!(
-                    "{}: unfinished tail after {after} ({e}); it held no acknowledged record and is cut at the next start",
-                    t.path.display()
+                    "{}: records carry chain values but the header has no chain-start; the chain is not checked",
+                    self.t.path.display()
                 ));
-                break;
             }
-            Err(e) => {
-                let at = prev.map(|p| p + 1);
-                report.problems.push(problem(at, format!("malformed {e}")));
-                return None;
-            }
+            first.get_or_insert(r.id);
+            prev = Some(r.id);
+            count += 1;
+        }
+        let first = first.or(header_first).unwrap_or(1);
+        let last = prev.unwrap_or(first - 1);
+        if self.t.kind != FileKind::Active {
+            self.check_seal(first, last, count, running)?;
+        }
+        report.files += 1;
+        report.records += count;
+        if let (Some(c), true) = (running, count > 0) {
+            report.chain_head = Some((last, c));
+        }
+        Ok(Span {
+            path: self.t.path.clone(),
+            first,
+            last,
+            chain_start: self.header.chain_start,
+            chain_end: running,
+            previous: self.header.previous.clone(),
+        })
+    }
+
+    fn parse_problem(&self, prev: Option<u64>, e: &XmlError) -> Problem {
+        let at = prev.map(|p| p + 1);
+        let reason = e.reason.to_ascii_lowercase();
+        if reason.contains("cut off") || reason.contains("end of file") || reason.contains("unclosed") {
+            self.problem(at, Damage::Truncated, format!("the file is cut short {e}"))
+        } else {
+            self.problem(at, Damage::Malformed, format!("not well-formed {e}"))
         }
     }
-    report.files += 1;
-    report.records += count;
-    match (t.kind, rd.seal(), rd.closed()) {
-        (FileKind::Active, _, _) => {}
-        (_, None, _) | (_, _, false) => {
-            report.problems.push(problem(prev, "no seal: the file is truncated or was never sealed".into()));
-            return None;
-        }
-        (_, Some(s), true) => {
-            let want = (first.unwrap_or(s.first_id), prev.unwrap_or(s.first_id.saturating_sub(1)), count);
-            if (s.first_id, s.last_id, s.records) != want {
-                report.problems.push(problem(
-                    None,
-                    format!(
-                        "seal says ids {}..{} ({} records) but the file holds {}..{} ({count} records)",
-                        s.first_id, s.last_id, s.records, want.0, want.1
-                    ),
-                ));
-                return None;
+
+    fn id_problem(&mut self, r: &Record<'_>, exp: u64, first: Option<u64>) -> Problem {
+        if r.id > exp {
+            let rest = self.rest_ids();
+            if rest.contains(&exp) {
+                return self.problem(
+                    Some(r.id),
+                    Damage::Reordered,
+                    format!("record {} comes before record {exp}: records are out of order", r.id),
+                );
             }
+            let what = if r.id == exp + 1 {
+                format!("record {exp} is missing before it")
+            } else {
+                format!("records {exp}..{} are missing before it", r.id - 1)
+            };
+            return self.problem(Some(r.id), Damage::Missing, what);
         }
+        if first.is_some_and(|f| r.id >= f) {
+            return self.problem(
+                Some(r.id),
+                Damage::Inserted,
+                format!("id {} appears a second time (expected {exp}): a record was inserted", r.id),
+            );
+        }
+        self.problem(
+            Some(r.id),
+            Damage::Reordered,
+            format!("id {} where {exp} was expected: records are out of order", r.id),
+        )
     }
-    let first = first.or(header_first)?;
-    Some(Span { first, last: prev.unwrap_or(first - 1) })
+
+    /// Names what a chain value that does not follow means.
+    fn chain_problem(&mut self, r: &Record<'_>, leaf: &Digest, before_prev: Option<Digest>) -> Problem {
+        let Some(stored) = r.chain else {
+            return self.problem(Some(r.id), Damage::Edited, "the record has no <Chain> value");
+        };
+        // What comes next confirms the stored value or not.
+        let next = self.rd.next_record();
+        let confirmed = match &next {
+            Ok(Some(n)) => n.chain == Some(chain::link(&stored, n.id, &chain::leaf(n))),
+            Ok(None) => self.rd.seal().and_then(|s| s.chain_end) == Some(stored),
+            Err(_) => false,
+        };
+        if confirmed {
+            return self.problem(
+                Some(r.id),
+                Damage::Edited,
+                "the record's content does not match its chain value: it was changed after it was written",
+            );
+        }
+        // The record continues the chain from two records back, with the id
+        // before its own: the record before it was inserted (later ids renumbered).
+        if let Some(two_back) = before_prev
+            && chain::link(&two_back, r.id - 1, leaf) == stored
+        {
+            return self.problem(
+                Some(r.id - 1),
+                Damage::Inserted,
+                format!("record {} was inserted: record {} continues the chain from before it", r.id - 1, r.id),
+            );
+        }
+        if let Ok(Some(n)) = &next
+            && n.chain == Some(chain::link(&stored, n.id + 1, &chain::leaf(n)))
+        {
+            return self.problem(
+                Some(r.id),
+                Damage::Missing,
+                "a record was removed before this one and the later ids renumbered",
+            );
+        }
+        self.problem(
+            Some(r.id),
+            Damage::Edited,
+            "the chain breaks here: this record does not follow from the one before \
+             (records before it were removed, inserted or rewritten)",
+        )
+    }
+
+    fn check_seal(&self, first: u64, last: u64, count: u64, running: Option<Digest>) -> Result<(), Problem> {
+        let (seal, closed) = (self.rd.seal(), self.rd.closed());
+        let Some(seal) = seal.filter(|_| closed) else {
+            let after = if count == 0 { "its header".to_string() } else { format!("record {last}") };
+            return Err(self.problem(
+                (count > 0).then_some(last),
+                Damage::Truncated,
+                format!("the file ends after {after} without its seal: it was cut short"),
+            ));
+        };
+        if (seal.first_id, seal.last_id, seal.records) != (first, last, count) {
+            let kind = if count < seal.records { Damage::Missing } else { Damage::Inserted };
+            return Err(self.problem(
+                None,
+                kind,
+                format!(
+                    "the seal says ids {}..{} ({} records) but the file holds {first}..{last} ({count} records)",
+                    seal.first_id, seal.last_id, seal.records
+                ),
+            ));
+        }
+        if running.is_some() && seal.chain_end != running {
+            return Err(self.problem(
+                None,
+                Damage::Edited,
+                "the seal's chain-end is not the chain value of the last record: the seal was changed",
+            ));
+        }
+        if self.opts.keys.is_empty() {
+            return Ok(());
+        }
+        let (Some(start), Some(end)) = (self.header.chain_start, running) else {
+            return Err(self.problem(
+                None,
+                Damage::Unauthenticated,
+                "a key was given but the file has no hash chain (written before format 2)",
+            ));
+        };
+        let Some((key_id, mac)) = &seal.mac else {
+            return Err(self.problem(
+                None,
+                Damage::Unauthenticated,
+                "a key was given but the seal carries no MAC (sealed without hmac_key_file, or the MAC was removed)",
+            ));
+        };
+        let Some(key) = self.opts.keys.iter().find(|k| k.id() == key_id) else {
+            return Err(self.problem(
+                None,
+                Damage::Foreign,
+                format!("sealed with another key (key id {key_id}); not by this archiver, or with a key not given"),
+            ));
+        };
+        let statement = SealStatement {
+            host: &self.header.host,
+            created: &self.header.created,
+            sealed: &seal.sealed,
+            first_id: seal.first_id,
+            last_id: seal.last_id,
+            records: seal.records,
+            chain_start: &start,
+            chain_end: &end,
+        };
+        if !key.check(&statement, mac) {
+            return Err(self.problem(
+                None,
+                Damage::Forged,
+                "the seal MAC does not match: the file was altered and its chain recomputed",
+            ));
+        }
+        Ok(())
+    }
 }
 
-/// Checks files in id order, and that each continues where the previous ended.
-pub fn verify(mut targets: Vec<(u64, Target)>) -> Report {
+fn check_file(t: &Target, opts: &Options, report: &mut Report, wanted: &mut Wanted) -> FileResult {
+    let problem = |kind, what: String| Problem { path: t.path.clone(), record: None, kind, what };
+    let input = open_any(&t.path).map_err(|e| problem(Damage::Malformed, format!("cannot open: {e}")))?;
+    let mut rd = XmlReader::new(input);
+    let header = match rd.header() {
+        Ok(h) => h.clone(),
+        Err(e) => return Err(problem(Damage::Foreign, format!("not an audit-trail file: {e}"))),
+    };
+    let mut check = FileCheck { t, opts, rd, header };
+    let result = check.run(report, wanted);
+    if result.is_ok() && t.kind != FileKind::Active && !opts.keys.is_empty() {
+        report.authenticated += 1;
+    }
+    result
+}
+
+/// Checks files in id order, each alone and each against the one before.
+pub fn verify(mut targets: Vec<(u64, Target)>, opts: &Options) -> Report {
     targets.sort_by_key(|(first, t)| (*first, t.kind));
     let mut report = Report::default();
-    let mut prev: Option<(u64, PathBuf)> = None;
+    let mut wanted = Wanted::new(&opts.anchors);
+    let mut prev: Option<Span> = None;
     for (_, t) in &targets {
-        let Some(span) = check_file(t, &mut report) else {
-            // Already reported; do not blame the next file for its damage.
-            prev = None;
-            continue;
+        let span = match check_file(t, opts, &mut report, &mut wanted) {
+            Ok(s) => s,
+            Err(p) => {
+                report.problems.push(p);
+                // Already reported; do not blame the next file for its damage.
+                prev = None;
+                continue;
+            }
         };
-        if let Some((last, prev_path)) = &prev
-            && span.first != last + 1
-        {
-            let what = if span.first > last + 1 {
-                format!(
-                    "ids {}..{} are missing between {} and this file",
-                    last + 1,
-                    span.first - 1,
-                    prev_path.display()
-                )
-            } else {
-                format!("starts at id {} but {} already ends at {last}", span.first, prev_path.display())
-            };
-            report.problems.push(Problem { path: t.path.clone(), record: Some(span.first), what });
+        if let Some(p) = &prev {
+            if span.first == p.first && span.last == p.last && span.chain_end == p.chain_end {
+                report.notes.push(format!("{} holds the same records as {}", t.path.display(), p.path.display()));
+                continue;
+            }
+            if let Some(problem) = continuity(p, &span) {
+                report.problems.push(problem);
+            }
         }
         if span.last >= span.first {
             report.first_id.get_or_insert(span.first);
             report.last_id = Some(span.last);
         }
-        prev = Some((span.last, t.path.clone()));
+        prev = Some(span);
     }
+    check_anchors(opts, &wanted, &mut report, targets.last().map(|(_, t)| t.path.as_path()));
     report
+}
+
+/// How `next` fails to continue `prev`, if it does.
+fn continuity(prev: &Span, next: &Span) -> Option<Problem> {
+    let problem = |record, kind, what| Some(Problem { path: next.path.clone(), record, kind, what });
+    let prev_name = prev.path.display();
+    if next.first > prev.last + 1 {
+        let lost = match &next.previous {
+            Some(name) if file_stem(&prev.path).is_none_or(|s| s != name) => {
+                format!(" (the file before this one was {name})")
+            }
+            _ => String::new(),
+        };
+        return problem(
+            Some(next.first),
+            Damage::Missing,
+            format!(
+                "records {}..{} are missing between {prev_name} and this file{lost}",
+                prev.last + 1,
+                next.first - 1
+            ),
+        );
+    }
+    if next.first <= prev.last {
+        return problem(
+            Some(next.first),
+            Damage::Inserted,
+            format!("starts at id {} but {prev_name} already ends at {}", next.first, prev.last),
+        );
+    }
+    match (prev.chain_end, next.chain_start) {
+        (Some(end), Some(start)) if end != start => problem(
+            None,
+            Damage::Foreign,
+            format!(
+                "does not continue the chain of {prev_name}: it starts from {} but that file ends with {} \
+                 (a file of another archiver, or one of the two was rewritten)",
+                chain::hex(&start),
+                chain::hex(&end)
+            ),
+        ),
+        _ => None,
+    }
+}
+
+fn file_stem(path: &Path) -> Option<&str> {
+    let name = path.file_name()?.to_str()?;
+    crate::log::kind_of(name).map(|(_, stem)| stem)
+}
+
+fn check_anchors(opts: &Options, wanted: &Wanted, report: &mut Report, newest: Option<&Path>) {
+    let at = newest.map(Path::to_path_buf).unwrap_or_default();
+    for a in &opts.anchors {
+        let problem = |record, kind, what| Problem { path: at.clone(), record, kind, what };
+        let value = chain::hex(&a.value);
+        match a.id {
+            Some(id) => match wanted.ids.get(&id).copied().flatten() {
+                Some(v) if v == a.value => {}
+                Some(v) => report.problems.push(problem(
+                    Some(id),
+                    Damage::Forged,
+                    format!(
+                        "the chain value of record {id} is {} but the anchor says {value}: the records up to it were rewritten",
+                        chain::hex(&v)
+                    ),
+                )),
+                None if report.last_id.is_some_and(|last| id > last) => {
+                    let last = report.last_id.unwrap_or_default();
+                    report.problems.push(problem(
+                        Some(id),
+                        Damage::Truncated,
+                        format!(
+                            "the anchor names record {id} but the newest record here is {last}: records {}..{id} \
+                             (at least) were removed from the end",
+                            last + 1
+                        ),
+                    ));
+                }
+                None if report.first_id.is_some_and(|first| id < first) => report
+                    .notes
+                    .push(format!("anchor {id}:{value} is older than the oldest file here; it was not checked")),
+                None => report.notes.push(format!(
+                    "anchor {id}:{value} could not be checked: the file holding record {id} is damaged or has no chain"
+                )),
+            },
+            None => {
+                if !wanted.values.get(&a.value).copied().unwrap_or(false) {
+                    report.problems.push(problem(
+                        None,
+                        Damage::Truncated,
+                        format!(
+                            "no record here has the anchor's chain value {value}: the newest records were removed, \
+                             or the chain was rewritten"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// The files of a data directory, by first id.
@@ -191,7 +609,7 @@ pub fn path_targets(paths: &[PathBuf]) -> Result<Vec<(u64, Target)>> {
     for p in paths {
         if p.is_dir() {
             for entry in walkdir::WalkDir::new(p).sort_by_file_name() {
-                let entry = entry?;
+                let entry = entry.with_context(|| format!("cannot list {}", p.display()))?;
                 let name = entry.file_name().to_string_lossy();
                 if entry.file_type().is_file() && (name.ends_with(".xml") || name.ends_with(".xml.gz")) {
                     files.push(entry.into_path());

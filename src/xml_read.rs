@@ -16,6 +16,7 @@ use base64::Engine;
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 
+use crate::chain::{self, Digest};
 use crate::record::{Field, Record};
 use crate::xml_write::SealInfo;
 
@@ -26,6 +27,10 @@ pub struct Header {
     pub created: String,
     pub first_id: Option<u64>,
     pub format: Option<u32>,
+    /// The chain value the file continues from (format 2).
+    pub chain_start: Option<Digest>,
+    /// The name of the file before this one (format 2).
+    pub previous: Option<String>,
 }
 
 /// Why a document cannot be read; `offset` is the byte where it went wrong.
@@ -291,6 +296,14 @@ fn fast_record(s: &str) -> Option<Record<'static>> {
             return Some(rec);
         }
         rest = rest.strip_prefix('<')?;
+        if let Some(after) = rest.strip_prefix("Chain>") {
+            if rec.chain.is_some() || after.len() < 72 || &after[64..72] != "</Chain>" {
+                return None;
+            }
+            rec.chain = Some(chain::parse_hex(&after[..64])?);
+            rest = &after[72..];
+            continue;
+        }
         let name_end = rest.find(['>', ' '])?;
         let field = Field::from_xml(&rest.as_bytes()[..name_end])?;
         let name = &rest[..name_end];
@@ -525,6 +538,13 @@ impl<R: BufRead> SlowReader<R> {
                         Ok(None) => false,
                         Err(e) => return Err(self.err(format!("record {id}: <{name}>: {e}"))),
                     };
+                    if name.as_bytes() == b"Chain" && !base64 {
+                        self.read_text(id, &name)?;
+                        let c = chain::parse_hex(&self.text)
+                            .ok_or_else(|| self.err(format!("record {id}: <Chain> is not 64 hex digits")))?;
+                        rec.chain = Some(c);
+                        continue;
+                    }
                     match Field::from_xml(name.as_bytes()) {
                         Some(f) => {
                             self.read_text(id, &name)?;
@@ -632,6 +652,8 @@ fn parse_header(s: &BytesStart<'_>) -> Result<Header, String> {
         created: attr(s, "created")?.unwrap_or_default(),
         first_id: num_attr(s, "first-id")?,
         format: num_attr(s, "format")?.map(|v| v as u32),
+        chain_start: digest_attr(s, "chain-start")?,
+        previous: attr(s, "previous")?,
     })
 }
 
@@ -650,7 +672,22 @@ fn parse_seal(s: &BytesStart<'_>) -> Result<SealInfo, String> {
         last_id: need("last-id")?,
         records: need("records")?,
         sealed: attr(s, "sealed")?.unwrap_or_default(),
+        chain_end: digest_attr(s, "chain-end")?,
+        mac: match (attr(s, "key-id")?, digest_attr(s, "mac")?) {
+            (Some(id), Some(mac)) => Some((id, mac)),
+            (None, None) => None,
+            _ => return Err("<Seal> has only one of key-id and mac".into()),
+        },
     })
+}
+
+fn digest_attr(s: &BytesStart<'_>, name: &str) -> Result<Option<Digest>, String> {
+    match attr(s, name)? {
+        None => Ok(None),
+        Some(v) => chain::parse_hex(&v)
+            .map(Some)
+            .ok_or_else(|| format!("<{}> attribute {name} is not 64 hex digits", s.name().as_ref())),
+    }
 }
 
 fn decode_base64(text: &str) -> Result<String, String> {
@@ -666,7 +703,9 @@ mod tests {
     use crate::xml_write;
 
     fn doc(records: &[Record<'_>], sealed: bool) -> Vec<u8> {
-        let mut out = xml_write::header("pbx01", "2026-11-22T09:45:37.120+01:00", records.first().map(|r| r.id));
+        let start = [0u8; 32];
+        let at = records.first().map(|r| xml_write::FileStart { first_id: r.id, chain_start: &start, previous: None });
+        let mut out = xml_write::header("pbx01", "2026-11-22T09:45:37.120+01:00", at);
         for r in records {
             xml_write::record(&mut out, r);
         }
@@ -676,6 +715,8 @@ mod tests {
                 last_id: records.last().unwrap().id,
                 records: records.len() as u64,
                 sealed: "2026-11-22T10:00:00.000+01:00".into(),
+                chain_end: None,
+                mac: None,
             };
             out.extend(xml_write::seal(&info));
         }

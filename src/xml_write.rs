@@ -14,10 +14,13 @@
 
 use base64::Engine;
 
+use crate::chain::{self, Digest};
 use crate::record::{FIELDS, Record};
 
 /// Bumped when elements are added, so readers and the XSD can tell.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added the hash chain (`chain-start`, `<Chain>`, `chain-end`,
+/// the seal MAC); version 1 files are still read and verified without it.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Name of the stylesheet the files point to (shipped next to them).
 pub const STYLESHEET: &str = "audit-trail.xsl";
@@ -93,11 +96,20 @@ pub fn escape_attr(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// The XML declaration, stylesheet link and root start tag of a log file.
-/// `first_id` is given for log files (it lets the next id be found without a
-/// separate state file) and left out of export documents.
-pub fn header(host: &str, created: &str, first_id: Option<u64>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+/// Where a log file starts: the id of its first record, the chain value it
+/// continues from, and the file before it.
+#[derive(Debug, Clone, Copy)]
+pub struct FileStart<'a> {
+    pub first_id: u64,
+    pub chain_start: &'a Digest,
+    pub previous: Option<&'a str>,
+}
+
+/// The XML declaration, stylesheet link and root start tag of a document.
+/// Log files give where they start (it lets the next id and chain value be
+/// found without a separate state file); export documents give `None`.
+pub fn header(host: &str, created: &str, start: Option<FileStart<'_>>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(384);
     out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     out.extend_from_slice(format!("<?xml-stylesheet type=\"text/xsl\" href=\"{STYLESHEET}\"?>\n").as_bytes());
     out.extend_from_slice(format!("<AuditTrail format=\"{FORMAT_VERSION}\" host=\"").as_bytes());
@@ -105,17 +117,25 @@ pub fn header(host: &str, created: &str, first_id: Option<u64>) -> Vec<u8> {
     out.extend_from_slice(b"\" created=\"");
     escape_attr(&mut out, created);
     out.push(b'"');
-    if let Some(id) = first_id {
-        out.extend_from_slice(format!(" first-id=\"{id}\"").as_bytes());
+    if let Some(s) = start {
+        out.extend_from_slice(
+            format!(" first-id=\"{}\" chain-start=\"{}\"", s.first_id, chain::hex(s.chain_start)).as_bytes(),
+        );
+        if let Some(prev) = s.previous {
+            out.extend_from_slice(b" previous=\"");
+            escape_attr(&mut out, prev);
+            out.push(b'"');
+        }
     }
     out.push(b'>');
     out
 }
 
-/// Appends one record, starting with its newline.
+/// Appends one record, starting with its newline (with its chain value, if it has one).
 pub fn record(out: &mut Vec<u8>, rec: &Record<'_>) {
     record_start(out, rec.id);
     record_body(out, rec);
+    record_end(out, rec.chain.as_ref());
 }
 
 /// The start tag of a record (with its leading newline).
@@ -125,8 +145,9 @@ pub fn record_start(out: &mut Vec<u8>, id: u64) {
     out.extend_from_slice(b"\">");
 }
 
-/// Everything of a record after its start tag. Rendering the body needs no
-/// id, so it can happen on any thread before ids are handed out.
+/// The fields of a record, between its start tag and [`record_end`].
+/// Rendering the body needs no id, so it can happen on any thread before ids
+/// are handed out.
 pub fn record_body(out: &mut Vec<u8>, rec: &Record<'_>) {
     for spec in &FIELDS {
         let Some(v) = &rec.fields[spec.field as usize] else { continue };
@@ -144,6 +165,17 @@ pub fn record_body(out: &mut Vec<u8>, rec: &Record<'_>) {
         out.extend_from_slice(spec.xml.as_bytes());
         out.push(b'>');
     }
+}
+
+/// The chain value (log files) and the end tag of a record.
+pub fn record_end(out: &mut Vec<u8>, chain: Option<&Digest>) {
+    if let Some(c) = chain {
+        let mut hex = [0u8; 64];
+        chain::hex_into(c, &mut hex);
+        out.extend_from_slice(b"\n    <Chain>");
+        out.extend_from_slice(&hex);
+        out.extend_from_slice(b"</Chain>");
+    }
     out.extend_from_slice(b"\n  </Record>");
 }
 
@@ -160,15 +192,26 @@ pub struct SealInfo {
     pub last_id: u64,
     pub records: u64,
     pub sealed: String,
+    /// The chain value of the last record (of the header, for no record).
+    pub chain_end: Option<Digest>,
+    /// The seal MAC and the id of the key that made it.
+    pub mac: Option<(String, Digest)>,
 }
 
 /// The trailer that seals a file.
 pub fn seal(info: &SealInfo) -> Vec<u8> {
-    format!(
-        "\n  <Seal first-id=\"{}\" last-id=\"{}\" records=\"{}\" sealed=\"{}\"/>\n</AuditTrail>\n",
+    let mut s = format!(
+        "\n  <Seal first-id=\"{}\" last-id=\"{}\" records=\"{}\" sealed=\"{}\"",
         info.first_id, info.last_id, info.records, info.sealed
-    )
-    .into_bytes()
+    );
+    if let Some(end) = &info.chain_end {
+        s.push_str(&format!(" chain-end=\"{}\"", chain::hex(end)));
+    }
+    if let Some((key_id, mac)) = &info.mac {
+        s.push_str(&format!(" key-id=\"{key_id}\" mac=\"{}\"", chain::hex(mac)));
+    }
+    s.push_str("/>\n</AuditTrail>\n");
+    s.into_bytes()
 }
 
 /// The end of an export document (no seal: it is not a log file).

@@ -20,7 +20,6 @@ use crate::log::Log;
 use crate::mask::{self, EventMask};
 use crate::record::{self, Defaults, Field, FieldError, Record};
 use crate::timestamp;
-use crate::xml_write;
 
 pub fn run(ctx: &Ctx, args: AppendArgs) -> Result<ExitCode> {
     let now = timestamp::format(&ctx.clock.now());
@@ -168,7 +167,7 @@ fn render(chunk: &[u8], defaults: &Defaults<'_>, mask: &EventMask) -> Result<Ren
         if !mask.admits(rec.get(Field::Category)) {
             continue;
         }
-        xml_write::record_body(&mut r.bodies, &rec);
+        crate::log::render_entry(&mut r.bodies, &rec);
         r.ends.push(r.bodies.len());
     }
     Ok(r)
@@ -207,7 +206,7 @@ fn append_parallel(
                 .map_err(|e| anyhow::anyhow!(e))?;
             let mut start = 0;
             for &end in &rendered.ends {
-                app.push_body(&rendered.bodies[start..end])?;
+                app.push_entry(&rendered.bodies[start..end])?;
                 start = end;
             }
         }

@@ -19,7 +19,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     // The restored directory carries its own configuration (host name, capacity).
     let (cfg, _) = ctx.reload_config().context("the restored configuration does not load")?;
     let host = cfg.host();
-    let (mut log, notes) = Log::open(&ctx.layout, &host, cfg.capacity, ctx.clock.clone())?;
+    let (mut log, notes) = Log::open(&ctx.layout, &host, cfg.capacity, ctx.clock.clone(), cfg.mac_key()?)?;
     for n in notes {
         eprintln!("audit-trail: {n}");
     }

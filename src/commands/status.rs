@@ -33,6 +33,20 @@ struct Status {
     uploads: Vec<crate::upload::TargetStatus>,
     /// SIEM forwarding, when configured.
     siem: Option<SiemStatus>,
+    /// The hash chain's newest value: an anchor to keep off this host.
+    chain: Option<ChainStatus>,
+    /// Id of the seal MAC key (`hmac_key_file`), when one is configured.
+    mac_key_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ChainStatus {
+    /// Id of the newest record.
+    id: u64,
+    /// Its chain value.
+    value: String,
+    /// `id:value`, as `verify --anchor` takes it.
+    anchor: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -66,7 +80,7 @@ struct ActiveStatus {
 pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
     let (schedules, schedule_errors) = super::schedules::collect(ctx, 1);
     let files = history::list(&ctx.layout)?;
-    let last = history::last_id(&ctx.layout, &files)?;
+    let (last, head) = history::last_record(&ctx.layout, &files)?;
     let from = history::circular_from(last, ctx.config.capacity);
     // The active file is the newest, so its records run from its first id to `last`.
     let active = files.iter().find(|f| f.kind == FileKind::Active).map(|f| ActiveStatus {
@@ -93,6 +107,14 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         schedules,
         schedule_errors,
         uploads: crate::upload::status(&ctx.layout, &ctx.config)?,
+        chain: head.filter(|_| last > 0).map(|c| {
+            let value = crate::chain::hex(&c);
+            ChainStatus { id: last, anchor: format!("{last}:{value}"), value }
+        }),
+        mac_key_id: match ctx.config.mac_key() {
+            Ok(k) => k.map(|k| k.id().to_owned()),
+            Err(e) => Some(format!("unreadable: {e:#}")),
+        },
         siem: match &ctx.config.siem {
             Some(cfg) => {
                 let state = crate::siem::read_state(&ctx.layout)?.unwrap_or_default();
@@ -127,6 +149,13 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
     }
     println!("sealed files     {}", st.sealed_files);
     println!("archived files   {}", st.archived_files);
+    match &st.chain {
+        Some(c) => println!("chain head       {}", c.anchor),
+        None => println!("chain head       none yet"),
+    }
+    if let Some(k) = &st.mac_key_id {
+        println!("seal MAC key id  {k}");
+    }
     match &st.service {
         Some(s) => println!("service          running (pid {}, socket {})", s.pid, s.socket),
         None => println!("service          not running"),

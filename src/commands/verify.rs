@@ -5,16 +5,23 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use super::Ctx;
+use crate::chain::{self, MacKey};
 use crate::cli::VerifyArgs;
 use crate::verify;
 
 pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
+    let keys = args.keys.iter().map(|p| MacKey::load(p)).collect::<Result<Vec<_>>>()?;
     let targets =
         if args.paths.is_empty() { verify::data_dir_targets(&ctx.layout)? } else { verify::path_targets(&args.paths)? };
     if targets.is_empty() {
         anyhow::bail!("no audit-trail files to verify");
     }
-    let report = verify::verify(targets);
+    let opts = verify::Options { keys, anchors: args.anchors };
+    let report = verify::verify(targets, &opts);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json(&report, &opts))?);
+        return Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
     for n in &report.notes {
         eprintln!("audit-trail: note: {n}");
     }
@@ -29,6 +36,37 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         eprintln!("audit-trail: verify FAILED: {} problem(s); first: {first}", report.problems.len());
         return Ok(ExitCode::FAILURE);
     }
-    println!("OK: {} files, {} records, {range}", report.files, report.records);
+    let mut extra = String::new();
+    if !opts.keys.is_empty() {
+        extra.push_str(&format!(", {} sealed file(s) authenticated", report.authenticated));
+    }
+    if !opts.anchors.is_empty() {
+        extra.push_str(&format!(", {} anchor(s) checked", opts.anchors.len()));
+    }
+    println!("OK: {} files, {} records, {range}{extra}", report.files, report.records);
+    if let Some((id, value)) = report.chain_head {
+        println!("chain head: {id}:{}", chain::hex(&value));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn json(report: &verify::Report, opts: &verify::Options) -> serde_json::Value {
+    serde_json::json!({
+        "ok": report.problems.is_empty(),
+        "files": report.files,
+        "records": report.records,
+        "first_id": report.first_id,
+        "last_id": report.last_id,
+        "chain_head": report.chain_head.map(|(id, v)| serde_json::json!({"id": id, "value": chain::hex(&v)})),
+        "keys": opts.keys.len(),
+        "authenticated": report.authenticated,
+        "anchors": opts.anchors.len(),
+        "problems": report.problems.iter().map(|p| serde_json::json!({
+            "path": p.path.display().to_string(),
+            "record": p.record,
+            "kind": p.kind.label(),
+            "what": p.what,
+        })).collect::<Vec<_>>(),
+        "notes": report.notes,
+    })
 }

@@ -22,7 +22,6 @@ use super::writer::{Batch, Request};
 use crate::mask::EventMask;
 use crate::record::{self, Defaults, Field};
 use crate::timestamp::{self, Clock};
-use crate::xml_write;
 
 /// Longest request line accepted (an `action_data` of 1 MiB, escaped).
 pub const MAX_LINE: usize = 8 << 20;
@@ -256,7 +255,7 @@ fn submit(lines: &[u8], shared: &Shared, tx: &SyncSender<Pending>, line_no: &mut
             continue;
         }
         items.push(Item::Record(ends.len() as u64));
-        xml_write::record_body(&mut bodies, &rec);
+        crate::log::render_entry(&mut bodies, &rec);
         ends.push(bodies.len());
     }
     if !dropped.is_empty() {

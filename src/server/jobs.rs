@@ -49,7 +49,7 @@ pub fn submit_events(writer: &SyncSender<Request>, host: &str, clock: &dyn Clock
     let mut bodies = Vec::new();
     let mut ends = Vec::new();
     for e in events {
-        bodies.extend_from_slice(&e.body(&defaults));
+        bodies.extend_from_slice(&e.entry(&defaults));
         ends.push(bodies.len());
     }
     let (tx, rx) = mpsc::channel();

@@ -155,8 +155,9 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     let control = bind(&control_path, 0o600)?;
 
     let (l2, host, cap, clock) = (layout.clone(), ctx.host.clone(), ctx.config.capacity, ctx.clock.clone());
+    let key = ctx.config.mac_key()?;
     let reopen: writer::Reopen = Box::new(move || {
-        let (log, notes) = Log::open(&l2, &host, cap, clock.clone())?;
+        let (log, notes) = Log::open(&l2, &host, cap, clock.clone(), key.clone())?;
         for n in notes {
             eprintln!("audit-trail: {n}");
         }

@@ -18,7 +18,7 @@ use crate::log::{Log, Sealed};
 
 /// Records rendered by a connection, committed together.
 pub struct Batch {
-    /// Record bodies ([`crate::xml_write::record_body`]) back to back.
+    /// Record entries ([`crate::log::render_entry`]) back to back.
     pub bodies: Vec<u8>,
     /// End offset of each body in `bodies`.
     pub ends: Vec<usize>,
@@ -172,7 +172,7 @@ fn process(log: &mut Log, group: Vec<Request>) -> Option<mpsc::Sender<u64>> {
                     let mut start = 0;
                     let mut first = None;
                     for &end in &b.ends {
-                        match a.push_body(&b.bodies[start..end]) {
+                        match a.push_entry(&b.bodies[start..end]) {
                             Ok(id) => {
                                 first.get_or_insert(id);
                             }
