@@ -38,8 +38,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Seal the active file now
     Rotate,
-    /// Check that files are well-formed and ids contiguous
+    /// Prove files intact: well-formed, ids contiguous, hash chain, seal MACs (--key), anchors (--anchor)
     Verify(VerifyArgs),
+    /// Create a new random key file for seal MACs (hmac_key_file), readable by its owner only
+    Keygen(KeygenArgs),
     /// Counts, active file, next id, service, schedules and their last runs
     Status(StatusArgs),
     /// Compress sealed files into archive/ (verified, recorded in the manifest)
@@ -60,6 +62,12 @@ pub enum Command {
     Serve,
     /// List the schedules with their next fire times and last runs
     Schedules(SchedulesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the key (an existing file is never replaced)
+    pub path: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -146,6 +146,15 @@ pub fn run(opts: Opts) -> Result<ExitCode> {
         Command::Export(a) => export::run(&ctx, a),
         Command::Rotate => rotate::run(&ctx),
         Command::Verify(a) => verify::run(&ctx, a),
+        Command::Keygen(a) => {
+            let key = crate::chain::generate_key(&a.path)?;
+            println!(
+                "wrote {} (key id {}); set hmac_key_file to it and keep a copy off this host",
+                a.path.display(),
+                key.id()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status(a) => status::run(&ctx, a),
         Command::Serve => crate::server::run(&ctx),
         Command::Schedules(a) => schedules::run(&ctx, a),
