@@ -10,54 +10,15 @@
 //! Peak memory comes from GNU time (`/usr/bin/time`, Debian package `time`).
 //! Figures are printed, never asserted: speed is not a test.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
-use common::generate;
+use common::{files_in, generate, measure, mib};
 
 const BIN: &str = env!("CARGO_BIN_EXE_audit-trail");
-
-/// Runs a command (through GNU time when present); returns wall time and peak RSS in KiB.
-fn measure(mut cmd: Command, stdout: Option<&Path>) -> (Duration, Option<u64>) {
-    let rss_file = std::env::temp_dir().join(format!("audit-trail-bench-rss-{}", std::process::id()));
-    let has_time = Path::new("/usr/bin/time").exists();
-    let mut full = if has_time {
-        let mut c = Command::new("/usr/bin/time");
-        c.arg("-f").arg("%M").arg("-o").arg(&rss_file).arg(cmd.get_program()).args(cmd.get_args());
-        c
-    } else {
-        std::mem::replace(&mut cmd, Command::new("true"))
-    };
-    if let Some(p) = stdout {
-        full.stdout(std::fs::File::create(p).expect("output file"));
-    } else {
-        full.stdout(Stdio::null());
-    }
-    let start = Instant::now();
-    let status = full.status().expect("run benchmark command");
-    let took = start.elapsed();
-    assert!(status.success(), "benchmark command failed: {full:?}");
-    let rss = has_time
-        .then(|| std::fs::read_to_string(&rss_file).ok())
-        .flatten()
-        .and_then(|s| s.trim().lines().last()?.parse().ok());
-    (took, rss)
-}
-
-fn files_in(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<_> =
-        std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
-    v.retain(|p| p.to_string_lossy().ends_with(suffix));
-    v.sort();
-    v
-}
-
-fn mib(kib: Option<u64>) -> String {
-    kib.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
-}
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {

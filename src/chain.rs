@@ -8,7 +8,8 @@
 //! ```text
 //! chain(i) = SHA-256( chain(i-1) ‖ id(i) as 8 bytes big-endian ‖ leaf(i) )
 //! leaf(i)  = SHA-256( for each field present, in the order of the XSD:
-//!                       element name ‖ 0x00 ‖ value length as 8 bytes big-endian ‖ value (UTF-8) )
+//!                       field number (1 = TimeStamp … 16 = SessionId) as 1 byte
+//!                       ‖ value length in bytes as 4 bytes big-endian ‖ value (UTF-8) )
 //! ```
 //!
 //! The leaf covers field *values* (after XML unescaping and base64 decoding),
@@ -43,16 +44,16 @@ pub type Digest = [u8; 32];
 
 /// The digest of a record's field values (see the module documentation).
 pub fn leaf(rec: &Record<'_>) -> Digest {
-    let mut h = Sha256::new();
-    for spec in &FIELDS {
+    // One contiguous input hashes faster than many small updates.
+    let mut input = Vec::with_capacity(512);
+    for (n, spec) in FIELDS.iter().enumerate() {
         if let Some(v) = &rec.fields[spec.field as usize] {
-            h.update(spec.xml.as_bytes());
-            h.update([0]);
-            h.update((v.len() as u64).to_be_bytes());
-            h.update(v.as_bytes());
+            input.push(n as u8 + 1);
+            input.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            input.extend_from_slice(v.as_bytes());
         }
     }
-    h.finalize().into()
+    Sha256::digest(&input).into()
 }
 
 /// The chain value of record `id`, given the one before it.

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -76,4 +76,43 @@ pub fn start_serve(bin: &str, data: &Path) -> Child {
         std::thread::sleep(Duration::from_millis(10));
     }
     child
+}
+
+/// Runs a command (through GNU time when present); returns wall time and peak RSS in KiB.
+pub fn measure(mut cmd: Command, stdout: Option<&Path>) -> (Duration, Option<u64>) {
+    let rss_file = std::env::temp_dir().join(format!("audit-trail-bench-rss-{}", std::process::id()));
+    let has_time = Path::new("/usr/bin/time").exists();
+    let mut full = if has_time {
+        let mut c = Command::new("/usr/bin/time");
+        c.arg("-f").arg("%M").arg("-o").arg(&rss_file).arg(cmd.get_program()).args(cmd.get_args());
+        c
+    } else {
+        std::mem::replace(&mut cmd, Command::new("true"))
+    };
+    if let Some(p) = stdout {
+        full.stdout(std::fs::File::create(p).expect("output file"));
+    } else {
+        full.stdout(Stdio::null());
+    }
+    let start = Instant::now();
+    let status = full.status().expect("run benchmark command");
+    let took = start.elapsed();
+    assert!(status.success(), "benchmark command failed: {full:?}");
+    let rss = has_time
+        .then(|| std::fs::read_to_string(&rss_file).ok())
+        .flatten()
+        .and_then(|s| s.trim().lines().last()?.parse().ok());
+    (took, rss)
+}
+
+pub fn files_in(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<_> =
+        std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+    v.retain(|p| p.to_string_lossy().ends_with(suffix));
+    v.sort();
+    v
+}
+
+pub fn mib(kib: Option<u64>) -> String {
+    kib.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
 }
