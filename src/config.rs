@@ -229,7 +229,19 @@ pub struct SiemConfig {
     /// Seconds without progress (connect, TLS handshake, a write) before the connection is given up.
     #[serde(default = "siem_timeout")]
     pub timeout_secs: u64,
+    /// Seconds between chain anchors sent to the receiver (default 300, 0 =
+    /// never). After records were sent and this long since the last anchor,
+    /// the forwarder sends one message naming the newest record sent, its id
+    /// and its hash-chain value (as `verify --anchor ID:VALUE` takes it), on
+    /// the same connection after that record; also when the service stops,
+    /// if records were sent since the last one. A copy of recent anchors off
+    /// this host exposes the removal of the newest records or files.
+    #[serde(default = "anchor_interval")]
+    pub anchor_interval_secs: u64,
 }
+
+/// Longest `anchor_interval_secs`: one week.
+pub const MAX_ANCHOR_INTERVAL: u64 = 7 * 24 * 3600;
 
 /// Syslog facility names and numbers (RFC 5424 §6.2.1).
 pub const FACILITIES: [(&str, u8); 20] = [
@@ -305,6 +317,12 @@ impl SiemConfig {
         if self.timeout_secs == 0 {
             bail!("timeout_secs must be at least 1");
         }
+        if self.anchor_interval_secs > MAX_ANCHOR_INTERVAL {
+            bail!(
+                "anchor_interval_secs = {} is out of range (0 = never, else at most {MAX_ANCHOR_INTERVAL}, one week)",
+                self.anchor_interval_secs
+            );
+        }
         if self.protocol != "tls" && (self.ca_file.is_some() || self.insecure_accept_any_certificate) {
             bail!("ca_file and insecure_accept_any_certificate apply to protocol = \"tls\" only");
         }
@@ -338,6 +356,10 @@ fn udp_max() -> usize {
 
 fn siem_timeout() -> u64 {
     10
+}
+
+fn anchor_interval() -> u64 {
+    300
 }
 
 fn yes() -> bool {
@@ -492,6 +514,23 @@ mod tests {
         assert_eq!(sanitize_host("pbx_01/../x"), "pbx-01-..-x");
         assert_eq!(sanitize_host("  "), "");
         assert_eq!(sanitize_host("PBX01.example.com"), "PBX01.example.com");
+    }
+
+    #[test]
+    fn siem_anchor_interval_defaults_to_300_and_is_checked() {
+        let parse = |extra: &str| {
+            let cfg: Config =
+                toml::from_str(&format!("[siem]\nenabled = true\nprotocol = \"tcp\"\nhost = \"h\"\n{extra}")).unwrap();
+            cfg.validate().map(|()| cfg.siem.unwrap().anchor_interval_secs).map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(parse(""), Ok(300));
+        assert_eq!(parse("anchor_interval_secs = 0"), Ok(0));
+        assert_eq!(parse("anchor_interval_secs = 604800"), Ok(604_800));
+        let e = parse("anchor_interval_secs = 604801").unwrap_err();
+        assert!(e.contains("[siem]") && e.contains("anchor_interval_secs = 604801 is out of range"), "{e}");
+        assert!(
+            toml::from_str::<Config>("[siem]\nprotocol = \"tcp\"\nhost = \"h\"\nanchor_interval_secs = -1\n").is_err()
+        );
     }
 
     #[test]

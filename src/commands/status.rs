@@ -62,6 +62,20 @@ struct SiemStatus {
     last_sent: Option<String>,
     last_error: Option<String>,
     last_error_time: Option<String>,
+    /// The last chain anchor sent to the receiver.
+    last_anchor: Option<SiemAnchorStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct SiemAnchorStatus {
+    /// The record it names.
+    id: u64,
+    /// That record's chain value.
+    value: String,
+    /// `id:value`, as `verify --anchor` takes it.
+    anchor: String,
+    /// When it was sent.
+    time: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -130,6 +144,12 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
                     last_sent: state.last_sent,
                     last_error: state.last_error,
                     last_error_time: state.last_error_time,
+                    last_anchor: state.last_anchor.map(|a| SiemAnchorStatus {
+                        id: a.id,
+                        anchor: a.anchor(),
+                        value: a.value,
+                        time: a.time,
+                    }),
                 })
             }
             None => None,
@@ -193,6 +213,9 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
             "siem             {} {}{state}: next id {}, {} behind, {} sent",
             si.receiver, si.format, si.next_id, si.lag, si.sent
         );
+        if let Some(a) = &si.last_anchor {
+            println!("  last anchor    {} ({})", a.anchor, a.time);
+        }
         if let Some(e) = &si.last_error {
             println!("  last error     {} ({})", e, si.last_error_time.as_deref().unwrap_or("?"));
         }

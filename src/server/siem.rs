@@ -1,6 +1,15 @@
 //! The SIEM forwarder thread of the service: follows the durable log from
 //! the saved position and sends each record to the receiver (see
 //! [`crate::siem`] for the delivery rules).
+//!
+//! It also sends the chain anchors: once `anchor_interval_secs` have passed
+//! since the last anchor and a newer record has been sent, it names the
+//! newest record written on the current connection (id and chain value),
+//! right after it on that connection; and once more when the service stops
+//! cleanly, if records were sent since the last anchor. A new connection
+//! starts with nothing to anchor, so an anchor never names a record that
+//! was written to an earlier connection, which may have lost it. The last
+//! anchor is saved with the position, so the interval carries over a restart.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -9,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use super::jobs::JobEnv;
 use super::writer::Durable;
+use crate::chain::{self, Digest};
 use crate::config::{Config, Layout, SiemConfig};
 use crate::history::{self, Records};
-use crate::siem::{self, Conn, InFlight, SiemState, format};
+use crate::siem::{self, Conn, InFlight, LastAnchor, SiemState, format};
 use crate::timestamp::{self, Clock};
 
 /// At most this often the log is read for new records (a burst is sent at
@@ -67,6 +77,10 @@ struct Worker {
     dirty: bool,
     /// Where a first-ever forwarding starts, while it has been enabled since the service started.
     initial: Option<u64>,
+    /// The newest record (with a chain value) written to the current connection.
+    newest_sent: Option<(u64, Digest)>,
+    /// When the last anchor was sent (`None`: never, or longer ago than any interval).
+    anchored_at: Option<Instant>,
 }
 
 impl Worker {
@@ -84,6 +98,8 @@ impl Worker {
             saved_at: Instant::now(),
             dirty: false,
             initial: None,
+            newest_sent: None,
+            anchored_at: None,
         }
     }
 
@@ -146,9 +162,63 @@ impl Worker {
             }
         };
         self.pos = state.next_id;
+        self.anchored_at = state.last_anchor.as_ref().and_then(|a| self.instant_of(&a.time));
         self.state = Some(SiemState { receiver: cfg.describe(), ..state });
         self.dirty = true;
         self.save(true);
+    }
+
+    /// The instant a saved time stamp stands for, by the clock (a time in
+    /// the future counts as now); `None` when it cannot be told.
+    fn instant_of(&self, ts: &str) -> Option<Instant> {
+        let then = timestamp::parse(ts).ok()?;
+        let age = (self.clock.now() - then).to_std().unwrap_or_default();
+        Instant::now().checked_sub(age)
+    }
+
+    /// The record to anchor now, if one is due: anchors are on, a record
+    /// newer than the last anchor was sent on this connection, and the
+    /// interval has passed (or the service is stopping).
+    fn anchor_due(&self, cfg: &SiemConfig, stopping: bool) -> Option<(u64, Digest)> {
+        if cfg.anchor_interval_secs == 0 || self.conn.is_none() {
+            return None;
+        }
+        let (id, value) = self.newest_sent?;
+        let last = self.state.as_ref()?.last_anchor.as_ref().map(|a| a.id);
+        if last.is_some_and(|last| id <= last) {
+            return None;
+        }
+        let interval = Duration::from_secs(cfg.anchor_interval_secs);
+        if !stopping && self.anchored_at.is_some_and(|t| t.elapsed() < interval) {
+            return None;
+        }
+        Some((id, value))
+    }
+
+    /// Sends a chain anchor when one is due (see [`Worker::anchor_due`]).
+    fn anchor(&mut self, cfg: &SiemConfig, stopping: bool) {
+        let Some((id, value)) = self.anchor_due(cfg, stopping) else { return };
+        let time = self.now();
+        let anchor = format::Anchor { id, chain: &value, host: &self.host, time: &time };
+        let msg = format::anchor_message(&anchor, cfg.format == "cef", cfg.facility_code(), &cfg.app_name);
+        let Some(conn) = self.conn.as_mut() else { return };
+        if stopping && !conn.alive() {
+            return;
+        }
+        match conn.send(&msg).and_then(|()| conn.flush()) {
+            Ok(()) => {
+                self.anchored_at = Some(Instant::now());
+                if let Some(s) = self.state.as_mut() {
+                    s.last_anchor = Some(LastAnchor { id, value: chain::hex(&value), time });
+                    self.dirty = true;
+                }
+                self.save(true);
+            }
+            Err(e) if stopping => {
+                eprintln!("audit-trail: siem: cannot send the chain anchor at stop: {}", Conn::reason(&e, cfg));
+            }
+            Err(e) => self.fail(Conn::reason(&e, cfg)),
+        }
     }
 
     fn run(&mut self, config: &RwLock<Config>, durable: &Durable, stop: &AtomicBool) {
@@ -182,6 +252,7 @@ impl Worker {
                 self.fail("connection closed by the receiver".into());
             }
             if durable_next <= self.pos {
+                self.anchor(&cfg, false);
                 self.save(false);
                 continue;
             }
@@ -196,7 +267,10 @@ impl Worker {
                     continue;
                 }
                 match siem::connect(&cfg) {
-                    Ok(c) => self.conn = Some(c),
+                    Ok(c) => {
+                        self.conn = Some(c);
+                        self.newest_sent = None;
+                    }
                     Err(e) => {
                         self.fail(e);
                         continue;
@@ -204,6 +278,12 @@ impl Worker {
                 }
             }
             self.send_up_to(&cfg, durable.wait_beyond(0, Duration::ZERO), stop);
+            self.anchor(&cfg, false);
+        }
+        // A last anchor for what was sent since the previous one (best effort).
+        let cfg = config.read().unwrap_or_else(|e| e.into_inner()).siem.clone().filter(|s| s.enabled);
+        if let Some(cfg) = cfg.filter(|c| c.describe() == receiver) {
+            self.anchor(&cfg, true);
         }
         self.save(true);
     }
@@ -242,6 +322,9 @@ impl Worker {
                 }
                 self.in_flight.push(rec.id, Instant::now());
                 self.pos = rec.id + 1;
+                if let Some(value) = rec.chain {
+                    self.newest_sent = Some((rec.id, value));
+                }
                 sent += 1;
                 if sent.is_multiple_of(4096) && stop.load(Ordering::SeqCst) {
                     break;

@@ -6,10 +6,29 @@
 //! the record's own (RFC 3339, milliseconds, offset); HOSTNAME the record's
 //! node. MSG is UTF-8 without a byte-order mark (RFC 5424's MSG-ANY), which
 //! is what receivers and CEF parsers expect.
+//!
+//! # Chain anchors
+//!
+//! Now and then the forwarder also sends a *chain anchor* (see
+//! [`anchor_message`]): the id and hash-chain value (SPEC §9) of the newest
+//! record it sent, so that a copy off this host can later prove, with
+//! `verify --anchor ID:VALUE`, that the log still holds that record
+//! unchanged. Its header has MSGID `anchor`, severity informational (6), the
+//! configured facility and APP-NAME, the archiver's host name and the time
+//! the anchor was taken:
+//!
+//! ```text
+//! <PRI>1 TIME HOST APP-NAME - anchor - {"type":"chain-anchor","id":N,"chain":"HEX","anchor":"N:HEX","host":"HOST","time":"TIME"}
+//! <PRI>1 TIME HOST APP-NAME - anchor - CEF:0|audit-trail|audit-trail|VERSION|chain-anchor|Audit chain anchor|1|externalId=N cs1Label=chain cs1=HEX cs2Label=anchor cs2=N:HEX dvchost=HOST rt=MS
+//! ```
 
 use std::fmt::Write as _;
 
+use crate::chain::{self, Digest};
 use crate::record::{Field, Record};
+
+/// The product version in CEF headers (Device Version).
+pub const CEF_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Syslog severities (RFC 5424 §6.2.1).
 const WARNING: u8 = 4;
@@ -56,15 +75,21 @@ fn header_token(s: &str, max: usize) -> String {
     if t.is_empty() { "-".into() } else { t }
 }
 
-/// The RFC 5424 header, up to and including the space before MSG.
+/// The RFC 5424 header of a record, up to and including the space before MSG.
 pub fn header(r: &Record<'_>, facility: u8, severity: u8, app_name: &str, host: &str) -> String {
     let ts = r.get(Field::Timestamp).unwrap_or("-");
     let node = r.get(Field::Node).unwrap_or(host);
+    header_with(facility, severity, ts, node, app_name, "audit")
+}
+
+/// An RFC 5424 header (without PROCID and STRUCTURED-DATA), up to and
+/// including the space before MSG.
+fn header_with(facility: u8, severity: u8, ts: &str, host: &str, app_name: &str, msgid: &str) -> String {
     format!(
-        "<{}>1 {} {} {} - audit - ",
+        "<{}>1 {} {} {} - {msgid} - ",
         u16::from(facility) * 8 + u16::from(severity),
-        ts,
-        header_token(node, 255),
+        if ts.is_empty() { "-" } else { ts },
+        header_token(host, 255),
         header_token(app_name, 48)
     )
 }
@@ -110,7 +135,7 @@ pub fn cef(r: &Record<'_>) -> String {
     let app = r.get(Field::AppName).unwrap_or("");
     let mut out = format!(
         "CEF:0|audit-trail|audit-trail|{}|{}|{}|{}|",
-        env!("CARGO_PKG_VERSION"),
+        cef_header_escape(CEF_VERSION),
         cef_header_escape(action),
         cef_header_escape(&format!("{app}: {action}")),
         cef_severity(r)
@@ -220,6 +245,68 @@ pub fn message(
     bytes
 }
 
+/// A chain anchor: record `id` has hash-chain value `chain`; taken by the
+/// archiver on `host` at `time` (RFC 3339, milliseconds).
+#[derive(Debug, Clone, Copy)]
+pub struct Anchor<'a> {
+    pub id: u64,
+    pub chain: &'a Digest,
+    pub host: &'a str,
+    pub time: &'a str,
+}
+
+impl Anchor<'_> {
+    /// `ID:VALUE`, as `verify --anchor` takes it.
+    pub fn text(&self) -> String {
+        format!("{}:{}", self.id, chain::hex(self.chain))
+    }
+}
+
+/// An anchor as one JSON object (no trailing newline).
+pub fn anchor_json(a: &Anchor<'_>) -> String {
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    format!(
+        "{{\"type\":\"chain-anchor\",\"id\":{},\"chain\":\"{}\",\"anchor\":\"{}\",\"host\":{},\"time\":{}}}",
+        a.id,
+        chain::hex(a.chain),
+        a.text(),
+        quote(a.host),
+        quote(a.time)
+    )
+}
+
+/// An anchor as a CEF event (severity 1).
+pub fn anchor_cef(a: &Anchor<'_>) -> String {
+    let mut out =
+        format!("CEF:0|audit-trail|audit-trail|{}|chain-anchor|Audit chain anchor|1|", cef_header_escape(CEF_VERSION));
+    let mut ext: Vec<(&str, String)> = vec![
+        ("externalId", a.id.to_string()),
+        ("cs1Label", "chain".into()),
+        ("cs1", chain::hex(a.chain)),
+        ("cs2Label", "anchor".into()),
+        ("cs2", a.text()),
+        ("dvchost", a.host.to_owned()),
+    ];
+    if let Some(ms) = epoch_ms(a.time) {
+        ext.push(("rt", ms.to_string()));
+    }
+    for (i, (k, v)) in ext.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let _ = write!(out, "{k}={}", cef_value_escape(v));
+    }
+    out
+}
+
+/// A whole syslog message for an anchor: MSGID `anchor`, severity
+/// informational, HOSTNAME the archiver's host, TIMESTAMP the anchor's time.
+pub fn anchor_message(a: &Anchor<'_>, cef_format: bool, facility: u8, app_name: &str) -> Vec<u8> {
+    let head = header_with(facility, INFO, a.time, a.host, app_name, "anchor");
+    let body = if cef_format { anchor_cef(a) } else { anchor_json(a) };
+    (head + &body).into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +364,61 @@ mod tests {
         assert!(m.starts_with("<37>1 2026-11-22T09:45:37.120+01:00 pbx01 audit-trail - audit - {\"id\":42,"), "{m}");
         let json: serde_json::Value = serde_json::from_str(m.split_once(" - audit - ").unwrap().1).unwrap();
         assert_eq!(json["user_name"], "alice");
+    }
+
+    fn anchor_value() -> Digest {
+        std::array::from_fn(|i| (i as u8).wrapping_mul(37))
+    }
+
+    #[test]
+    fn anchor_json_message_names_the_record_and_its_chain_value() {
+        let value = anchor_value();
+        let hex = chain::hex(&value);
+        let a = Anchor { id: 1234, chain: &value, host: "pbx01", time: "2026-11-22T09:45:37.120+01:00" };
+        let m = String::from_utf8(anchor_message(&a, false, 4, "audit-trail")).unwrap();
+        // auth (4) × 8 + informational (6) = 38.
+        let head = "<38>1 2026-11-22T09:45:37.120+01:00 pbx01 audit-trail - anchor - ";
+        assert!(m.starts_with(head), "{m}");
+        let body = &m[head.len()..];
+        assert_eq!(
+            body,
+            format!(
+                "{{\"type\":\"chain-anchor\",\"id\":1234,\"chain\":\"{hex}\",\"anchor\":\"1234:{hex}\",\
+                 \"host\":\"pbx01\",\"time\":\"2026-11-22T09:45:37.120+01:00\"}}"
+            )
+        );
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["type"], "chain-anchor");
+        assert_eq!(v["id"], 1234);
+        assert_eq!(v["chain"].as_str().map(str::len), Some(64));
+        // What verify --anchor takes.
+        let parsed: crate::verify::Anchor = v["anchor"].as_str().unwrap().parse().unwrap();
+        assert_eq!((parsed.id, parsed.value), (Some(1234), value));
+        // Another facility and app name; a host name that needs JSON escaping.
+        let odd = Anchor { host: "a\"b", ..a };
+        let m = String::from_utf8(anchor_message(&odd, false, 16, "trail")).unwrap();
+        assert!(m.starts_with("<134>1 2026-11-22T09:45:37.120+01:00 a\"b trail - anchor - {"), "{m}");
+        let v: serde_json::Value = serde_json::from_str(m.split_once(" - anchor - ").unwrap().1).unwrap();
+        assert_eq!(v["host"], "a\"b");
+    }
+
+    #[test]
+    fn anchor_cef_message_has_its_own_event_class_and_escaped_extension() {
+        let value = anchor_value();
+        let hex = chain::hex(&value);
+        let a = Anchor { id: 7, chain: &value, host: "pbx=01", time: "2026-11-22T09:45:37.120+01:00" };
+        let m = String::from_utf8(anchor_message(&a, true, 4, "audit-trail")).unwrap();
+        let head = "<38>1 2026-11-22T09:45:37.120+01:00 pbx=01 audit-trail - anchor - ";
+        assert!(m.starts_with(head), "{m}");
+        let cef = &m[head.len()..];
+        assert_eq!(
+            cef,
+            format!(
+                "CEF:0|audit-trail|audit-trail|{CEF_VERSION}|chain-anchor|Audit chain anchor|1|externalId=7 \
+                 cs1Label=chain cs1={hex} cs2Label=anchor cs2=7:{hex} dvchost=pbx\\=01 rt=1795337137120"
+            )
+        );
+        assert_eq!(anchor_cef(&a), cef);
     }
 
     #[test]

@@ -14,6 +14,17 @@
 //! healthy; when a connection fails, or the service restarts after a crash,
 //! the records of that window are sent again (the duplicate window). Over
 //! UDP nothing can be confirmed: each record is sent once.
+//!
+//! # Chain anchors
+//!
+//! Every `anchor_interval_secs` (while records are being sent) and when the
+//! service stops, the forwarder also sends a chain anchor (see
+//! [`format::anchor_message`]): the id and hash-chain value of the newest
+//! record it has sent, on the same connection right after that record, so a
+//! receiver that holds the anchor also got the record. The last anchor is
+//! kept in `state/siem.json` ([`LastAnchor`]) and shown by `status`; an
+//! auditor passes it to `verify --anchor` to prove that the log still holds
+//! that record, which catches the removal of the newest records or files.
 
 pub mod format;
 
@@ -49,6 +60,27 @@ pub struct SiemState {
     /// The last failure, and when it happened (cleared once sending works again).
     pub last_error: Option<String>,
     pub last_error_time: Option<String>,
+    /// The last chain anchor sent (`None` before the first).
+    #[serde(default)]
+    pub last_anchor: Option<LastAnchor>,
+}
+
+/// A chain anchor sent to the receiver.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LastAnchor {
+    /// The record it names.
+    pub id: u64,
+    /// That record's chain value (64 hex digits).
+    pub value: String,
+    /// When it was sent.
+    pub time: String,
+}
+
+impl LastAnchor {
+    /// `ID:VALUE`, as `verify --anchor` takes it.
+    pub fn anchor(&self) -> String {
+        format!("{}:{}", self.id, self.value)
+    }
 }
 
 pub fn state_path(layout: &Layout) -> PathBuf {

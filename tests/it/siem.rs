@@ -221,3 +221,177 @@ fn siem_test_reports_refused_and_udp_unconfirmed() {
     let sent = env.run(&["siem", "test"]).success();
     assert!(sent.stdout.contains("cannot be confirmed over UDP"), "{}", sent.stdout);
 }
+
+/// The chain anchors received so far: (line index, anchor JSON), in arrival order.
+fn anchors(lines: &[String]) -> Vec<(usize, serde_json::Value)> {
+    lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let body = l.split_once(" - anchor - ")?.1;
+            Some((i, serde_json::from_str(body).unwrap_or_else(|e| panic!("anchor is not JSON ({e}): {l}"))))
+        })
+        .collect()
+}
+
+/// Index of the (last) line carrying record `id` (JSON format).
+fn record_line(lines: &[String], id: u64) -> Option<usize> {
+    let want = format!("{{\"id\":{id},");
+    lines.iter().rposition(|l| msg_of(l).starts_with(&want))
+}
+
+/// Waits for an anchor accepted by `pick`; returns all lines then and the anchor's line index.
+#[track_caller]
+fn wait_for_anchor(rs: &Rsyslog, pick: impl Fn(&serde_json::Value) -> bool) -> (Vec<String>, usize) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let lines = rs.messages();
+        if let Some((i, _)) = anchors(&lines).into_iter().find(|(_, a)| pick(a)) {
+            return (lines, i);
+        }
+        assert!(Instant::now() < deadline, "no such chain anchor arrived within {WAIT:?}: {:#?}", anchors(&lines));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn verify_json(env: &Env, anchor: &str) -> (bool, serde_json::Value) {
+    let run = env.run(&["verify", "--json", "--anchor", anchor]);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("verify --json: {e}: {}{}", run.stdout, run.stderr));
+    (run.code == Some(0), v)
+}
+
+#[test]
+fn chain_anchor_reaches_the_siem_after_its_record_and_exposes_removed_newest_files() {
+    let rs = Rsyslog::start_tcp();
+    let env = siem_env(&rs, "tcp", "json", "anchor_interval_secs = 1\n");
+    let server = env.serve(&no_schedules(&env));
+    // The service's own start record goes into a file of its own, which stays.
+    env.run(&["rotate"]).success();
+    let st: serde_json::Value = serde_json::from_str(&env.run(&["status", "--json"]).success().stdout).unwrap();
+    let start = st["next_id"].as_u64().unwrap();
+    env.run_with_input(&["append", "--json", "-"], &json_records(200)).success();
+    let last = start + 199;
+    wait_for_ids(&rs, start..=last);
+
+    // An anchor naming one of these records (an earlier one may name the start record).
+    let (lines, at) = wait_for_anchor(&rs, |a| a["id"].as_u64().is_some_and(|id| id >= start));
+    let line = &lines[at];
+    assert!(line.starts_with("<38>1 ") && line.contains(" pbx01 audit-trail - anchor - "), "auth.info: {line}");
+    let a = anchors(std::slice::from_ref(line)).remove(0).1;
+    let id = a["id"].as_u64().unwrap();
+    let value = a["chain"].as_str().unwrap();
+    assert!(id <= last, "{a}");
+    assert_eq!(a["type"], "chain-anchor");
+    assert_eq!(a["host"], "pbx01");
+    assert_eq!(value.len(), 64, "{a}");
+    let anchor = a["anchor"].as_str().unwrap().to_owned();
+    assert_eq!(anchor, format!("{id}:{value}"));
+    // The receiver got the record before the anchor that names it.
+    let rec_at = record_line(&lines, id).unwrap_or_else(|| panic!("record {id} never arrived"));
+    assert!(rec_at < at, "the anchor (line {at}) arrived before record {id} (line {rec_at})");
+
+    // The anchor holds on the data directory as it is.
+    let (ok, v) = verify_json(&env, &anchor);
+    assert!(ok && v["ok"] == true, "{v}");
+    assert_eq!(v["anchors"], 1);
+
+    // Seal the file holding the anchored record, and stop.
+    env.run(&["rotate"]).success();
+    server.stop();
+    // status shows the last anchor sent, the one the receiver got last.
+    let st: serde_json::Value = serde_json::from_str(&env.run(&["status", "--json"]).success().stdout).unwrap();
+    let shown = &st["siem"]["last_anchor"];
+    let shown_anchor = shown["anchor"].as_str().unwrap_or_else(|| panic!("no last_anchor in status: {st}"));
+    assert!(shown["id"].as_u64().unwrap() >= id, "{st}");
+    assert_eq!(shown_anchor, format!("{}:{}", shown["id"], shown["value"].as_str().unwrap()));
+    assert!(shown["time"].is_string(), "{st}");
+    wait_for_anchor(&rs, |a| a["anchor"] == shown_anchor);
+    let text = env.run(&["status"]).success().stdout;
+    assert!(text.contains(&format!("last anchor    {shown_anchor} (")), "{text}");
+
+    // Someone removes the newest sealed file (ids start..) and the active one.
+    let sealed = env.sealed_files();
+    let newest = sealed.last().expect("sealed files").clone();
+    assert_eq!(crate::harness::header_first_id(&std::fs::read(&newest).unwrap()), Some(start), "{newest:?}");
+    assert!(sealed.len() >= 2, "the file with the start record stays: {sealed:?}");
+    std::fs::remove_file(&newest).unwrap();
+    for f in env.active_files() {
+        std::fs::remove_file(f).unwrap();
+    }
+    // What is left is consistent in itself; the SIEM's anchor shows what is gone.
+    let plain = env.run(&["verify", "--json"]).success();
+    assert!(plain.stdout.contains("\"ok\": true"), "{}", plain.stdout);
+    let (ok, v) = verify_json(&env, &anchor);
+    assert!(!ok && v["ok"] == false, "{v}");
+    let kinds: Vec<&str> = v["problems"].as_array().unwrap().iter().filter_map(|p| p["kind"].as_str()).collect();
+    assert_eq!(kinds, ["truncated"], "{v}");
+    assert_eq!(v["problems"][0]["record"], id, "{v}");
+}
+
+#[test]
+fn chain_anchor_at_stop_names_the_newest_record_sent_and_zero_turns_anchors_off() {
+    let rs = Rsyslog::start_tcp();
+    // A long interval: the first anchor goes with the first records, the next only at stop.
+    let env = siem_env(&rs, "tcp", "cef", "anchor_interval_secs = 3600\n");
+    let server = env.serve(&no_schedules(&env));
+    let st: serde_json::Value = serde_json::from_str(&env.run(&["status", "--json"]).success().stdout).unwrap();
+    let start = st["next_id"].as_u64().unwrap();
+    env.run_with_input(&["append", "--json", "-"], &json_records(20)).success();
+    let last = start + 19;
+    let deadline = Instant::now() + WAIT;
+    while !rs.messages().iter().any(|l| l.contains(&format!("externalId={last} "))) {
+        assert!(Instant::now() < deadline, "record {last} never arrived");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.stop();
+    let cef_anchors = |lines: &[String]| -> Vec<(usize, u64)> {
+        lines
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let cef = l.split_once(" - anchor - ")?.1;
+                assert!(cef.starts_with("CEF:0|audit-trail|audit-trail|") && cef.contains("|chain-anchor|"), "{cef}");
+                let id = cef.split("externalId=").nth(1)?.split(' ').next()?.parse().ok()?;
+                Some((i, id))
+            })
+            .collect()
+    };
+    let st: serde_json::Value = serde_json::from_str(&env.run(&["status", "--json"]).success().stdout).unwrap();
+    let shown = st["siem"]["last_anchor"]["id"].as_u64().unwrap_or_else(|| panic!("{st}"));
+    assert!(shown >= last, "the anchor at stop names the newest record sent: {st}");
+    let deadline = Instant::now() + WAIT;
+    let lines = loop {
+        let lines = rs.messages();
+        if cef_anchors(&lines).iter().any(|(_, id)| *id == shown) {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "the anchor at stop never arrived: {lines:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let found = cef_anchors(&lines);
+    assert!(found.len() <= 2, "one anchor at the start, one at stop: {found:?}");
+    let (at, id) = *found.last().unwrap();
+    let line = &lines[at];
+    let value = line.split(" cs1=").nth(1).unwrap().split(' ').next().unwrap();
+    assert_eq!(format!("{id}:{value}"), st["siem"]["last_anchor"]["anchor"].as_str().unwrap());
+    assert!(line.contains(&format!(" cs2={id}:{value} ")), "{line}");
+    let rec_at = lines.iter().rposition(|l| l.contains(&format!("externalId={id} ")) && l.contains(" - audit - "));
+    assert!(rec_at.is_some_and(|r| r < at), "record {id} arrives before its anchor: {lines:#?}");
+    let (ok, v) = verify_json(&env, &format!("{id}:{value}"));
+    assert!(ok, "{v}");
+
+    // anchor_interval_secs = 0: no anchors at all, not even at stop.
+    let rs = Rsyslog::start_tcp();
+    let env = siem_env(&rs, "tcp", "json", "anchor_interval_secs = 0\n");
+    let server = env.serve(&no_schedules(&env));
+    let st: serde_json::Value = serde_json::from_str(&env.run(&["status", "--json"]).success().stdout).unwrap();
+    let start = st["next_id"].as_u64().unwrap();
+    env.run_with_input(&["append", "--json", "-"], &json_records(20)).success();
+    wait_for_ids(&rs, start..=start + 19);
+    server.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(anchors(&rs.messages()).is_empty(), "{:#?}", rs.messages());
+    let st: serde_json::Value = serde_json::from_str(&env.run(&["status", "--json"]).success().stdout).unwrap();
+    assert!(st["siem"]["last_anchor"].is_null(), "{st}");
+}
