@@ -163,9 +163,10 @@ struct Span {
     previous: Option<String>,
 }
 
-/// Chain values the anchors ask about, filled in while records are checked.
+/// Chain values the anchors ask about, filled in while records are checked
+/// (with the file that holds the record).
 struct Wanted {
-    ids: HashMap<u64, Option<Digest>>,
+    ids: HashMap<u64, Option<(Digest, PathBuf)>>,
     values: HashMap<Digest, bool>,
 }
 
@@ -177,9 +178,9 @@ impl Wanted {
         }
     }
 
-    fn see(&mut self, id: u64, value: &Digest) {
+    fn see(&mut self, id: u64, value: &Digest, path: &Path) {
         if let Some(slot) = self.ids.get_mut(&id) {
-            *slot = Some(*value);
+            *slot = Some((*value, path.to_path_buf()));
         }
         if let Some(seen) = self.values.get_mut(value) {
             *seen = true;
@@ -254,7 +255,7 @@ impl FileCheck<'_> {
                 if r.chain != Some(computed) {
                     return Err(self.chain_problem(&r, &leaf, before_prev));
                 }
-                wanted.see(r.id, &computed);
+                wanted.see(r.id, &computed, &self.t.path);
                 before_prev = running;
                 running = Some(computed);
             } else if r.chain.is_some() && first.is_none() {
@@ -387,8 +388,12 @@ impl FileCheck<'_> {
         };
         if (seal.first_id, seal.last_id, seal.records) != (first, last, count) {
             let kind = if count < seal.records { Damage::Missing } else { Damage::Inserted };
+            // The ids read ran without a gap, so the difference is at the end:
+            // name the first record missing there, or the first one too many.
+            let record =
+                (first == seal.first_id).then(|| if count < seal.records { last + 1 } else { seal.last_id + 1 });
             return Err(self.problem(
-                None,
+                record,
                 kind,
                 format!(
                     "the seal says ids {}..{} ({} records) but the file holds {first}..{last} ({count} records)",
@@ -553,16 +558,17 @@ fn check_anchors(opts: &Options, wanted: &Wanted, report: &mut Report, newest: O
         let problem = |record, kind, what| Problem { path: at.clone(), record, kind, what };
         let value = chain::hex(&a.value);
         match a.id {
-            Some(id) => match wanted.ids.get(&id).copied().flatten() {
-                Some(v) if v == a.value => {}
-                Some(v) => report.problems.push(problem(
-                    Some(id),
-                    Damage::Forged,
-                    format!(
-                        "the chain value of record {id} is {} but the anchor says {value}: the records up to it were rewritten",
+            Some(id) => match wanted.ids.get(&id).cloned().flatten() {
+                Some((v, _)) if v == a.value => {}
+                Some((v, holder)) => {
+                    let what = format!(
+                        "the chain value of record {id} is {} but the anchor says {value}: \
+                         the records up to it were rewritten",
                         chain::hex(&v)
-                    ),
-                )),
+                    );
+                    // Named in the file that holds the record.
+                    report.problems.push(Problem { path: holder, record: Some(id), kind: Damage::Forged, what });
+                }
                 None if report.last_id.is_some_and(|last| id > last) => {
                     let last = report.last_id.unwrap_or_default();
                     report.problems.push(problem(
