@@ -10,4 +10,5 @@ mod serve;
 mod servers;
 mod siem;
 mod syslog;
+mod tamper;
 mod upload;
