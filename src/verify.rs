@@ -308,11 +308,7 @@ impl FileCheck<'_> {
                     format!("record {} comes before record {exp}: records are out of order", r.id),
                 );
             }
-            let what = if r.id == exp + 1 {
-                format!("record {exp} is missing before it")
-            } else {
-                format!("records {exp}..{} are missing before it", r.id - 1)
-            };
+            let what = format!("{} missing before it", id_range(exp, r.id - 1));
             return self.problem(Some(r.id), Damage::Missing, what);
         }
         if first.is_some_and(|f| r.id >= f) {
@@ -518,11 +514,7 @@ fn continuity(prev: &Span, next: &Span) -> Option<Problem> {
         return problem(
             Some(next.first),
             Damage::Missing,
-            format!(
-                "records {}..{} are missing between {prev_name} and this file{lost}",
-                prev.last + 1,
-                next.first - 1
-            ),
+            format!("{} missing between {prev_name} and this file{lost}", id_range(prev.last + 1, next.first - 1)),
         );
     }
     if next.first <= prev.last {
@@ -545,6 +537,11 @@ fn continuity(prev: &Span, next: &Span) -> Option<Problem> {
         ),
         _ => None,
     }
+}
+
+/// "record N is" or "records A..B are".
+fn id_range(from: u64, to: u64) -> String {
+    if from == to { format!("record {from} is") } else { format!("records {from}..{to} are") }
 }
 
 fn file_stem(path: &Path) -> Option<&str> {
