@@ -11,7 +11,9 @@
 //!   until the last line is in the file.
 //!
 //! Peak memory of `serve` comes from /proc (VmHWM). Figures are printed,
-//! never asserted.
+//! never asserted. `AUDIT_TRAIL_BIN` runs another build of the service (e.g.
+//! `target/baseline/release/audit-trail` from benches/chain-baseline.sh, to
+//! see what the hash chain costs on socket ingest).
 
 mod common;
 
@@ -36,7 +38,8 @@ impl Serve {
             format!("host_name = \"bench\"\nevent_mask = \"all\"\ncapacity = {capacity}\n"),
         )
         .unwrap();
-        let child = common::start_serve(BIN, data);
+        let bin = std::env::var("AUDIT_TRAIL_BIN").unwrap_or_else(|_| BIN.to_owned());
+        let child = common::start_serve(&bin, data);
         let socket = data.join("ingest.sock");
         Serve { child, socket }
     }

@@ -6,13 +6,13 @@
 //! Every record carries `<Chain>`, the lowercase hex of
 //!
 //! ```text
-//! chain(i) = SHA-256( chain(i-1) ‖ id(i) as 8 bytes big-endian ‖ leaf(i) )
-//! leaf(i)  = SHA-256( for each field present, in the order of the XSD:
-//!                       field number (1 = TimeStamp … 16 = SessionId) as 1 byte
-//!                       ‖ value length in bytes as 4 bytes big-endian ‖ value (UTF-8) )
+//! chain(i)  = SHA-256( fields(i) ‖ id(i) as 8 bytes big-endian ‖ chain(i-1) )
+//! fields(i) = for each field present, in the order of the XSD:
+//!               field number (1 = TimeStamp … 16 = SessionId) as 1 byte
+//!               ‖ value length in bytes as 4 bytes big-endian ‖ value (UTF-8)
 //! ```
 //!
-//! The leaf covers field *values* (after XML unescaping and base64 decoding),
+//! The hash covers field *values* (after XML unescaping and base64 decoding),
 //! not the bytes of the file, so a copy that an XML tool re-indented or an FTP
 //! ASCII transfer re-ended still verifies, and anyone can recompute it with a
 //! few lines of Python. The header's `chain-start` is the chain value the
@@ -20,6 +20,10 @@
 //! data directory starts from 32 random bytes. The seal repeats the last value
 //! as `chain-end`, and the next file's header states it again, so each file
 //! anchors the one before it.
+//!
+//! The fields come first so that whoever renders a record can hash all of it
+//! but its last block ([`Partial`]) on any thread, before its id is known; the
+//! single writer only finishes one or two blocks per record.
 //!
 //! # The seal MAC
 //!
@@ -42,27 +46,98 @@ use crate::record::{FIELDS, Record};
 /// A SHA-256 value.
 pub type Digest = [u8; 32];
 
-/// The digest of a record's field values (see the module documentation).
-pub fn leaf(rec: &Record<'_>) -> Digest {
-    // One contiguous input hashes faster than many small updates.
-    let mut input = Vec::with_capacity(512);
+/// Appends a record's field values in the form the chain hashes them.
+pub fn fields(rec: &Record<'_>, out: &mut Vec<u8>) {
     for (n, spec) in FIELDS.iter().enumerate() {
         if let Some(v) = &rec.fields[spec.field as usize] {
-            input.push(n as u8 + 1);
-            input.extend_from_slice(&(v.len() as u32).to_be_bytes());
-            input.extend_from_slice(v.as_bytes());
+            out.push(n as u8 + 1);
+            out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            out.extend_from_slice(v.as_bytes());
         }
     }
-    Sha256::digest(&input).into()
 }
 
-/// The chain value of record `id`, given the one before it.
-pub fn link(prev: &Digest, id: u64, leaf: &Digest) -> Digest {
-    let mut input = [0u8; 72];
-    input[..32].copy_from_slice(prev);
-    input[32..40].copy_from_slice(&id.to_be_bytes());
-    input[40..].copy_from_slice(leaf);
-    Sha256::digest(input).into()
+/// The chain value of a record, from its [`fields`] bytes, its id and the
+/// chain value before it.
+pub fn next(fields: &[u8], id: u64, prev: &Digest) -> Digest {
+    Sha256::new().chain_update(fields).chain_update(id.to_be_bytes()).chain_update(prev).finalize().into()
+}
+
+/// SHA-256's initial hash value (FIPS 180-4, 5.3.3).
+const IV: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+
+/// A record's chain hash with every complete 64-byte block of its fields
+/// already compressed: [`next`] split in two, so that the costly part runs
+/// where the record is rendered and [`Partial::finish`] only adds the id and
+/// the previous value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Partial {
+    state: [u32; 8],
+    /// Bytes compressed into `state` (a multiple of 64).
+    done: u64,
+    tail: [u8; 64],
+    tail_len: u8,
+}
+
+impl Partial {
+    /// Size of [`Partial::encode`]'s output.
+    pub const ENCODED: usize = 32 + 8 + 1 + 64;
+
+    /// Absorbs a record's [`fields`] bytes.
+    pub fn absorb(fields: &[u8]) -> Partial {
+        let (blocks, tail) = fields.as_chunks::<64>();
+        let mut state = IV;
+        sha2::block_api::compress256(&mut state, blocks);
+        let mut p = Partial { state, done: (blocks.len() * 64) as u64, tail: [0; 64], tail_len: tail.len() as u8 };
+        p.tail[..tail.len()].copy_from_slice(tail);
+        p
+    }
+
+    /// The record's chain value: SHA-256 padding as FIPS 180-4, 5.1.1.
+    pub fn finish(&self, id: u64, prev: &Digest) -> Digest {
+        let mut state = self.state;
+        let mut buf = [[0u8; 64]; 2];
+        let flat = buf.as_flattened_mut();
+        let n = self.tail_len as usize;
+        flat[..n].copy_from_slice(&self.tail[..n]);
+        flat[n..n + 8].copy_from_slice(&id.to_be_bytes());
+        flat[n + 8..n + 40].copy_from_slice(prev);
+        let len = n + 40;
+        flat[len] = 0x80;
+        let blocks = if len + 9 <= 64 { 1 } else { 2 };
+        let bits = (self.done + len as u64) * 8;
+        flat[blocks * 64 - 8..blocks * 64].copy_from_slice(&bits.to_be_bytes());
+        sha2::block_api::compress256(&mut state, &buf[..blocks]);
+        let mut out = [0u8; 32];
+        for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        out
+    }
+
+    /// Appends the partial hash in a fixed-size form.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        for w in self.state {
+            out.extend_from_slice(&w.to_be_bytes());
+        }
+        out.extend_from_slice(&self.done.to_be_bytes());
+        out.push(self.tail_len);
+        out.extend_from_slice(&self.tail);
+    }
+
+    /// Reads [`Partial::encode`]'s output back.
+    pub fn decode(b: &[u8; Partial::ENCODED]) -> Option<Partial> {
+        let mut state = [0u32; 8];
+        for (w, chunk) in state.iter_mut().zip(b[..32].chunks_exact(4)) {
+            *w = u32::from_be_bytes(chunk.try_into().ok()?);
+        }
+        let done = u64::from_be_bytes(b[32..40].try_into().ok()?);
+        let tail_len = b[40];
+        if tail_len >= 64 || done % 64 != 0 {
+            return None;
+        }
+        Some(Partial { state, done, tail: b[41..].try_into().ok()?, tail_len })
+    }
 }
 
 /// Where a data directory's chain starts: 32 bytes from the system's random source.
@@ -221,33 +296,53 @@ mod tests {
     use super::*;
     use crate::record::Field;
 
+    fn of(rec: &Record<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        fields(rec, &mut out);
+        out
+    }
+
     #[test]
-    fn leaf_depends_on_every_value_and_its_boundaries() {
+    fn fields_depend_on_every_value_and_its_boundaries() {
         let mut a = Record::default();
         a.set(Field::AppName, "ab");
         a.set(Field::ActionType, "c");
         let mut b = Record::default();
         b.set(Field::AppName, "a");
         b.set(Field::ActionType, "bc");
-        assert_ne!(leaf(&a), leaf(&b), "moving a character between fields changes the leaf");
+        assert_ne!(of(&a), of(&b), "moving a character between fields changes the input");
         let mut c = a.clone();
         c.id = 99;
-        assert_eq!(leaf(&a), leaf(&c), "the id is bound by the link, not the leaf");
+        assert_eq!(of(&a), of(&c), "the id is bound by the chain step, not the fields");
         let mut d = a.clone();
         d.set(Field::ActionData, "");
-        assert_ne!(leaf(&a), leaf(&d), "an empty field differs from an absent one");
+        assert_ne!(of(&a), of(&d), "an empty field differs from an absent one");
     }
 
     #[test]
-    fn link_matches_a_plain_sha256_of_its_input() {
+    fn next_is_a_plain_sha256_of_fields_id_and_previous_value() {
         let prev = [7u8; 32];
-        let l = [9u8; 32];
-        let mut input = prev.to_vec();
+        let mut input = b"fields".to_vec();
         input.extend_from_slice(&42u64.to_be_bytes());
-        input.extend_from_slice(&l);
+        input.extend_from_slice(&prev);
         let want: Digest = Sha256::digest(&input).into();
-        assert_eq!(link(&prev, 42, &l), want);
-        assert_ne!(link(&prev, 43, &l), want);
+        assert_eq!(next(b"fields", 42, &prev), want);
+        assert_ne!(next(b"fields", 43, &prev), want);
+    }
+
+    #[test]
+    fn partial_hash_finishes_to_the_full_one_at_every_length() {
+        let data: Vec<u8> = (0..400u32).map(|i| (i * 31 % 251) as u8).collect();
+        for len in 0..data.len() {
+            let prev: Digest = std::array::from_fn(|i| (i + len) as u8);
+            let p = Partial::absorb(&data[..len]);
+            assert_eq!(p.finish(len as u64, &prev), next(&data[..len], len as u64, &prev), "length {len}");
+            let mut enc = Vec::new();
+            p.encode(&mut enc);
+            assert_eq!(enc.len(), Partial::ENCODED);
+            let back = Partial::decode(enc.as_slice().try_into().unwrap()).unwrap();
+            assert!(back == p, "length {len}: the encoding round-trips");
+        }
     }
 
     #[test]

@@ -46,7 +46,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
 
-use crate::chain::{self, Digest, MacKey, SealStatement};
+use crate::chain::{self, Digest, MacKey, Partial, SealStatement};
 use crate::config::Layout;
 use crate::history::{self, FileKind};
 use crate::record::Record;
@@ -485,13 +485,15 @@ impl Appender<'_> {
             self.flush()?;
             self.log.roll()?;
         }
-        let Some(split) = entry.len().checked_sub(32) else { bail!("a record entry is shorter than its digest") };
-        let (body, leaf) = entry.split_at(split);
-        let leaf: &Digest = leaf.try_into().context("record digest")?;
+        let Some(split) = entry.len().checked_sub(Partial::ENCODED) else {
+            bail!("a record entry is shorter than its partial hash")
+        };
+        let (body, partial) = entry.split_at(split);
+        let partial = partial.try_into().ok().and_then(Partial::decode).context("a record entry's partial hash")?;
         let id = self.log.next_id;
         let a = self.log.active.as_mut().context("no active file")?;
         let prev = a.chain.context("the active file has no hash chain")?;
-        let c = chain::link(&prev, id, leaf);
+        let c = partial.finish(id, &prev);
         a.chain = Some(c);
         xml_write::record_start(&mut self.buf, id);
         self.buf.extend_from_slice(body);
@@ -540,12 +542,22 @@ impl Appender<'_> {
 }
 
 /// Renders a record for [`Appender::push_entry`]: its body
-/// ([`xml_write::record_body`]) followed by its 32-byte leaf digest
-/// ([`chain::leaf`]). Both need no id, so entries are made on any thread and
-/// only the short chain link is left to the single writer.
+/// ([`xml_write::record_body`]) followed by its chain hash up to the id
+/// ([`chain::Partial`]). Neither needs the id, so entries are made on any
+/// thread, and only the last block or two of the chain hash is left to the
+/// single writer.
 pub fn render_entry(out: &mut Vec<u8>, rec: &Record<'_>) {
     xml_write::record_body(out, rec);
-    out.extend_from_slice(&chain::leaf(rec));
+    FIELDS_BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        chain::fields(rec, buf);
+        Partial::absorb(buf).encode(out);
+    });
+}
+
+thread_local! {
+    /// Scratch space for [`render_entry`], reused record after record.
+    static FIELDS_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn write_all_at_end(a: &mut Active, bytes: &[u8]) -> Result<()> {

@@ -220,6 +220,7 @@ impl FileCheck<'_> {
         // (to tell an insertion from an edit).
         let mut running = self.header.chain_start;
         let mut before_prev = None;
+        let mut fields = Vec::with_capacity(1024);
         let mut first = None;
         let mut prev: Option<u64> = None;
         let mut count = 0u64;
@@ -250,10 +251,11 @@ impl FileCheck<'_> {
             }
             if chained {
                 let start = running.expect("chained files have a running value");
-                let leaf = chain::leaf(&r);
-                let computed = chain::link(&start, r.id, &leaf);
+                fields.clear();
+                chain::fields(&r, &mut fields);
+                let computed = chain::next(&fields, r.id, &start);
                 if r.chain != Some(computed) {
-                    return Err(self.chain_problem(&r, &leaf, before_prev));
+                    return Err(self.chain_problem(&r, &fields, before_prev));
                 }
                 wanted.see(r.id, &computed, &self.t.path);
                 before_prev = running;
@@ -326,14 +328,14 @@ impl FileCheck<'_> {
     }
 
     /// Names what a chain value that does not follow means.
-    fn chain_problem(&mut self, r: &Record<'_>, leaf: &Digest, before_prev: Option<Digest>) -> Problem {
+    fn chain_problem(&mut self, r: &Record<'_>, fields: &[u8], before_prev: Option<Digest>) -> Problem {
         let Some(stored) = r.chain else {
             return self.problem(Some(r.id), Damage::Edited, "the record has no <Chain> value");
         };
         // What comes next confirms the stored value or not.
         let next = self.rd.next_record();
         let confirmed = match &next {
-            Ok(Some(n)) => n.chain == Some(chain::link(&stored, n.id, &chain::leaf(n))),
+            Ok(Some(n)) => n.chain == Some(chain::next(&fields_of(n), n.id, &stored)),
             Ok(None) => self.rd.seal().and_then(|s| s.chain_end) == Some(stored),
             Err(_) => false,
         };
@@ -347,7 +349,7 @@ impl FileCheck<'_> {
         // The record continues the chain from two records back, with the id
         // before its own: the record before it was inserted (later ids renumbered).
         if let Some(two_back) = before_prev
-            && chain::link(&two_back, r.id - 1, leaf) == stored
+            && chain::next(fields, r.id - 1, &two_back) == stored
         {
             return self.problem(
                 Some(r.id - 1),
@@ -356,7 +358,7 @@ impl FileCheck<'_> {
             );
         }
         if let Ok(Some(n)) = &next
-            && n.chain == Some(chain::link(&stored, n.id + 1, &chain::leaf(n)))
+            && n.chain == Some(chain::next(&fields_of(n), n.id + 1, &stored))
         {
             return self.problem(
                 Some(r.id),
@@ -447,6 +449,12 @@ impl FileCheck<'_> {
         }
         Ok(())
     }
+}
+
+fn fields_of(r: &Record<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    chain::fields(r, &mut out);
+    out
 }
 
 fn check_file(t: &Target, opts: &Options, report: &mut Report, wanted: &mut Wanted) -> FileResult {

@@ -167,9 +167,10 @@ mod chain {
         "SessionId",
     ];
 
-    /// SHA-256 over, for each field present in XSD order:
-    /// field number (1 byte) ‖ value length (4 bytes BE) ‖ value.
-    pub fn leaf(fields: &[(String, String)]) -> Digest {
+    /// SHA-256 over, for each field present in XSD order, field number
+    /// (1 byte) ‖ value length (4 bytes BE) ‖ value; then the id (u64 BE)
+    /// and the previous chain value.
+    pub fn next(fields: &[(String, String)], id: u64, prev: &Digest) -> Digest {
         let mut h = Sha256::new();
         for (n, name) in FIELDS.iter().enumerate() {
             if let Some((_, value)) = fields.iter().find(|(f, _)| f == name) {
@@ -181,15 +182,8 @@ mod chain {
         for (name, _) in fields {
             assert!(FIELDS.contains(&name.as_str()), "unknown field <{name}>");
         }
-        h.finalize().into()
-    }
-
-    /// SHA-256(previous ‖ id (u64 BE) ‖ leaf).
-    pub fn link(prev: &Digest, id: u64, leaf: &Digest) -> Digest {
-        let mut h = Sha256::new();
-        h.update(prev);
         h.update(id.to_be_bytes());
-        h.update(leaf);
+        h.update(prev);
         h.finalize().into()
     }
 
@@ -279,7 +273,7 @@ impl LogFile {
         let mut prev = chain::parse_hex(attr(&self.head, "chain-start"));
         for (i, r) in self.records.iter_mut().enumerate() {
             r.id = first + i as u64;
-            prev = chain::link(&prev, r.id, &chain::leaf(&r.values()));
+            prev = chain::next(&r.values(), r.id, &prev);
             r.chain = hex::encode(prev);
         }
         let last = first + self.records.len() as u64 - 1;
