@@ -21,7 +21,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{files_in, generate, measure, mib};
+use common::{files_in, measure, mib};
 
 const BIN: &str = env!("CARGO_BIN_EXE_audit-trail");
 const ROUNDS: usize = 5;
@@ -62,10 +62,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for a list; there is nothing to run there
     }
-    let n: usize = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300_000);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let input = tmp.path().join("records.jsonl");
-    generate(n, &input);
+    let (tmp, input, n) = common::generated_input(300_000);
     println!("audit-trail chain benchmark: {n} records");
     println!("machine: {} cores", std::thread::available_parallelism().map_or(1, |p| p.get()));
     println!();

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{files_in, generate, measure, mib};
+use common::{files_in, measure, mib};
 
 const BIN: &str = env!("CARGO_BIN_EXE_audit-trail");
 
@@ -24,10 +24,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for a list; there is nothing to run there
     }
-    let n: usize = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300_000);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let input = tmp.path().join("records.jsonl");
-    generate(n, &input);
+    let (tmp, input, n) = common::generated_input(300_000);
     let input_mb = std::fs::metadata(&input).unwrap().len() as f64 / 1e6;
     println!("audit-trail log benchmark: {n} records ({input_mb:.1} MB of JSON Lines)");
     println!("machine: {} cores", std::thread::available_parallelism().map_or(1, |p| p.get()));

@@ -21,6 +21,16 @@ impl Rng {
     }
 }
 
+/// A temporary directory holding `records.jsonl`: `BENCH_RECORDS` records
+/// (else `default`) from [`generate`]. Returns the directory, the file and the count.
+pub fn generated_input(default: usize) -> (tempfile::TempDir, PathBuf, usize) {
+    let n: usize = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = tmp.path().join("records.jsonl");
+    generate(n, &input);
+    (tmp, input, n)
+}
+
 /// `n` realistic records as JSON Lines (the same every run).
 pub fn generate(n: usize, path: &Path) {
     let apps =

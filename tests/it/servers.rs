@@ -1170,8 +1170,14 @@ fn sample_bytes(n: usize) -> Vec<u8> {
 
 /// `sftp -b` uploading `local` to the absolute remote path `remote`.
 fn sftp_put(sshd: &Sshd, known_hosts: &Path, local: &Path, remote: &Path) -> Output {
+    sftp_batch(sshd, known_hosts, &format!("put \"{}\" \"{}\"\n", local.display(), remote.display()))
+}
+
+/// OpenSSH `sftp -b` running `commands` against the test server, with its
+/// key and the given known_hosts.
+pub fn sftp_batch(sshd: &Sshd, known_hosts: &Path, commands: &str) -> Output {
     let batch = tempfile::NamedTempFile::new().unwrap();
-    fs::write(batch.path(), format!("put \"{}\" \"{}\"\n", local.display(), remote.display())).unwrap();
+    fs::write(batch.path(), commands).unwrap();
     Command::new("sftp")
         .arg("-b")
         .arg(batch.path())

@@ -684,41 +684,14 @@ fn sigkill_mid_stream_keeps_the_chain_and_backup_restore_keeps_the_seals() {
 // 5. Offboard copies fetched back from real servers
 
 fn targets(sshd: &Sshd, sftp_dir: &Path, ftpd: &Ftpd, ftp_dir: &str) -> String {
-    format!(
-        "[targets.vault]\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nkey_file = \"{}\"\n\
-         known_hosts = \"{}\"\nremote_dir = \"{}\"\ntimeout_secs = 10\nretries = 1\nretry_delay_ms = 100\n\n\
-         [targets.ftpvault]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\npassword_file = \"{}\"\n\
-         remote_dir = \"{ftp_dir}\"\ntimeout_secs = 10\nretries = 1\nretry_delay_ms = 100\n",
-        sshd.port,
-        sshd.user,
-        sshd.key_file.display(),
-        sshd.known_hosts.display(),
-        sftp_dir.display(),
-        ftpd.port,
-        ftpd.user,
-        ftpd.password_file.display(),
-    )
+    crate::upload::sftp_target("vault", sshd, sftp_dir, "timeout_secs = 10")
+        + &crate::upload::ftp_target("ftpvault", ftpd, ftp_dir, "timeout_secs = 10")
 }
 
 /// OpenSSH `sftp -b`: every file of `remote_dir` into `local`.
 fn sftp_get_all(sshd: &Sshd, remote_dir: &Path, local: &Path) {
-    let batch = local.with_extension("sftp-batch");
-    std::fs::write(&batch, format!("get {}/* {}/\n", remote_dir.display(), local.display())).unwrap();
-    let out = Command::new("sftp")
-        .arg("-b")
-        .arg(&batch)
-        .args(["-F", "/dev/null", "-i"])
-        .arg(&sshd.key_file)
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", sshd.known_hosts.display()))
-        .args(["-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes"])
-        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10"])
-        .arg("-P")
-        .arg(sshd.port.to_string())
-        .arg(format!("{}@127.0.0.1", sshd.user))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sftp (Debian package openssh-client)");
+    let get = format!("get {}/* {}/\n", remote_dir.display(), local.display());
+    let out = crate::servers::sftp_batch(sshd, &sshd.known_hosts, &get);
     assert!(out.status.success(), "sftp download failed: {}\n{}", String::from_utf8_lossy(&out.stderr), sshd.log());
 }
 

@@ -32,7 +32,7 @@ fn with_defaults(extra: &str) -> String {
     out + extra
 }
 
-fn sftp_target(name: &str, sshd: &Sshd, remote_dir: &Path, extra: &str) -> String {
+pub(crate) fn sftp_target(name: &str, sshd: &Sshd, remote_dir: &Path, extra: &str) -> String {
     format!(
         "[targets.{name}]\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nkey_file = \"{}\"\n\
          known_hosts = \"{}\"\nremote_dir = \"{}\"\n{}\n",
@@ -45,7 +45,7 @@ fn sftp_target(name: &str, sshd: &Sshd, remote_dir: &Path, extra: &str) -> Strin
     )
 }
 
-fn ftp_target(name: &str, ftpd: &Ftpd, remote_dir: &str, extra: &str) -> String {
+pub(crate) fn ftp_target(name: &str, ftpd: &Ftpd, remote_dir: &str, extra: &str) -> String {
     let protocol = if ftpd.ca_file.is_some() { "ftps" } else { "ftp" };
     format!(
         "[targets.{name}]\nprotocol = \"{protocol}\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\n\
