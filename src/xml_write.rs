@@ -131,11 +131,12 @@ pub fn header(host: &str, created: &str, start: Option<FileStart<'_>>) -> Vec<u8
     out
 }
 
-/// Appends one record, starting with its newline (with its chain value, if it has one).
+/// Appends one record as an export document holds it, starting with its
+/// newline: without its chain value, which belongs to the log file's chain.
 pub fn record(out: &mut Vec<u8>, rec: &Record<'_>) {
     record_start(out, rec.id);
     record_body(out, rec);
-    record_end(out, rec.chain.as_ref());
+    record_end(out, None);
 }
 
 /// The start tag of a record (with its leading newline).
