@@ -1,13 +1,15 @@
 //! Export formats (SPEC §8): CSV (RFC 4180, header row), JSON Lines (the
 //! field names of §2 plus `id`) and XML (the file format, without a seal),
-//! with the record filters. Records stream through: memory does not grow with
-//! the history.
+//! with the record filters. Records stream through, read and formatted on
+//! several cores and written in order: memory does not grow with the history.
 
 use std::io::Write;
 
 use anyhow::Result;
 
 use crate::cli::{ExportFormat, FilterArgs};
+use crate::config::Layout;
+use crate::history::{LogFile, Records};
 use crate::record::{FIELDS, Field, Record};
 use crate::{timestamp, xml_write};
 
@@ -119,6 +121,25 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    /// A writer for a run of records in the middle of a document: no header.
+    pub fn body(format: ExportFormat, out: W) -> Self {
+        match format {
+            ExportFormat::Csv => Writer::Csv(Box::new(
+                csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).buffer_capacity(64 * 1024).from_writer(out),
+            )),
+            ExportFormat::Json => Writer::Json(out, Vec::with_capacity(4096)),
+            ExportFormat::Xml => Writer::Xml(out, Vec::with_capacity(4096)),
+        }
+    }
+
+    /// What was written so far, without ending the document.
+    pub fn into_body(self) -> Result<W> {
+        Ok(match self {
+            Writer::Csv(w) => w.into_inner().map_err(|e| e.into_error())?,
+            Writer::Json(out, _) | Writer::Xml(out, _) => out,
+        })
+    }
+
     /// Ends the document and flushes.
     pub fn finish(self) -> Result<W> {
         Ok(match self {
@@ -167,21 +188,113 @@ fn json_fields(buf: &mut Vec<u8>, r: &Record<'_>, mut comma: bool) {
     buf.extend_from_slice(b"}\n");
 }
 
-/// Streams `records` through `filter` into `writer`; returns how many were written.
-pub fn run<W: Write>(
-    records: impl Iterator<Item = Result<Record<'static>>>,
+/// Bytes of formatted records a worker hands over at a time.
+const CHUNK: usize = 1 << 20;
+
+/// Formatted records of one file, in order; `done` marks its last chunk.
+struct Chunk {
+    bytes: Vec<u8>,
+    records: u64,
+    done: bool,
+}
+
+/// Exports the records of `files` from `from_id` on, through `filter`, as a
+/// whole document into `out`; returns how many were written. Files are read
+/// and formatted on up to `threads` workers (one file each at a time, in
+/// chunks of about 1 MiB, at most two chunks ahead), and written in order,
+/// so memory stays bounded whatever the history. `progress` gets the number
+/// of records written so far.
+#[allow(clippy::too_many_arguments)]
+pub fn run_files<W: Write + ?Sized>(
+    layout: &Layout,
+    files: Vec<LogFile>,
+    from_id: u64,
     filter: &Filter,
-    writer: &mut Writer<W>,
+    format: ExportFormat,
+    head: (&str, &str),
+    threads: usize,
+    out: &mut W,
+    progress: &dyn Fn(u64),
 ) -> Result<u64> {
+    let header = Writer::new(format, Vec::new(), head.0, head.1)?.into_body()?;
+    out.write_all(&header)?;
+    let threads = threads.clamp(1, files.len().max(1));
     let mut n = 0;
-    for r in records {
+    std::thread::scope(|s| -> Result<()> {
+        let mut receivers = Vec::new();
+        for k in 0..threads {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk>>(2);
+            receivers.push(rx);
+            let mine: Vec<LogFile> = files.iter().skip(k).step_by(threads).cloned().collect();
+            s.spawn(move || {
+                for f in mine {
+                    if let Err(e) = format_file(layout, f, from_id, filter, format, &tx) {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            });
+        }
+        for i in 0..files.len() {
+            loop {
+                let chunk =
+                    receivers[i % threads].recv().map_err(|_| anyhow::anyhow!("an export worker stopped"))??;
+                out.write_all(&chunk.bytes)?;
+                n += chunk.records;
+                progress(n);
+                if chunk.done {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if let ExportFormat::Xml = format {
+        out.write_all(xml_write::EXPORT_END)?;
+    }
+    out.flush()?;
+    Ok(n)
+}
+
+/// Formats one file's records into chunks sent to `tx` (an error when the
+/// receiver went away: the export stopped).
+fn format_file(
+    layout: &Layout,
+    file: LogFile,
+    from_id: u64,
+    filter: &Filter,
+    format: ExportFormat,
+    tx: &std::sync::mpsc::SyncSender<Result<Chunk>>,
+) -> Result<()> {
+    let send = |w: Writer<Vec<u8>>, records: u64, done: bool| -> Result<()> {
+        let bytes = w.into_body()?;
+        tx.send(Ok(Chunk { bytes, records, done })).map_err(|_| anyhow::anyhow!("export stopped"))
+    };
+    let mut w = Writer::body(format, Vec::with_capacity(CHUNK + 64 * 1024));
+    let mut count = 0;
+    for r in Records::new(layout, vec![file], from_id) {
         let r = r?;
-        if filter.matches(&r) {
-            writer.write(&r)?;
-            n += 1;
+        if !filter.matches(&r) {
+            continue;
+        }
+        w.write(&r)?;
+        count += 1;
+        if count % 256 == 0 && w.len() >= CHUNK {
+            send(std::mem::replace(&mut w, Writer::body(format, Vec::with_capacity(CHUNK + 64 * 1024))), count, false)?;
+            count = 0;
         }
     }
-    Ok(n)
+    send(w, count, true)
+}
+
+impl Writer<Vec<u8>> {
+    /// Bytes formatted so far (CSV rows still in its buffer not counted).
+    fn len(&self) -> usize {
+        match self {
+            Writer::Csv(w) => w.get_ref().len(),
+            Writer::Json(out, _) | Writer::Xml(out, _) => out.len(),
+        }
+    }
 }
 
 #[cfg(test)]

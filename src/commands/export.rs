@@ -11,8 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Ctx;
 use crate::cli::ExportArgs;
-use crate::export::{self, Filter, Writer};
-use crate::history::{self, Records};
+use crate::export::{self, Filter};
+use crate::history;
 use crate::timestamp;
 
 pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
@@ -35,30 +35,26 @@ pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} records ({per_sec}, {eta} left)")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let records = Records::new(&ctx.layout, files, from_id).inspect(|r| {
-        if let Ok(r) = r
-            && r.id % 4096 == 0
-        {
-            bar.set_position(r.id + 1 - from_id);
-        }
-    });
     let created = timestamp::format(&ctx.clock.now());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    let progress = |n: u64| bar.set_position(n);
+    let export = |out: &mut dyn Write| {
+        let head = (ctx.host.as_str(), created.as_str());
+        export::run_files(&ctx.layout, files, from_id, &filter, args.format, head, threads, out, &progress)
+    };
     match &args.out {
         None => {
             let stdout = std::io::stdout();
-            let out = BufWriter::with_capacity(256 * 1024, stdout.lock());
-            let mut w = Writer::new(args.format, out, &ctx.host, &created)?;
-            export::run(records, &filter, &mut w)?;
-            w.finish()?;
+            let mut out = BufWriter::with_capacity(256 * 1024, stdout.lock());
+            export(&mut out)?;
         }
         Some(path) => {
             let name = path.file_name().context("--out needs a file name")?.to_string_lossy();
             let tmp = path.with_file_name(format!(".{name}.partial"));
             let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
             let result = (|| -> Result<u64> {
-                let mut w = Writer::new(args.format, BufWriter::with_capacity(256 * 1024, file), &ctx.host, &created)?;
-                let n = export::run(records, &filter, &mut w)?;
-                let mut out = w.finish()?;
+                let mut out = BufWriter::with_capacity(256 * 1024, file);
+                let n = export(&mut out)?;
                 out.flush()?;
                 out.get_ref().sync_all()?;
                 Ok(n)
