@@ -142,10 +142,15 @@ impl Partial {
 
 /// Where a data directory's chain starts: 32 bytes from the system's random source.
 pub fn genesis() -> Result<Digest> {
+    random32("the start of the hash chain")
+}
+
+/// 32 bytes from the system's random source; `purpose` names them in errors.
+fn random32(purpose: &str) -> Result<Digest> {
     let mut d = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut d))
-        .context("cannot read /dev/urandom for the start of the hash chain")?;
+        .with_context(|| format!("cannot read /dev/urandom for {purpose}"))?;
     Ok(d)
 }
 
@@ -260,16 +265,19 @@ impl MacKey {
 
     /// The MAC of a seal statement.
     pub fn mac(&self, statement: &SealStatement<'_>) -> Digest {
-        let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
-        m.update(&seal_statement(statement));
-        m.finalize().into_bytes().into()
+        self.hmac_of(statement).finalize().into_bytes().into()
     }
 
     /// Whether `mac` is this key's MAC of the statement (in constant time).
     pub fn check(&self, statement: &SealStatement<'_>, mac: &Digest) -> bool {
+        self.hmac_of(statement).verify_slice(mac).is_ok()
+    }
+
+    /// HMAC-SHA-256 with this key, fed the statement.
+    fn hmac_of(&self, statement: &SealStatement<'_>) -> hmac::Hmac<Sha256> {
         let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
         m.update(&seal_statement(statement));
-        m.verify_slice(mac).is_ok()
+        m
     }
 }
 
@@ -278,7 +286,7 @@ impl MacKey {
 pub fn generate_key(path: &Path) -> Result<MacKey> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let key = genesis()?.to_vec();
+    let key = random32("a new key")?.to_vec();
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
