@@ -172,7 +172,7 @@ pub struct Defaults<'d> {
 /// Checks a submitted record and brings it to its stored form: required fields
 /// present, IP and timestamp valid (and normalised), sizes within limits,
 /// defaults applied. Every problem found is returned, not just the first.
-pub fn validate<'a>(rec: &mut Record<'a>, defaults: &Defaults<'_>) -> Result<(), Vec<FieldError>> {
+pub fn validate<'a>(rec: &mut Record<'a>, defaults: &Defaults<'a>) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
     for spec in &FIELDS {
         if let Some(v) = &rec.fields[spec.field as usize]
@@ -193,6 +193,9 @@ pub fn validate<'a>(rec: &mut Record<'a>, defaults: &Defaults<'_>) -> Result<(),
     }
     if let Some(ip) = rec.get(Field::SourceIp) {
         match ip.trim().parse::<IpAddr>() {
+            // Dotted quads parse only in their one canonical spelling (no
+            // leading zeros), so only IPv6 and padded input get rewritten.
+            Ok(IpAddr::V4(_)) if ip.len() == ip.trim().len() => {}
             Ok(addr) => {
                 let canonical = addr.to_string();
                 if canonical != ip {
@@ -216,7 +219,7 @@ pub fn validate<'a>(rec: &mut Record<'a>, defaults: &Defaults<'_>) -> Result<(),
         }
     }
     match rec.get(Field::Timestamp) {
-        None => rec.set(Field::Timestamp, defaults.now.to_owned()),
+        None => rec.set(Field::Timestamp, defaults.now),
         Some(ts) => match timestamp::normalize(ts) {
             Ok(Some(stored)) => rec.set(Field::Timestamp, stored),
             Ok(None) => {}
@@ -227,7 +230,7 @@ pub fn validate<'a>(rec: &mut Record<'a>, defaults: &Defaults<'_>) -> Result<(),
         rec.set(Field::DetailLevel, "Low");
     }
     if rec.get(Field::Node).is_none() {
-        rec.set(Field::Node, defaults.node.to_owned());
+        rec.set(Field::Node, defaults.node);
     }
     if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
@@ -325,13 +328,20 @@ fn json_reason(msg: &str) -> String {
 
 /// Parses one JSON Lines line into a record (not yet validated).
 pub fn parse_json_line(line: &[u8]) -> Result<Record<'_>, FieldError> {
-    if let Err(e) = std::str::from_utf8(line) {
-        // Say which field holds the bad bytes, when the line is otherwise JSON.
-        let lossy = String::from_utf8_lossy(line);
-        let field = field_at(&lossy, e.valid_up_to());
-        return Err(FieldError { field, reason: format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1) });
-    }
-    let mut de = serde_json::Deserializer::from_slice(line);
+    let line = match std::str::from_utf8(line) {
+        Ok(line) => line,
+        Err(e) => {
+            // Say which field holds the bad bytes, when the line is otherwise JSON.
+            let lossy = String::from_utf8_lossy(line);
+            let field = field_at(&lossy, e.valid_up_to());
+            return Err(FieldError {
+                field,
+                reason: format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1),
+            });
+        }
+    };
+    // Checked once above: the str reader does not validate UTF-8 again.
+    let mut de = serde_json::Deserializer::from_str(line);
     let current = std::cell::Cell::new(None);
     let parsed = match serde::de::DeserializeSeed::deserialize(RecordSeed { current: &current }, &mut de) {
         Ok(r) => r?,
@@ -421,6 +431,16 @@ mod tests {
         let r = parse_ok(r#"{"app_name":"a","action_type":"b","source_ip":"2001:DB8:0:0::1","outcome":"FAILURE"}"#);
         assert_eq!(r.get(Field::SourceIp), Some("2001:db8::1"));
         assert_eq!(r.get(Field::Outcome), Some("failure"));
+    }
+
+    #[test]
+    fn ipv4_is_kept_only_in_canonical_form() {
+        let r = parse_ok(r#"{"app_name":"a","action_type":"b","source_ip":" 10.1.2.3 "}"#);
+        assert_eq!(r.get(Field::SourceIp), Some("10.1.2.3"));
+        // Leading zeros are refused, never stored in a second spelling.
+        let mut r = parse_json_line(br#"{"app_name":"a","action_type":"b","source_ip":"10.01.2.3"}"#).unwrap();
+        let errs = validate(&mut r, &D).unwrap_err();
+        assert_eq!(errs[0].field, Some("source_ip"));
     }
 
     #[test]

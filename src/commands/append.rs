@@ -104,7 +104,7 @@ fn lines(input: &[u8], first_line: usize) -> impl Iterator<Item = (usize, &[u8])
     })
 }
 
-fn parse_valid<'a>(line: &'a [u8], defaults: &Defaults<'_>) -> Result<Record<'a>, Vec<FieldError>> {
+fn parse_valid<'a>(line: &'a [u8], defaults: &Defaults<'a>) -> Result<Record<'a>, Vec<FieldError>> {
     let mut rec = record::parse_json_line(line).map_err(|e| vec![e])?;
     record::validate(&mut rec, defaults)?;
     Ok(rec)

@@ -185,26 +185,34 @@ fn error_line(line: &mut Vec<u8>, msg: &str) {
 }
 
 fn read_requests(mut stream: UnixStream, shared: &Shared, tx: SyncSender<Pending>) {
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK * 2);
-    let mut chunk = vec![0u8; READ_CHUNK];
+    // Reads land straight in `buf`; complete lines are handed on from there
+    // and only a partial last line is moved back to the front.
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut filled = 0;
     let mut line_no = 0u64;
     loop {
-        let n = match stream.read(&mut chunk) {
+        if buf.len() - filled < READ_CHUNK / 2 {
+            // A line longer than the buffer so far: grow (up to MAX_LINE, below).
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = match stream.read(&mut buf[filled..]) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => 0,
         };
         if n == 0 {
             // End of input: a last line without a newline is still a request.
-            if !buf.is_empty() {
-                buf.push(b'\n');
-                let _ = submit(&buf, shared, &tx, &mut line_no);
+            if filled > 0 {
+                let mut last = buf[..filled].to_vec();
+                last.push(b'\n');
+                let _ = submit(&last, shared, &tx, &mut line_no);
             }
             return;
         }
-        buf.extend_from_slice(&chunk[..n]);
-        let Some(end) = memchr::memrchr(b'\n', &buf) else {
-            if buf.len() > MAX_LINE {
+        let seen = filled;
+        filled += n;
+        let Some(end) = memchr::memrchr(b'\n', &buf[seen..filled]).map(|i| seen + i) else {
+            if filled > MAX_LINE {
                 let msg = format!("request line {} is longer than {MAX_LINE} bytes; connection closed", line_no + 1);
                 let _ = tx.send(Pending { items: vec![Item::Error(msg)], reply: None });
                 return;
@@ -214,7 +222,8 @@ fn read_requests(mut stream: UnixStream, shared: &Shared, tx: SyncSender<Pending
         if !submit(&buf[..=end], shared, &tx, &mut line_no) {
             return;
         }
-        buf.drain(..=end);
+        buf.copy_within(end + 1..filled, 0);
+        filled -= end + 1;
     }
 }
 

@@ -81,6 +81,42 @@ fn answers_come_in_request_order_and_only_for_durable_records() {
 }
 
 #[test]
+fn long_lines_span_many_reads_and_an_overlong_line_is_refused() {
+    let env = Env::new();
+    let server = env.serve(&env.no_schedules());
+    // 900 KiB of action data (several socket reads), between short records,
+    // and a last line without its newline.
+    let big: String = (0..900 * 1024).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let mut input = line("before", "config");
+    input.push_str(&line(&big, "config"));
+    input.push_str(&line("after", "config"));
+    input.push_str(line("unterminated", "config").trim_end());
+    let answers = submit(server.connect(), input.into_bytes());
+    let ids: Vec<u64> = answers.iter().map(|a| a["id"].as_u64().unwrap_or_else(|| panic!("{a}"))).collect();
+    assert_eq!(ids.len(), 4, "{answers:?}");
+    let got: HashMap<u64, String> = exported(&env).into_iter().map(|(id, d, _, _)| (id, d)).collect();
+    assert_eq!(got[&ids[0]], "before");
+    assert_eq!(got[&ids[1]], big, "the long record reads back exactly");
+    assert_eq!(got[&ids[2]], "after");
+    assert_eq!(got[&ids[3]], "unterminated");
+
+    // A line longer than the limit gets an error and the connection ends;
+    // nothing of it is stored.
+    let mut huge = line("x", "config").into_bytes();
+    huge.truncate(huge.len() - 2);
+    huge.extend(std::iter::repeat_n(b'y', 9 << 20));
+    let answers = submit(server.connect(), huge);
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert!(answers[0]["error"].as_str().is_some_and(|e| e.contains("longer than")), "{}", answers[0]);
+    assert_eq!(exported(&env).len(), got.len(), "nothing stored from the refused line");
+    // The service still serves others.
+    let a = submit(server.connect(), line("still here", "config").into_bytes());
+    assert!(a[0]["id"].as_u64().is_some(), "{a:?}");
+    server.stop();
+    env.run(&["verify"]).success();
+}
+
+#[test]
 fn concurrent_clients_get_unique_gap_free_ids() {
     let env = Env::with_capacity(700);
     let server = env.serve(&env.no_schedules());
