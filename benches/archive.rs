@@ -1,13 +1,21 @@
-//! Benchmark of `audit-trail archive` against `gzip -6` on the same sealed files.
+//! Benchmark of `audit-trail archive` against `gzip -6` on the same sealed
+//! files, and against `pigz -6` (all cores) when it is installed.
 //!
 //! `cargo bench --bench archive` (records: `BENCH_RECORDS`, default 300000,
-//! 50000 per file). Both sides read the files from the page cache; archive
-//! also fsyncs, verifies each `.gz` by decompressing it, writes the manifest
-//! and removes the plain files. Figures are printed, never asserted.
+//! 3000 at smoke size (see `common::smoke`); 50000 per file, or a sixth of
+//! them when fewer, so that there are always several files). Both sides read
+//! the files from the page cache; archive also fsyncs, verifies each `.gz` by
+//! decompressing it, writes the manifest and removes the plain files.
+//! Figures are printed, never asserted; each also goes into a `summary` line
+//! for `benches/suite.sh`'s table.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{files_in, secs, summary};
 
 const BIN: &str = env!("CARGO_BIN_EXE_audit-trail");
 
@@ -41,14 +49,6 @@ fn generate(n: usize, path: &Path) {
     std::fs::write(path, out).expect("write input");
 }
 
-fn files_in(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<_> =
-        std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
-    v.retain(|p| p.to_string_lossy().ends_with(suffix));
-    v.sort();
-    v
-}
-
 fn size(files: &[PathBuf]) -> u64 {
     files.iter().map(|p| std::fs::metadata(p).unwrap().len()).sum()
 }
@@ -58,17 +58,40 @@ fn copy_dir(from: &Path, to: &Path) {
     assert!(ok, "cp -a failed");
 }
 
+/// Compresses each file with `tool -6 -c` into `out`, one file at a time, best
+/// of three; returns the time and the total output size.
+fn compress_each(tool: &str, files: &[PathBuf], out: &Path) -> (Duration, u64) {
+    std::fs::create_dir_all(out).unwrap();
+    let (mut best, mut bytes) = (Duration::MAX, 0);
+    for _ in 0..3 {
+        let start = Instant::now();
+        for p in files {
+            let file = std::fs::File::create(out.join(p.file_name().unwrap())).unwrap();
+            let ok = Command::new(tool).arg("-6").arg("-c").arg(p).stdout(file).status();
+            assert!(ok.is_ok_and(|s| s.success()), "{tool} failed");
+        }
+        best = best.min(start.elapsed());
+        bytes = size(&files_in(out, ".xml"));
+    }
+    (best, bytes)
+}
+
+fn installed(tool: &str) -> bool {
+    Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    if common::listing() {
         return;
     }
-    let n: usize = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300_000);
+    let n = common::records(300_000);
+    let per_file = 50_000.min(n.div_ceil(6)).max(1);
     let tmp = tempfile::tempdir().expect("tempdir");
     let input = tmp.path().join("records.jsonl");
     generate(n, &input);
     let seed = tmp.path().join("seed");
     std::fs::create_dir_all(&seed).unwrap();
-    std::fs::write(seed.join("audit-trail.toml"), "host_name = \"bench\"\ncapacity = 50000\n").unwrap();
+    std::fs::write(seed.join("audit-trail.toml"), format!("host_name = \"bench\"\ncapacity = {per_file}\n")).unwrap();
     for args in [vec!["append", "--json", input.to_str().unwrap()], vec!["rotate"]] {
         let ok = Command::new(BIN).arg("--data-dir").arg(&seed).args(&args).stdout(Stdio::null()).status();
         assert!(ok.is_ok_and(|s| s.success()), "{args:?} failed");
@@ -78,19 +101,8 @@ fn main() {
     println!("archive benchmark: {} sealed files, {:.1} MB", plain.len(), plain_bytes as f64 / 1e6);
     println!("machine: {} cores", std::thread::available_parallelism().map_or(1, |p| p.get()));
 
-    let (mut gzip_best, mut gzip_size) = (Duration::MAX, 0);
-    let gz_dir = tmp.path().join("gzip");
-    std::fs::create_dir_all(&gz_dir).unwrap();
-    for _ in 0..3 {
-        let start = Instant::now();
-        for p in &plain {
-            let out = std::fs::File::create(gz_dir.join(p.file_name().unwrap())).unwrap();
-            let ok = Command::new("gzip").arg("-6").arg("-c").arg(p).stdout(out).status();
-            assert!(ok.is_ok_and(|s| s.success()), "gzip failed");
-        }
-        gzip_best = gzip_best.min(start.elapsed());
-        gzip_size = size(&files_in(&gz_dir, ".xml"));
-    }
+    let (gzip_best, gzip_size) = compress_each("gzip", &plain, &tmp.path().join("gzip"));
+    let pigz = installed("pigz").then(|| compress_each("pigz", &plain, &tmp.path().join("pigz")));
 
     let (mut ours_best, mut ours_size) = (Duration::MAX, 0);
     for run in 0..3 {
@@ -101,7 +113,9 @@ fn main() {
         let took = start.elapsed();
         assert!(ok.is_ok_and(|s| s.success()), "archive failed");
         ours_best = ours_best.min(took);
-        ours_size = size(&files_in(&data.join("archive"), ".xml.gz"));
+        let archived = files_in(&data.join("archive"), ".xml.gz");
+        assert_eq!(archived.len(), plain.len(), "one archive file per sealed file");
+        ours_size = size(&archived);
     }
     let mb = plain_bytes as f64 / 1e6;
     println!(
@@ -111,6 +125,16 @@ fn main() {
         mb / gzip_best.as_secs_f64(),
         gzip_size
     );
+    match pigz {
+        Some((t, bytes)) => println!(
+            "{:<32} {:>7.3} s {:>8.1} MB/s  output {:>10} bytes",
+            "pigz -6 (all cores, file by file)",
+            t.as_secs_f64(),
+            mb / t.as_secs_f64(),
+            bytes
+        ),
+        None => println!("pigz not installed (apt-get install -y pigz): no figure for it"),
+    }
     println!(
         "{:<32} {:>7.3} s {:>8.1} MB/s  output {:>10} bytes",
         "audit-trail archive",
@@ -123,4 +147,35 @@ fn main() {
         gzip_best.as_secs_f64() / ours_best.as_secs_f64(),
         ours_size as f64 / gzip_size as f64
     );
+    if let Some((t, bytes)) = pigz {
+        println!(
+            "archive vs pigz -6: {:.2}x faster, output {:.3}x the size",
+            t.as_secs_f64() / ours_best.as_secs_f64(),
+            ours_size as f64 / bytes as f64
+        );
+    }
+
+    let what = format!("archive: compress {} sealed files ({mb:.0} MB), wall time", plain.len());
+    let size_measure = "archive: output size";
+    let out_mb = |b: u64| format!("{:.2} MB", b as f64 / 1e6);
+    let speed = |peer: Duration| Some(peer.as_secs_f64() / ours_best.as_secs_f64());
+    let smaller = |peer: u64| Some(peer as f64 / ours_size as f64);
+    let ours = secs(ours_best);
+    summary(&what, &ours, "gzip -6", &secs(gzip_best), speed(gzip_best), "≥ 2x gzip -6");
+    summary(
+        size_measure,
+        &out_mb(ours_size),
+        "gzip -6",
+        &out_mb(gzip_size),
+        smaller(gzip_size),
+        "≤ 1.02x gzip -6's size (ratio ≥ 0.98x)",
+    );
+    let peer = "pigz -6 (all cores)";
+    match pigz {
+        Some((t, bytes)) => {
+            summary(&what, &ours, peer, &secs(t), speed(t), "");
+            summary(size_measure, &out_mb(ours_size), peer, &out_mb(bytes), smaller(bytes), "");
+        }
+        None => summary(&what, &ours, peer, "not installed", None, ""),
+    }
 }

@@ -1,7 +1,8 @@
 //! Benchmark of tamper evidence: what the hash chain costs on bulk ingest,
 //! and how fast `verify` proves a history intact.
 //!
-//! `cargo bench --bench chain` (records: `BENCH_RECORDS`, default 300000).
+//! `cargo bench --bench chain` (records: `BENCH_RECORDS`, default 300000; 3000
+//! at smoke size, see `common::smoke`).
 //!
 //! * Chain cost: bulk `append --json` with this build, side by side with a
 //!   build of the last release before the chain (format 1), on the same
@@ -13,7 +14,8 @@
 //!   tools an operator would otherwise use on the same files: `sha256sum`
 //!   (comparing against a checksum list) and `xmllint --noout` (well-formed).
 //!
-//! Figures are printed, never asserted: speed is not a test.
+//! Figures are printed, never asserted: speed is not a test. Each figure also
+//! goes into a `summary` line for `benches/suite.sh`'s table.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,7 +23,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{files_in, measure, mib};
+use common::{files_in, measure, mib, per_s, secs, summary};
 
 const BIN: &str = env!("CARGO_BIN_EXE_audit-trail");
 const ROUNDS: usize = 5;
@@ -59,8 +61,8 @@ fn row(what: &str, t: Duration, rate: String, rss: Option<u64>) {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` asks for a list; there is nothing to run there
+    if common::listing() {
+        return;
     }
     let (tmp, input, n) = common::generated_input(300_000);
     println!("audit-trail chain benchmark: {n} records");
@@ -83,14 +85,19 @@ fn main() {
             their_rss = their_rss.max(rss);
         }
     }
-    let per_s = |t: Duration| format!("{:.0} records/s", n as f64 / t.as_secs_f64());
+    let rate = |t: Duration| format!("{:.0} records/s", n as f64 / t.as_secs_f64());
     let our_med = median(&mut ours);
-    row("append --json, hash chain (median)", our_med, per_s(our_med), our_rss);
-    row("append --json, hash chain (best)", ours[0], per_s(ours[0]), our_rss);
+    row("append --json, hash chain (median)", our_med, rate(our_med), our_rss);
+    row("append --json, hash chain (best)", ours[0], rate(ours[0]), our_rss);
+    let figure = |t: Duration| format!("{} ({})", secs(t), per_s(n as f64, t, "records"));
+    let what = format!("bulk append --json with the hash chain, median of {ROUNDS}");
+    let peer = "format 1 build (no chain)";
     if base.is_some() {
         let their_med = median(&mut theirs);
-        row("append --json, no chain: format 1 (median)", their_med, per_s(their_med), their_rss);
-        row("append --json, no chain: format 1 (best)", theirs[0], per_s(theirs[0]), their_rss);
+        row("append --json, no chain: format 1 (median)", their_med, rate(their_med), their_rss);
+        row("append --json, no chain: format 1 (best)", theirs[0], rate(theirs[0]), their_rss);
+        let ratio = their_med.as_secs_f64() / our_med.as_secs_f64();
+        summary(&what, &figure(our_med), peer, &figure(their_med), Some(ratio), "");
         println!(
             "{:<48} {:>+7.1}% median, {:+.1}% best",
             "cost of the chain",
@@ -99,6 +106,7 @@ fn main() {
         );
     } else {
         println!("no baseline build: run benches/chain-baseline.sh (or set BASELINE_BIN) for the side-by-side cost");
+        summary(&what, &figure(our_med), peer, "not built (benches/chain-baseline.sh)", None, "");
     }
     println!();
 
@@ -135,6 +143,11 @@ fn main() {
     });
     row("sha256sum (same files)", sums, mb_s(sums), rss);
     println!("{:<48} {:>8.2}x", "verify speed vs sha256sum", sums.as_secs_f64() / plain.as_secs_f64());
+    let figure = |t: Duration| format!("{} ({})", secs(t), mb_s(t));
+    let plural = if files.len() == 1 { "" } else { "s" };
+    let what = format!("verify {} sealed file{plural} ({mb:.0} MB of XML)", files.len());
+    let ratio = |peer: Duration| Some(peer.as_secs_f64() / plain.as_secs_f64());
+    summary(&what, &figure(plain), "sha256sum", &figure(sums), ratio(sums), "");
     if Command::new("xmllint").arg("--version").stderr(Stdio::null()).status().is_ok_and(|s| s.success()) {
         let (lint, rss) = best(&|| {
             let mut c = Command::new("xmllint");
@@ -143,7 +156,10 @@ fn main() {
         });
         row("xmllint --noout (well-formed only)", lint, mb_s(lint), rss);
         println!("{:<48} {:>8.2}x", "verify speed vs xmllint --noout", lint.as_secs_f64() / plain.as_secs_f64());
+        summary(&what, &figure(plain), "xmllint --noout", &figure(lint), ratio(lint), "");
     } else {
         println!("xmllint not installed (apt-get install -y libxml2-utils): no side-by-side figure");
+        summary(&what, &figure(plain), "xmllint --noout", "not installed", None, "");
     }
+    summary("verify --key (and every seal MAC)", &figure(keyed), "", "", None, "");
 }

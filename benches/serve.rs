@@ -1,6 +1,7 @@
 //! Benchmark of the service's ingest socket against rsyslog.
 //!
-//! `cargo bench --bench serve` (records: `BENCH_RECORDS`, default 300000).
+//! `cargo bench --bench serve` (records: `BENCH_RECORDS`, default 300000; 3000
+//! at smoke size, see `common::smoke`).
 //! In the same run, on the same generated records:
 //! - audit-trail `serve`: one pipelining client, four pipelining clients
 //!   (records/s; every answer means the record was fsynced), and one client
@@ -11,7 +12,8 @@
 //!   until the last line is in the file.
 //!
 //! Peak memory of `serve` comes from /proc (VmHWM). Figures are printed,
-//! never asserted. `AUDIT_TRAIL_BIN` runs another build of the service (e.g.
+//! never asserted; each also goes into a `summary` line for
+//! `benches/suite.sh`'s table. `AUDIT_TRAIL_BIN` runs another build of the service (e.g.
 //! `target/baseline/release/audit-trail` from benches/chain-baseline.sh, to
 //! see what the hash chain costs on socket ingest).
 
@@ -22,6 +24,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{mib, per_s, secs, summary};
 
 const BIN: &str = env!("CARGO_BIN_EXE_audit-trail");
 
@@ -87,10 +91,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
-
-fn mib(kib: Option<u64>) -> String {
-    kib.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
 }
 
 fn free_port() -> u16 {
@@ -175,10 +175,10 @@ fn rsyslog(lines: &[&[u8]], dir: &Path) -> Option<Duration> {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    if common::listing() {
         return;
     }
-    let n: usize = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(300_000);
+    let n = common::records(300_000);
     let tmp = tempfile::tempdir().expect("tempdir");
     let input_path = tmp.path().join("records.jsonl");
     common::generate(n, &input_path);
@@ -274,7 +274,8 @@ fn main() {
         );
     }
 
-    match rsyslog(&lines, tmp.path()) {
+    let syslog = rsyslog(&lines, tmp.path());
+    match syslog {
         Some(t) => {
             let r = n as f64 / t.as_secs_f64();
             println!(
@@ -286,5 +287,40 @@ fn main() {
             println!("{:<52} {:>8.2}x", "socket ingest (1 client) vs rsyslog", one_rate / r);
         }
         None => println!("rsyslog not available (apt-get install -y rsyslog): no side-by-side figure"),
+    }
+
+    let peer = "rsyslog imtcp -> omfile (no fsync)";
+    let peer_figure = syslog.map_or("not available".to_owned(), |t| per_s(n as f64, t, "records"));
+    let ratio = |ours: Duration| syslog.map(|t| t.as_secs_f64() / ours.as_secs_f64());
+    let figure = |t: Duration| format!("{} ({})", per_s(n as f64, t, "records"), secs(t));
+    summary(
+        "socket ingest, 1 pipelining client (fsynced)",
+        &figure(one),
+        peer,
+        &peer_figure,
+        ratio(one),
+        "≥ 1.0x rsyslog",
+    );
+    summary("socket ingest, 4 pipelining clients (fsynced)", &figure(four), peer, &peer_figure, ratio(four), "");
+    summary("serve peak memory, idle", &mib(idle), "", "", None, "");
+    summary("serve peak memory, 1 pipelining client", &mib(peak), "", "", None, "");
+    summary("serve peak memory, 4 pipelining clients", &mib(peak4), "", "", None, "");
+    summary(
+        &format!("single-record latency, 1 client ({single} records)"),
+        &format!("p50 {}, p99 {}", ms(percentile(&lat, 0.50)), ms(percentile(&lat, 0.99))),
+        "",
+        "",
+        None,
+        "",
+    );
+    if !rollover.is_empty() {
+        summary(
+            "latency of the record that starts a new file",
+            &format!("median {}", ms(percentile(&rollover, 0.5))),
+            "",
+            "",
+            None,
+            "",
+        );
     }
 }

@@ -1,12 +1,14 @@
 //! Forwarding rate of SIEM forwarding over TCP to a real rsyslog receiver
 //! (imtcp → omfile, the test suite's), in JSON and in CEF.
 //!
-//! `cargo bench --bench siem` (records: `BENCH_RECORDS`, default 200000).
+//! `cargo bench --bench siem` (records: `BENCH_RECORDS`, default 200000; 3000
+//! at smoke size, see `common::smoke`).
 //! The service runs with forwarding on; the records are appended over the
 //! ingest socket, and the time is taken from the first record appended to
 //! the last one written by rsyslog. Ingest alone is timed too, to show that
 //! forwarding runs behind it, not in its way. Figures are printed, never
-//! asserted.
+//! asserted; each also goes into a `summary` line for `benches/suite.sh`'s
+//! table.
 
 #[path = "../tests/it/servers.rs"]
 mod servers;
@@ -20,13 +22,15 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{per_s, secs, summary};
+
 const BIN: &str = env!("CARGO_BIN_EXE_audit-trail");
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    if common::listing() {
         return;
     }
-    let n: usize = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let n = common::records(200_000);
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("records.jsonl");
     common::generate(n, &input);
@@ -78,6 +82,23 @@ fn main() {
             n as f64 / ingested.as_secs_f64(),
             forwarded.as_secs_f64(),
             n as f64 / forwarded.as_secs_f64()
+        );
+        let upper = format.to_uppercase();
+        summary(
+            &format!("SIEM forwarding over TCP ({upper}), until all {n} are at rsyslog"),
+            &format!("{} ({})", per_s(n as f64, forwarded, "records"), secs(forwarded)),
+            "",
+            "",
+            None,
+            "",
+        );
+        summary(
+            &format!("ingest (fsynced) while forwarding {upper}"),
+            &format!("{} ({})", per_s(n as f64, ingested, "records"), secs(ingested)),
+            "",
+            "",
+            None,
+            "",
         );
     }
 }

@@ -3,14 +3,16 @@
 //! the same archived files to the same servers in the same run.
 //!
 //! `cargo bench --bench upload` (records: `BENCH_RECORDS`, default 250000,
-//! 5000 per file, archived; `BENCH_ROUNDS`, default 5; `BENCH_BIG_MB`,
-//! default 200: one more file of that many incompressible bytes, for the
-//! transfer rate of large files). The servers are the test suite's (sshd
+//! 5000 per file or a third of them when fewer, archived; `BENCH_ROUNDS`,
+//! default 5; `BENCH_BIG_MB`, default 200: one more file of that many
+//! incompressible bytes, for the transfer rate of large files; 0: none). At smoke size
+//! (see `common::smoke`) the defaults are 3000 records, 2 rounds and 2 MB. The servers are the test suite's (sshd
 //! and vsftpd on 127.0.0.1 high ports; vsftpd needs root). Each round
 //! starts from an empty remote directory and, for audit-trail, an empty
 //! ledger; audit-trail also hashes every file, checks its size on the
 //! server, renames it into place and records it. Figures are printed, never
-//! asserted; the best and the median round are shown.
+//! asserted; the best and the median round are shown, and a `summary` line
+//! per transfer (best rounds) feeds `benches/suite.sh`'s table.
 
 #[path = "../tests/it/servers.rs"]
 mod servers;
@@ -20,6 +22,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{secs, summary};
 
 const BIN: &str = env!("CARGO_BIN_EXE_audit-trail");
 
@@ -68,19 +72,24 @@ fn row(name: &str, bytes: u64, (best, median): (Duration, Duration)) {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    if common::listing() {
         return;
     }
-    let n: usize = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(250_000);
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
-    let big_mb: usize = std::env::var("BENCH_BIG_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let n = common::records(250_000);
+    let rounds = common::knob("BENCH_ROUNDS", 5, 2).max(1);
+    let big_mb = common::knob("BENCH_BIG_MB", 200, 2);
+    let per_file = 5000.min(n / 3).max(1);
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("records.jsonl");
     common::generate(n, &input);
     let sshd = servers::Sshd::start();
     let ftpd = servers::Ftpd::start_ftp();
 
-    let sets: Vec<(&str, usize)> = vec![("archived files", 0), ("one large file", big_mb)];
+    // BENCH_BIG_MB=0: the archived files only.
+    let mut sets: Vec<(&str, usize)> = vec![("archived files", 0)];
+    if big_mb > 0 {
+        sets.push(("one large file", big_mb));
+    }
     println!(
         "upload benchmark: {n} records, {rounds} rounds, on {} cores",
         std::thread::available_parallelism().map_or(1, |p| p.get())
@@ -89,7 +98,11 @@ fn main() {
         let data = tmp.path().join(format!("data-{mb}"));
         std::fs::create_dir_all(&data).unwrap();
         let files: Vec<PathBuf> = if mb == 0 {
-            std::fs::write(data.join("audit-trail.toml"), "host_name = \"bench\"\nevent_mask = \"all\"\n").unwrap();
+            std::fs::write(
+                data.join("audit-trail.toml"),
+                format!("host_name = \"bench\"\nevent_mask = \"all\"\ncapacity = {per_file}\n"),
+            )
+            .unwrap();
             audit_trail(&data, &["append", "--json", input.to_str().unwrap()]);
             audit_trail(&data, &["archive"]);
             let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("archive"))
@@ -98,6 +111,7 @@ fn main() {
                 .filter(|p| p.to_string_lossy().ends_with(".xml.gz"))
                 .collect();
             v.sort();
+            assert!(!v.is_empty(), "no archived files to upload");
             v
         } else {
             std::fs::create_dir_all(data.join("archive")).unwrap();
@@ -194,9 +208,30 @@ fn main() {
         let ratio = |peer: (Duration, Duration), ours: (Duration, Duration)| {
             (peer.0.as_secs_f64() / ours.0.as_secs_f64(), peer.1.as_secs_f64() / ours.1.as_secs_f64())
         };
-        let (b, m) = ratio(openssh, ours_sftp);
-        println!("sftp: audit-trail at {b:.2}x the speed of OpenSSH sftp -b (best), {m:.2}x (median)");
-        let (b, m) = ratio(curl, ours_ftp);
-        println!("ftp:  audit-trail at {b:.2}x the speed of curl -T (best), {m:.2}x (median)");
+        let (sftp_best, m) = ratio(openssh, ours_sftp);
+        println!("sftp: audit-trail at {sftp_best:.2}x the speed of OpenSSH sftp -b (best), {m:.2}x (median)");
+        let (ftp_best, m) = ratio(curl, ours_ftp);
+        println!("ftp:  audit-trail at {ftp_best:.2}x the speed of curl -T (best), {m:.2}x (median)");
+
+        let what = if mb == 0 { format!("{} archived files", files.len()) } else { format!("one {mb} MB file") };
+        let figure = |(best, _): (Duration, Duration)| {
+            format!("{} ({:.0} MB/s)", secs(best), bytes as f64 / 1e6 / best.as_secs_f64())
+        };
+        summary(
+            &format!("upload {what} over SFTP, best of {rounds}"),
+            &figure(ours_sftp),
+            "OpenSSH sftp -b",
+            &figure(openssh),
+            Some(sftp_best),
+            "≥ 0.8x sftp -b",
+        );
+        summary(
+            &format!("upload {what} over FTP, best of {rounds}"),
+            &figure(ours_ftp),
+            "curl -T (one connection)",
+            &figure(curl),
+            Some(ftp_best),
+            "≥ 0.8x curl -T",
+        );
     }
 }

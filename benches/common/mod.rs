@@ -21,10 +21,38 @@ impl Rng {
     }
 }
 
-/// A temporary directory holding `records.jsonl`: `BENCH_RECORDS` records
-/// (else `default`) from [`generate`]. Returns the directory, the file and the count.
+/// Records generated at smoke size, when no `BENCH_RECORDS` is given.
+pub const SMOKE_RECORDS: usize = 3000;
+
+/// Whether the benchmarks run at smoke size, to check that they work rather
+/// than to measure: when built without optimisation (`cargo test --benches`
+/// runs them so in CI) or with `BENCH_SMOKE` set (`benches/suite.sh --smoke`).
+pub fn smoke() -> bool {
+    cfg!(debug_assertions) || std::env::var("BENCH_SMOKE").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The size knob `var` from the environment; else `full`, or `small` at smoke size.
+pub fn knob(var: &str, full: usize, small: usize) -> usize {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(if smoke() { small } else { full })
+}
+
+/// How many records to generate: `BENCH_RECORDS`, else `full`, or [`SMOKE_RECORDS`] at smoke size.
+pub fn records(full: usize) -> usize {
+    knob("BENCH_RECORDS", full, SMOKE_RECORDS)
+}
+
+/// `--list` on the command line: `cargo test --benches -- --list` (and test
+/// runners such as cargo-nextest) ask a test binary for its tests. A bench
+/// has none, and must not run then. (`cargo bench` passes `--bench`, and
+/// `cargo test --benches` nothing: both run it.)
+pub fn listing() -> bool {
+    std::env::args().any(|a| a == "--list")
+}
+
+/// A temporary directory holding `records.jsonl`: [`records`]`(default)`
+/// records from [`generate`]. Returns the directory, the file and the count.
 pub fn generated_input(default: usize) -> (tempfile::TempDir, PathBuf, usize) {
-    let n: usize = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let n = records(default);
     let tmp = tempfile::tempdir().expect("tempdir");
     let input = tmp.path().join("records.jsonl");
     generate(n, &input);
@@ -125,4 +153,50 @@ pub fn files_in(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 
 pub fn mib(kib: Option<u64>) -> String {
     kib.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+}
+
+/// A duration in seconds, as the summary lines show it.
+pub fn secs(t: Duration) -> String {
+    format!("{:.3} s", t.as_secs_f64())
+}
+
+/// `count` per second over `t`, three significant digits (`561k records/s`).
+pub fn per_s(count: f64, t: Duration, unit: &str) -> String {
+    let r = count / t.as_secs_f64();
+    let (v, suffix) = if r >= 1e6 {
+        (r / 1e6, "M")
+    } else if r >= 1e3 {
+        (r / 1e3, "k")
+    } else {
+        (r, "")
+    };
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{v:.digits$}{suffix} {unit}/s")
+}
+
+/// Prints one machine-readable line for the side-by-side table of
+/// `benches/suite.sh`, next to the human-readable figures:
+///
+/// `summary<TAB>measure<TAB>audit-trail<TAB>peer<TAB>peer figure<TAB>ratio<TAB>aim`
+///
+/// `ratio` is how many times better audit-trail is than the peer (above 1:
+/// audit-trail is better), printed as `1.86x`; `None`, an empty peer or an
+/// empty aim print as `-`.
+pub fn summary(measure: &str, ours: &str, peer: &str, peer_figure: &str, ratio: Option<f64>, aim: &str) {
+    let field = |s: &str| if s.is_empty() { "-".to_owned() } else { s.replace(['\t', '\n'], " ") };
+    let ratio = ratio.filter(|r| r.is_finite()).map_or("-".to_owned(), |r| format!("{r:.2}x"));
+    println!(
+        "summary\t{}\t{}\t{}\t{}\t{ratio}\t{}",
+        field(measure),
+        field(ours),
+        field(peer),
+        field(peer_figure),
+        field(aim)
+    );
 }
