@@ -87,7 +87,26 @@ impl Field {
     }
 
     pub fn from_json(name: &str) -> Option<Field> {
-        FIELDS.iter().find(|s| s.json == name).map(|s| s.field)
+        // Called for every key read: a match compiles to a few compares.
+        Some(match name {
+            "timestamp" => Field::Timestamp,
+            "detail_level" => Field::DetailLevel,
+            "user_name" => Field::UserName,
+            "first_name" => Field::FirstName,
+            "last_name" => Field::LastName,
+            "tenant" => Field::Tenant,
+            "source_ip" => Field::SourceIp,
+            "node" => Field::Node,
+            "app_name" => Field::AppName,
+            "app_context" => Field::AppContext,
+            "action_type" => Field::ActionType,
+            "action_data" => Field::ActionData,
+            "category" => Field::Category,
+            "outcome" => Field::Outcome,
+            "auth_type" => Field::AuthType,
+            "session_id" => Field::SessionId,
+            _ => return None,
+        })
     }
 
     pub fn from_xml(name: &[u8]) -> Option<Field> {
@@ -340,7 +359,15 @@ pub fn parse_json_line(line: &[u8]) -> Result<Record<'_>, FieldError> {
             });
         }
     };
-    // Checked once above: the str reader does not validate UTF-8 again.
+    if let Some(rec) = parse_plain(line) {
+        return Ok(rec);
+    }
+    parse_with_serde(line)
+}
+
+/// Any JSON, with a message naming the field for every problem.
+fn parse_with_serde(line: &str) -> Result<Record<'_>, FieldError> {
+    // Checked by the caller: the str reader does not validate UTF-8 again.
     let mut de = serde_json::Deserializer::from_str(line);
     let current = std::cell::Cell::new(None);
     let parsed = match serde::de::DeserializeSeed::deserialize(RecordSeed { current: &current }, &mut de) {
@@ -354,6 +381,76 @@ pub fn parse_json_line(line: &[u8]) -> Result<Record<'_>, FieldError> {
         return Err(FieldError { field: None, reason: json_reason(&e.to_string()) });
     }
     Ok(parsed)
+}
+
+/// The shape nearly every submitter sends, read without the general parser:
+/// one flat object of known fields, each given once, whose values are
+/// strings without escapes (borrowed from the line) or `null`. Anything else
+/// (escapes, other value types, unknown or repeated fields, malformed JSON)
+/// gives `None`, and [`parse_json_line`] reads the line with serde_json,
+/// which accepts exactly the same records and words every error.
+fn parse_plain(line: &str) -> Option<Record<'_>> {
+    let b = line.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    let mut rec = Record::default();
+    loop {
+        i = skip_ws(b, i + 1);
+        let (key, after) = plain_string(line, i)?;
+        let field = Field::from_json(key)?;
+        i = skip_ws(b, after);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let slot = &mut rec.fields[field as usize];
+        // Repeats go to serde_json, which words the error. (A field given as
+        // null leaves its slot empty there too, so a later value is no repeat.)
+        if slot.is_some() {
+            return None;
+        }
+        if b[i..].starts_with(b"null") {
+            i += 4;
+        } else {
+            let (value, after) = plain_string(line, i)?;
+            *slot = Some(Cow::Borrowed(value));
+            i = after;
+        }
+        i = skip_ws(b, i);
+        match b.get(i) {
+            Some(b',') => {}
+            Some(b'}') => break,
+            _ => return None,
+        }
+    }
+    (skip_ws(b, i + 1) == b.len()).then_some(rec)
+}
+
+/// JSON whitespace from `i` on; returns the first other position.
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The string starting with the quote at `i`, when it holds no escape and no
+/// control character, and the position after its closing quote.
+fn plain_string(line: &str, i: usize) -> Option<(&str, usize)> {
+    let b = line.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let end = i + 1 + memchr::memchr2(b'"', b'\\', &b[i + 1..])?;
+    let body = &b[i + 1..end];
+    // Branch-free so that it vectorises: control characters must be escaped in JSON.
+    if b[end] != b'"' || body.iter().fold(false, |acc, &c| acc | (c < 0x20)) {
+        return None;
+    }
+    // Quotes are ASCII, so both ends are character boundaries.
+    Some((&line[i + 1..end], end + 1))
 }
 
 /// The JSON key whose value spans byte `pos` of a line, found by looking back
@@ -380,9 +477,94 @@ mod tests {
     }
 
     #[test]
+    fn plain_reader_agrees_with_serde_json() {
+        // Hand-picked shapes: the plain reader takes the first group, leaves
+        // the second to serde_json.
+        let plain = [
+            r#"{"app_name":"a","action_type":"b"}"#,
+            " {\t\"app_name\" : \"a é 😀\" , \"user_name\":null,\"action_type\":\"\"}\r ",
+            r#"{"user_name":null,"user_name":"x","app_name":"a"}"#,
+        ];
+        let general = [
+            r#"{}"#,
+            r#"{"app_name":"a\"b"}"#,
+            r#"{"app_name":"a\nb"}"#,
+            r#"{"app_na\u006de":"a"}"#,
+            r#"{"app_name":"a","app_name":"b"}"#,
+            r#"{"id":"1"}"#,
+            r#"{"session_id":10}"#,
+            r#"{"app_name":"a",}"#,
+            r#"{"app_name":"a"} x"#,
+            r#"{"app_name":nul}"#,
+            "{\"app_name\":\"a\u{1}\"}",
+        ];
+        for line in plain {
+            let r = parse_plain(line).unwrap_or_else(|| panic!("plain reader should take {line:?}"));
+            assert_eq!(Ok(r), parse_with_serde(line), "{line:?}");
+        }
+        for line in general {
+            assert!(parse_plain(line).is_none(), "{line:?} is for serde_json");
+        }
+        // And many generated lines, mixing good and bad pieces: whatever the
+        // plain reader accepts, serde_json reads the same.
+        let keys = ["app_name", "action_type", "user_name", "tenant", "action_data", "id", "colour", "app\\u005fname"];
+        let values = [
+            "\"x\"",
+            "\"\"",
+            "null",
+            "\"a\\\"b\"",
+            "\"é😀 <&>\"",
+            "\"tab\there\"",
+            "\"new\\nline\"",
+            "\"c\u{1}\"",
+            "12",
+            "{}",
+            "nul",
+        ];
+        let ws = ["", " ", "\t", "\r", "\n", "  "];
+        let seps = [",", ",", ",", "", ",,"];
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut pick = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let (mut taken, mut agreed_errors) = (0, 0);
+        for _ in 0..20_000 {
+            let mut line = String::from(ws[pick(ws.len())]);
+            line.push('{');
+            let fields = 1 + pick(4);
+            for f in 0..fields {
+                line.push_str(ws[pick(ws.len())]);
+                line.push_str(&format!("\"{}\"", keys[pick(keys.len())]));
+                line.push_str(ws[pick(ws.len())]);
+                line.push(':');
+                line.push_str(ws[pick(ws.len())]);
+                line.push_str(values[pick(values.len())]);
+                line.push_str(ws[pick(ws.len())]);
+                if f + 1 < fields {
+                    line.push_str(seps[pick(seps.len())]);
+                }
+            }
+            line.push('}');
+            line.push_str([" ", "", "", "", "x"][pick(5)]);
+            match parse_plain(&line) {
+                Some(r) => {
+                    taken += 1;
+                    assert_eq!(Ok(r), parse_with_serde(&line), "{line:?}");
+                }
+                None => agreed_errors += usize::from(parse_with_serde(&line).is_err()),
+            }
+        }
+        assert!(taken > 1000 && agreed_errors > 1000, "both readers were exercised: {taken} {agreed_errors}");
+    }
+
+    #[test]
     fn xml_names_map_back() {
         for spec in &FIELDS {
             assert_eq!(Field::from_xml(spec.xml.as_bytes()), Some(spec.field));
+            assert_eq!(Field::from_json(spec.json), Some(spec.field));
         }
         assert_eq!(Field::from_xml(b"Record"), None);
     }
