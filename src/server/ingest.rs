@@ -27,8 +27,10 @@ use crate::timestamp::{self, Clock};
 pub const MAX_LINE: usize = 8 << 20;
 /// Bytes read from a client at a time; one read becomes one batch.
 const READ_CHUNK: usize = 256 * 1024;
-/// Batches of one connection waiting for their answers.
-const IN_FLIGHT: usize = 16;
+/// Batches of one connection waiting for their answers (each up to
+/// READ_CHUNK of requests): enough to keep the writer's groups full, few
+/// enough that four busy clients hold under 30 MiB.
+const IN_FLIGHT: usize = 4;
 /// Connections served at once; more are told so and closed.
 pub const MAX_CLIENTS: usize = 1024;
 /// A client that does not read its answers for this long is disconnected.
