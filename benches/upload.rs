@@ -13,6 +13,7 @@
 //! server, renames it into place and records it. Figures are printed, never
 //! asserted; the best and the median round are shown, and a `summary` line
 //! per transfer (best rounds) feeds `benches/suite.sh`'s table.
+//! `AUDIT_TRAIL_BIN` runs another build of audit-trail for comparison.
 
 #[path = "../tests/it/servers.rs"]
 mod servers;
@@ -28,7 +29,8 @@ use common::{secs, summary};
 const BIN: &str = env!("CARGO_BIN_EXE_audit-trail");
 
 fn audit_trail(data: &Path, args: &[&str]) {
-    let out = Command::new(BIN).arg("--data-dir").arg(data).args(args).stdin(Stdio::null()).output().unwrap();
+    let bin = std::env::var("AUDIT_TRAIL_BIN").unwrap_or_else(|_| BIN.to_owned());
+    let out = Command::new(bin).arg("--data-dir").arg(data).args(args).stdin(Stdio::null()).output().unwrap();
     assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -191,7 +191,8 @@ pub fn connect(cfg: &TargetConfig, step: &mut dyn FnMut(&str, String)) -> RResul
     if !session.authenticated() {
         return Err(RemoteError::fatal(format!("login refused for user {user:?} ({how})")));
     }
-    step("login", format!("as {user} ({how})"));
+    let cipher = session.methods(MethodType::CryptCs).unwrap_or("?");
+    step("login", format!("as {user} ({how}); cipher {cipher}"));
     let sftp = session.sftp().map_err(|e| {
         RemoteError::retry(format!("cannot start SFTP (is the sftp subsystem enabled?): {}", e.message()))
     })?;

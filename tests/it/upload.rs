@@ -386,6 +386,8 @@ fn no_secret_appears_in_any_output() {
     outputs.push(with_env(wrong, &["status", "--json"]).success());
     outputs.push(with_env(wrong, &["test-target", "s"]).success());
     assert!(outputs[3].stderr.contains("login refused"), "{}", outputs[3].stderr);
+    // The login step names the cipher negotiated.
+    assert!(outputs[6].stdout.contains("cipher ") && !outputs[6].stdout.contains("cipher ?"), "{}", outputs[6].stdout);
     let failed_login = &outputs[2];
     assert!(
         failed_login.stdout.contains("FAILED  login") && failed_login.stdout.contains("login refused"),
