@@ -11,6 +11,10 @@
 //!   over TCP (imtcp) and writing them to a file (omfile, no fsync): time
 //!   until the last line is in the file.
 //!
+//! The throughput figures are medians of `BENCH_ROUNDS` rounds (default 3),
+//! each running the 1-client, 4-client and rsyslog measures in turn, so a
+//! burst of load elsewhere on the machine hits one round, not one side.
+//!
 //! Peak memory of `serve` comes from /proc (VmHWM). Figures are printed,
 //! never asserted; each also goes into a `summary` line for
 //! `benches/suite.sh`'s table. `AUDIT_TRAIL_BIN` runs another build of the service (e.g.
@@ -188,15 +192,65 @@ fn main() {
     println!("machine: {} cores", std::thread::available_parallelism().map_or(1, |p| p.get()));
     println!();
 
-    // One pipelining client.
-    let server = Serve::start(&tmp.path().join("one"), 5000);
-    let idle = server.peak_kib();
-    let start = Instant::now();
-    let got = pipelined(&server.socket, &input);
-    let one = start.elapsed();
-    assert_eq!(got, n);
-    let peak = server.peak_kib();
-    server.stop();
+    // Throughput, in rounds that alternate between audit-trail and rsyslog
+    // so that both see the same machine; medians are reported.
+    let rounds = common::knob("BENCH_ROUNDS", 3, 1).max(1);
+    let mut parts: Vec<Vec<u8>> = vec![Vec::new(); 4];
+    for (i, l) in lines.iter().enumerate() {
+        parts[i % 4].extend_from_slice(l);
+        parts[i % 4].push(b'\n');
+    }
+    let (mut ones, mut fours, mut syslogs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut idle, mut peak, mut peak4) = (None, None, None);
+    for round in 0..rounds {
+        let dir = tmp.path().join(format!("round{round}"));
+
+        // One pipelining client.
+        let server = Serve::start(&dir.join("one"), 5000);
+        idle = idle.max(server.peak_kib());
+        let start = Instant::now();
+        let got = pipelined(&server.socket, &input);
+        let one = start.elapsed();
+        assert_eq!(got, n);
+        peak = peak.max(server.peak_kib());
+        server.stop();
+        ones.push(one);
+
+        // Four pipelining clients, a quarter each.
+        let server = Serve::start(&dir.join("four"), 5000);
+        let start = Instant::now();
+        let total: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = parts.iter().map(|p| s.spawn(|| pipelined(&server.socket, p))).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        let four = start.elapsed();
+        assert_eq!(total, n);
+        peak4 = peak4.max(server.peak_kib());
+        server.stop();
+        fours.push(four);
+
+        std::fs::create_dir_all(&dir).unwrap();
+        let syslog = rsyslog(&lines, &dir);
+        if let Some(t) = syslog {
+            syslogs.push(t);
+        }
+        println!(
+            "round {}: 1 client {:>8.0} records/s, 4 clients {:>8.0} records/s, rsyslog {}",
+            round + 1,
+            n as f64 / one.as_secs_f64(),
+            n as f64 / four.as_secs_f64(),
+            syslog.map_or("n/a".to_owned(), |t| format!("{:.0} records/s", n as f64 / t.as_secs_f64()))
+        );
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let one = median(&mut ones);
+    let four = median(&mut fours);
+    let syslog = (!syslogs.is_empty()).then(|| median(&mut syslogs));
+    println!();
+    println!("medians of {rounds} round(s):");
     let one_rate = n as f64 / one.as_secs_f64();
     println!(
         "{:<52} {:>8.3} s {:>10.0} records/s  serve peak {} (idle {})",
@@ -206,23 +260,6 @@ fn main() {
         mib(peak),
         mib(idle)
     );
-
-    // Four pipelining clients, a quarter each.
-    let server = Serve::start(&tmp.path().join("four"), 5000);
-    let mut parts: Vec<Vec<u8>> = vec![Vec::new(); 4];
-    for (i, l) in lines.iter().enumerate() {
-        parts[i % 4].extend_from_slice(l);
-        parts[i % 4].push(b'\n');
-    }
-    let start = Instant::now();
-    let total: usize = std::thread::scope(|s| {
-        let hs: Vec<_> = parts.iter().map(|p| s.spawn(|| pipelined(&server.socket, p))).collect();
-        hs.into_iter().map(|h| h.join().unwrap()).sum()
-    });
-    let four = start.elapsed();
-    assert_eq!(total, n);
-    let peak4 = server.peak_kib();
-    server.stop();
     println!(
         "{:<52} {:>8.3} s {:>10.0} records/s  serve peak {}",
         "socket ingest, 4 pipelining clients (fsynced)",
@@ -274,7 +311,6 @@ fn main() {
         );
     }
 
-    let syslog = rsyslog(&lines, tmp.path());
     match syslog {
         Some(t) => {
             let r = n as f64 / t.as_secs_f64();
@@ -294,14 +330,21 @@ fn main() {
     let ratio = |ours: Duration| syslog.map(|t| t.as_secs_f64() / ours.as_secs_f64());
     let figure = |t: Duration| format!("{} ({})", per_s(n as f64, t, "records"), secs(t));
     summary(
-        "socket ingest, 1 pipelining client (fsynced)",
+        &format!("socket ingest, 1 pipelining client (fsynced), median of {rounds}"),
         &figure(one),
         peer,
         &peer_figure,
         ratio(one),
         "≥ 1.0x rsyslog",
     );
-    summary("socket ingest, 4 pipelining clients (fsynced)", &figure(four), peer, &peer_figure, ratio(four), "");
+    summary(
+        &format!("socket ingest, 4 pipelining clients (fsynced), median of {rounds}"),
+        &figure(four),
+        peer,
+        &peer_figure,
+        ratio(four),
+        "",
+    );
     summary("serve peak memory, idle", &mib(idle), "", "", None, "");
     summary("serve peak memory, 1 pipelining client", &mib(peak), "", "", None, "");
     summary("serve peak memory, 4 pipelining clients", &mib(peak4), "", "", None, "");
