@@ -57,15 +57,16 @@ fn main() {
         rate,
         mib(best_rss)
     );
+    let count = if n % 1000 == 0 { format!("{}k records", n / 1000) } else { format!("{n} records") };
     summary(
-        "bulk append --json (fsynced), best of 3",
+        &format!("bulk append --json, {count} (fsynced), best of 3"),
         &format!("{} ({})", per_s(n as f64, best, "records"), secs(best)),
         "",
         "",
         None,
         "≥ 500k records/s",
     );
-    summary("bulk append --json, peak memory", &mib(best_rss), "", "", None, "");
+    summary(&format!("bulk append --json, {count}, peak memory"), &mib(best_rss), "", "", None, "");
 
     // Export over the whole history vs xmlstarlet over the same files; seal
     // the active file first so that every file is a complete document.
@@ -139,7 +140,7 @@ fn main() {
     let figure = |t: Duration| format!("{} ({:.0} MB/s)", secs(t), xml_mb / t.as_secs_f64());
     for &(fmt, t, _) in &exports {
         let aim = if fmt == "csv" { "≥ 10x xmlstarlet" } else { "" };
-        let what = format!("export --all --format {fmt}, {xml_mb:.0} MB of XML");
+        let what = format!("export --all --format {fmt}, {count} ({xml_mb:.0} MB of XML)");
         match xmlstarlet {
             Some((x, _)) => summary(&what, &figure(t), peer, &figure(x), Some(x.as_secs_f64() / t.as_secs_f64()), aim),
             None => summary(&what, &figure(t), peer, missing, None, aim),
@@ -147,7 +148,7 @@ fn main() {
     }
     // The largest of the three formats' peaks: the aim holds for any of them.
     let peak = exports.iter().filter_map(|e| e.2).max();
-    let what = "export peak memory (largest of csv/json/xml)";
+    let what = &format!("export peak memory, {count} (largest of csv/json/xml)");
     match xmlstarlet {
         Some((_, x)) => {
             let ratio = x.zip(peak).map(|(x, p)| x as f64 / p as f64);

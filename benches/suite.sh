@@ -15,6 +15,8 @@
 #
 # --smoke: small sizes (BENCH_SMOKE=1: 3000 records, 2 rounds and a 2 MB file
 # for uploads), to check that the suite works; its figures mean nothing.
+# The log benchmark runs a second time over 1,000,000 records
+# (BENCH_LARGE_RECORDS; 0 skips it), for export memory over a large history.
 # BENCH_RECORDS, BENCH_ROUNDS and BENCH_BIG_MB pass through to the benchmarks
 # and win over both the full and the smoke sizes.
 #
@@ -111,6 +113,20 @@ for b in "${benches[@]}"; do
         failed+=("$b")
     fi
 done
+
+# Export memory must stay flat however large the history: the log
+# benchmark once more over a larger one (BENCH_LARGE_RECORDS, default
+# 1000000; 0 skips it; not at smoke size or when BENCH_RECORDS is set).
+large=${BENCH_LARGE_RECORDS:-1000000}
+if [[ " ${benches[*]} " == *" log "* ]] && [ "$smoke" -eq 0 ] && [ -z "${BENCH_RECORDS:-}" ] && [ "$large" -gt 0 ]; then
+    echo
+    echo "== BENCH_RECORDS=$large cargo bench --bench log"
+    if BENCH_RECORDS=$large "$cargo" bench --bench log 2>&1 | tee "$out/log-large.log"; then
+        benches+=(log-large)
+    else
+        failed+=(log-large)
+    fi
+fi
 
 # The machine the figures come from.
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
