@@ -6,7 +6,7 @@
 //! address (as curl does), so servers behind NAT work.
 
 use std::collections::HashSet;
-use std::io::Read;
+use std::io::BufRead;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +16,6 @@ use suppaftp::{FtpError, FtpStream, ImplFtpStream, Mode, RustlsConnector, Rustls
 
 use super::remote::{self, Password, RResult, Remote, RemoteError};
 use crate::config::TargetConfig;
-
-/// Bytes per write on the data connection.
-const WRITE_CHUNK: usize = 256 * 1024;
 
 pub struct FtpRemote<T: TlsStream> {
     ftp: ImplFtpStream<T>,
@@ -157,10 +154,10 @@ impl<T: TlsStream> Remote for FtpRemote<T> {
         }
     }
 
-    fn put(&mut self, path: &str, src: &mut dyn Read, progress: &mut dyn FnMut(u64)) -> RResult<u64> {
+    fn put(&mut self, path: &str, src: &mut dyn BufRead, progress: &mut dyn FnMut(u64)) -> RResult<u64> {
         let t = self.timeout;
         let mut stream = self.ftp.put_with_stream(path).map_err(|e| ftp_err(&format!("STOR {path}"), e, t))?;
-        let n = remote::copy(src, &mut stream, WRITE_CHUNK, progress).map_err(|e| e.into_remote(path, t))?;
+        let n = remote::copy(src, &mut stream, progress).map_err(|e| e.into_remote(path, t))?;
         stream.finish().map_err(|e| ftp_err(&format!("STOR {path}"), e, t))?;
         Ok(n)
     }

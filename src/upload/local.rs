@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, BufRead};
 use std::path::Path;
 use std::time::Duration;
 
@@ -47,9 +47,9 @@ impl Remote for LocalRemote {
         }
     }
 
-    fn put(&mut self, path: &str, src: &mut dyn Read, progress: &mut dyn FnMut(u64)) -> RResult<u64> {
+    fn put(&mut self, path: &str, src: &mut dyn BufRead, progress: &mut dyn FnMut(u64)) -> RResult<u64> {
         let mut f = File::create(path).map_err(|e| fail("cannot create", path, e, self.timeout))?;
-        let n = remote::copy(src, &mut f, 1024 * 1024, progress).map_err(|e| e.into_remote(path, self.timeout))?;
+        let n = remote::copy(src, &mut f, progress).map_err(|e| e.into_remote(path, self.timeout))?;
         f.sync_all().map_err(|e| fail("cannot sync", path, e, self.timeout))?;
         Ok(n)
     }

@@ -25,7 +25,7 @@ pub mod sftp;
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -88,44 +88,88 @@ impl LocalFile {
     }
 }
 
+/// Bytes read, hashed and handed to the sender at a time: large enough that
+/// libssh2 keeps many SFTP writes in flight.
+const CHUNK: usize = 1024 * 1024;
+/// Chunks read ahead of the sender.
+const AHEAD: usize = 4;
+
 /// Reads a local file on a thread of its own, hashing it there, and hands
 /// the chunks to the sender: reading and SHA-256 overlap with the network.
+/// The sender writes straight from the chunks ([`BufRead`]) and gives them
+/// back, so a transfer of any size uses the same few buffers.
 struct Prefetch {
     rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    back: std::sync::mpsc::SyncSender<Vec<u8>>,
     chunk: Vec<u8>,
     pos: usize,
+    /// The sender has seen the end of the input.
+    finished: bool,
+}
+
+impl BufRead for Prefetch {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    let used = std::mem::replace(&mut self.chunk, chunk);
+                    if used.capacity() > 0 {
+                        let _ = self.back.try_send(used);
+                    }
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    self.finished = true;
+                    return Ok(&[]);
+                }
+            }
+        }
+        Ok(&self.chunk[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.chunk.len());
+    }
 }
 
 impl Read for Prefetch {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.chunk.len() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    self.chunk = chunk;
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
+        let avail = self.fill_buf()?;
+        let n = buf.len().min(avail.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
         Ok(n)
     }
+}
+
+/// Fills `chunk` from `src` (short only at the end of the input).
+fn read_full(src: &mut dyn Read, chunk: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < chunk.len() {
+        match src.read(&mut chunk[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Sends `src` through `send` while a second thread reads and hashes it;
 /// returns what `send` returned and the hex SHA-256 of everything read (an
 /// error when reading failed, or when `send` stopped before the end).
-fn send_hashed<T>(mut src: Box<dyn Read + Send>, send: impl FnOnce(&mut dyn Read) -> T) -> (T, io::Result<String>) {
+fn send_hashed<T>(mut src: Box<dyn Read + Send>, send: impl FnOnce(&mut dyn BufRead) -> T) -> (T, io::Result<String>) {
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(AHEAD);
+        let (back, returned) = std::sync::mpsc::sync_channel::<Vec<u8>>(AHEAD + 2);
         let reader = scope.spawn(move || {
             let mut hash = Sha256::new();
             loop {
-                let mut chunk = vec![0u8; 256 * 1024];
-                match src.read(&mut chunk) {
+                let mut chunk = returned.try_recv().unwrap_or_default();
+                chunk.resize(CHUNK, 0);
+                match read_full(&mut src, &mut chunk) {
                     Ok(0) => return Ok(hex::encode(hash.finalize())),
                     Ok(n) => {
                         chunk.truncate(n);
@@ -134,7 +178,6 @@ fn send_hashed<T>(mut src: Box<dyn Read + Send>, send: impl FnOnce(&mut dyn Read
                             return Err(io::Error::other("the transfer stopped"));
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         let msg = e.to_string();
                         let _ = tx.send(Err(e));
@@ -143,10 +186,13 @@ fn send_hashed<T>(mut src: Box<dyn Read + Send>, send: impl FnOnce(&mut dyn Read
                 }
             }
         });
-        let mut prefetch = Prefetch { rx, chunk: Vec::new(), pos: 0 };
+        let mut prefetch = Prefetch { rx, back, chunk: Vec::new(), pos: 0, finished: false };
         let out = send(&mut prefetch);
+        let finished = prefetch.finished;
         drop(prefetch);
         let hash = reader.join().unwrap_or_else(|_| Err(io::Error::other("the reading thread failed")));
+        // The reader may have read to the end while the sender stopped early.
+        let hash = hash.and_then(|h| if finished { Ok(h) } else { Err(io::Error::other("the transfer stopped")) });
         (out, hash)
     })
 }
@@ -647,6 +693,39 @@ pub fn test_target(cfg: &TargetConfig, on_step: &mut dyn FnMut(&Step)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A source that returns at most 7,777 bytes per read, like a decompressor.
+    struct Dribble(Vec<u8>, usize);
+
+    impl Read for Dribble {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(7777).min(self.0.len() - self.1);
+            buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+            self.1 += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn send_hashed_delivers_every_byte_and_hashes_what_was_read() {
+        let data: Vec<u8> = (0..(3 * CHUNK + CHUNK / 2 + 13)).map(|i| (i * 31 % 251) as u8).collect();
+        let (sent, hash) = send_hashed(Box::new(Dribble(data.clone(), 0)), |r| {
+            let mut out = Vec::new();
+            remote::copy(r, &mut out, &mut |_| {}).map(|_| out)
+        });
+        assert!(sent.ok() == Some(data.clone()), "the receiver got exactly the input");
+        assert_eq!(hash.unwrap(), hex::encode(Sha256::digest(&data)));
+
+        // A sender that stops early gets no hash for a file it did not send
+        // whole, even when the reader got to the end before it stopped.
+        for len in [100, data.len()] {
+            let (_, hash) = send_hashed(Box::new(Dribble(data[..len].to_vec(), 0)), |r| {
+                let mut first = [0u8; 10];
+                r.read_exact(&mut first)
+            });
+            assert!(hash.is_err(), "{len} bytes");
+        }
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

@@ -3,7 +3,7 @@
 //! with a deadline, reading the password, copying with progress.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -50,7 +50,7 @@ pub trait Remote {
     /// The size of a file, `None` when there is no such file.
     fn size(&mut self, path: &str) -> RResult<Option<u64>>;
     /// Writes `src` to `path` (replacing it), reporting bytes as they go; returns the bytes written.
-    fn put(&mut self, path: &str, src: &mut dyn Read, progress: &mut dyn FnMut(u64)) -> RResult<u64>;
+    fn put(&mut self, path: &str, src: &mut dyn BufRead, progress: &mut dyn FnMut(u64)) -> RResult<u64>;
     /// Renames `from` to `to`.
     fn rename(&mut self, from: &str, to: &str) -> RResult<()>;
     /// Removes a file.
@@ -183,23 +183,19 @@ pub enum CopyError {
     Write(io::Error),
 }
 
-/// Copies `src` to `dst` in `buf_size` chunks, calling `progress` after each.
-pub fn copy(
-    src: &mut dyn Read,
-    dst: &mut dyn Write,
-    buf_size: usize,
-    progress: &mut dyn FnMut(u64),
-) -> Result<u64, CopyError> {
-    let mut buf = vec![0u8; buf_size];
+/// Copies `src` to `dst` as `src` buffers it, calling `progress` after each write.
+pub fn copy(src: &mut dyn BufRead, dst: &mut dyn Write, progress: &mut dyn FnMut(u64)) -> Result<u64, CopyError> {
     let mut total = 0u64;
     loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
+        let buf = match src.fill_buf() {
+            Ok([]) => return Ok(total),
+            Ok(buf) => buf,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(CopyError::Read(e)),
         };
-        dst.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        let n = buf.len();
+        dst.write_all(buf).map_err(CopyError::Write)?;
+        src.consume(n);
         total += n as u64;
         progress(n as u64);
     }

@@ -4,7 +4,7 @@
 //! `insecure_accept_any_host_key` is set.
 
 use std::collections::HashSet;
-use std::io::Read;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,10 +19,6 @@ const LIBSSH2_ERROR_TIMEOUT: i32 = -9;
 /// SFTP status codes for a missing file.
 const FX_NO_SUCH_FILE: i32 = 2;
 const FX_NO_SUCH_PATH: i32 = 10;
-/// Bytes handed to libssh2 per write: large writes let it keep many SFTP
-/// write requests in flight instead of waiting for each reply.
-const WRITE_CHUNK: usize = 1024 * 1024;
-
 pub struct SftpRemote {
     session: Session,
     sftp: Sftp,
@@ -237,10 +233,10 @@ impl Remote for SftpRemote {
         }
     }
 
-    fn put(&mut self, path: &str, src: &mut dyn Read, progress: &mut dyn FnMut(u64)) -> RResult<u64> {
+    fn put(&mut self, path: &str, src: &mut dyn BufRead, progress: &mut dyn FnMut(u64)) -> RResult<u64> {
         let mut file =
             self.sftp.create(Path::new(path)).map_err(|e| sftp_err("cannot create", path, e, self.timeout))?;
-        let n = remote::copy(src, &mut file, WRITE_CHUNK, progress).map_err(|e| e.into_remote(path, self.timeout))?;
+        let n = remote::copy(src, &mut file, progress).map_err(|e| e.into_remote(path, self.timeout))?;
         file.close().map_err(|e| sftp_err("cannot complete", path, e, self.timeout))?;
         Ok(n)
     }
