@@ -39,7 +39,7 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |p| p.get())
     );
     for format in ["json", "cef"] {
-        let rs = syslog::Rsyslog::start_tcp();
+        let rs = syslog::Rsyslog::start(syslog::Transport::Tcp);
         let data = tmp.path().join(format!("data-{format}"));
         std::fs::create_dir_all(&data).unwrap();
         std::fs::write(

@@ -552,15 +552,37 @@ fn tear_of(path: &Path) -> Option<String> {
     Some(format!("torn tail: {:?}", String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(40)..])))
 }
 
+/// What a randomised crash test starts with.
+struct CrashTest {
+    /// Its random numbers (the seed is printed).
+    rng: Rng,
+    /// A new data directory.
+    env: Env,
+    ledger: Ledger,
+    watch: SealedWatch,
+    /// When the test started.
+    start: Instant,
+}
+
+impl CrashTest {
+    /// The start of `test`, on a data directory whose files hold `capacity`
+    /// records.
+    fn new(test: &str, capacity: u64) -> CrashTest {
+        CrashTest {
+            rng: Rng::new(test),
+            env: Env::with_capacity(capacity),
+            ledger: Ledger::default(),
+            watch: SealedWatch::new(capacity),
+            start: Instant::now(),
+        }
+    }
+}
+
 #[test]
 fn concurrent_appends_killed_at_random() {
     const TEST: &str = "concurrent_appends_killed_at_random";
     const CAPACITY: u64 = 7;
-    let mut rng = Rng::new(TEST);
-    let env = Env::with_capacity(CAPACITY);
-    let mut ledger = Ledger::default();
-    let mut watch = SealedWatch::new(CAPACITY);
-    let start = Instant::now();
+    let CrashTest { mut rng, env, mut ledger, mut watch, start } = CrashTest::new(TEST, CAPACITY);
     let mut rounds = 0;
     while rounds < 20 || (ledger.kills < 250 && rounds < 150 && start.elapsed() < Duration::from_secs(35)) {
         let mut procs = Vec::new();
@@ -645,11 +667,7 @@ fn kill_when_active_reaches(env: &Env, mut p: Proc, first_id: u64, extra: Durati
 fn kill_during_big_rollover_batch() {
     const TEST: &str = "kill_during_big_rollover_batch";
     const CAPACITY: u64 = 50;
-    let mut rng = Rng::new(TEST);
-    let env = Env::with_capacity(CAPACITY);
-    let mut ledger = Ledger::default();
-    let mut watch = SealedWatch::new(CAPACITY);
-    let start = Instant::now();
+    let CrashTest { mut rng, env, mut ledger, mut watch, start } = CrashTest::new(TEST, CAPACITY);
     let mut tears = Vec::new();
     let mut attempt = 0;
     let mut next_id = 1;
@@ -724,11 +742,7 @@ fn kill_during_big_rollover_batch() {
 fn acknowledged_records_survive_sigkill_of_the_acknowledging_process() {
     const TEST: &str = "acknowledged_records_survive_sigkill_of_the_acknowledging_process";
     const CAPACITY: u64 = 7;
-    let mut rng = Rng::new(TEST);
-    let env = Env::with_capacity(CAPACITY);
-    let mut ledger = Ledger::default();
-    let mut watch = SealedWatch::new(CAPACITY);
-    let start = Instant::now();
+    let CrashTest { mut rng, env, mut ledger, mut watch, start } = CrashTest::new(TEST, CAPACITY);
 
     // Acknowledged records with text that must come back byte for byte.
     let tokens: Vec<String> = (0..100).map(|i| format!("early-{i}")).collect();

@@ -3,7 +3,9 @@
 //! explicit TLS and a test CA). Every test starts its own instance on
 //! 127.0.0.1 with its own configuration, keys and ports; a server that cannot
 //! start fails the test with the server's own output (nothing is skipped), and
-//! dropping the handle kills the server and all its session processes.
+//! dropping the handle kills the server and all its session processes. The
+//! process management ([`Daemon`]) also runs the syslog receiver of
+//! `syslog.rs`.
 //!
 //! Requirements (Debian packages; `.ci/run` installs them): openssh-server,
 //! openssh-client (`ssh-keygen`, `sftp`), vsftpd, openssl, curl. `vsftpd` must
@@ -16,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -37,8 +39,8 @@ pub const SIGCONT: i32 = 18;
 pub const SIGSTOP: i32 = 19;
 
 /// How long a server may take to accept connections, and to stop.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------
 // Ports
@@ -60,6 +62,19 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free TCP port on 127.0.0.1");
+}
+
+/// A port from [`free_port`] that is free for UDP on 127.0.0.1 too: a server
+/// that binds its UDP socket with SO_REUSEADDR (rsyslogd does) does not
+/// notice a port that is taken already.
+pub fn free_udp_port() -> u16 {
+    for _ in 0..100 {
+        let port = free_port();
+        if UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free UDP port on 127.0.0.1");
 }
 
 /// `len` consecutive ports, all free on 127.0.0.1 right now and not handed out
@@ -239,27 +254,30 @@ pub fn spawn_server(program: &str, args: &[&OsStr], env: &[(&str, &OsStr)], outp
     reply_rx.recv().expect("server-spawning thread is gone").map_err(|e| format!("cannot run {shown}: {e}"))
 }
 
-/// Polls until `child` accepts a TCP connection on 127.0.0.1:`port` and sends
-/// a first line starting with `banner`, and `ready()` holds.
-fn wait_ready(child: &mut Child, port: u16, banner: &[u8], ready: impl Fn() -> bool) -> Result<(), String> {
+/// Polls `ready` every `interval` while `child` runs: `Ok(true)` once it
+/// returns true, `Ok(false)` if it has not after [`START_TIMEOUT`], and an
+/// error when `ready` fails or the server exits before or right after it
+/// is ready.
+pub(crate) fn wait_until(
+    child: &mut Child,
+    interval: Duration,
+    mut ready: impl FnMut() -> Result<bool, String>,
+) -> Result<bool, String> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
-            return Err(format!("the server exited ({status}) before accepting connections"));
+            return Err(format!("the server exited ({status}) before it was ready"));
         }
-        if ready() && probe_banner(port, banner) {
+        if ready()? {
             if let Some(status) = child.try_wait().expect("try_wait") {
                 return Err(format!("the server exited ({status}) right after starting"));
             }
-            return Ok(());
+            return Ok(true);
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "the server did not answer with {:?} on 127.0.0.1:{port} within {START_TIMEOUT:?}",
-                String::from_utf8_lossy(banner)
-            ));
+            return Ok(false);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(interval);
     }
 }
 
@@ -314,6 +332,21 @@ pub fn wait_refused(port: u16) -> Result<(), String> {
     Ok(())
 }
 
+/// Waits until 127.0.0.1:`port` can be bound for UDP (the server's socket is
+/// gone), at most `STOP_TIMEOUT`.
+pub fn wait_udp_free(port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "UDP port 127.0.0.1:{port} is still taken {STOP_TIMEOUT:?} after the server was killed"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// The text appended to `path` since byte `offset`.
 pub fn read_from(path: &Path, offset: u64) -> String {
     let bytes = fs::read(path).unwrap_or_default();
@@ -346,10 +379,10 @@ fn run_tool(cmd: &mut Command, hint: &str) -> Output {
 }
 
 #[track_caller]
-fn require_executable(path: &str, package: &str) {
+pub(crate) fn require_executable(path: &str, package: &str) {
     assert!(
         Path::new(path).is_file(),
-        "{path} is missing: the upload tests run a real server; install the Debian package {package} \
+        "{path} is missing: these tests run a real server; install the Debian package {package} \
          (`apt-get install {package}`; .ci/run installs it)"
     );
 }
@@ -380,43 +413,85 @@ pub fn current_user() -> String {
 // Server processes
 
 /// What differs between the kinds of server a [`Daemon`] runs.
-struct ServerKind {
-    /// "sshd", "vsftpd": names the server in messages.
-    name: &'static str,
-    program: &'static str,
+pub(crate) struct ServerKind {
+    /// "sshd", "vsftpd", "rsyslogd": names the server in messages.
+    pub(crate) name: &'static str,
+    pub(crate) program: &'static str,
     /// The arguments before the configuration file, which comes last.
-    args: &'static [&'static str],
+    pub(crate) args: &'static [&'static str],
     /// The configuration file's name in the temporary directory.
-    config: &'static str,
+    pub(crate) config: &'static str,
     /// The name of the file there that gets the server's standard streams.
-    output: &'static str,
+    pub(crate) output: &'static str,
     /// The name of the log file the server writes itself, if it writes one.
-    log: Option<&'static str>,
-    /// How the first line the server sends on a new connection starts.
-    banner: &'static [u8],
-    /// The line the server writes to its output once it listens on the port
-    /// (`None`: the banner alone shows that it is ready).
-    listening: Option<fn(u16) -> String>,
-    /// What the server writes to its output when the port is taken.
-    port_in_use: &'static str,
+    pub(crate) log: Option<&'static str>,
+    /// What the server writes to its output when the port is taken (any of
+    /// these).
+    pub(crate) port_in_use: &'static [&'static str],
     /// Output that points to a known cause of a failed start, and the hint
     /// shown for it.
-    hint: Option<(&'static str, &'static str)>,
+    pub(crate) hint: Option<(&'static str, &'static str)>,
+}
+
+/// How a [`Daemon`] sees that the server it has just started is ready.
+pub(crate) trait Ready: Send + Sync {
+    /// Waits (with [`wait_until`]) until `server`, just started as `child`,
+    /// is ready; says why not when it fails or is not ready within
+    /// [`START_TIMEOUT`].
+    fn wait(&self, server: &Daemon, child: &mut Child, since: &Since) -> Result<(), String>;
+}
+
+/// Where the server's files ended when it was started: what follows is this
+/// start's.
+pub(crate) struct Since {
+    /// In the file that gets its standard streams.
+    pub(crate) output: u64,
+    /// In its own log file (0 without one).
+    pub(crate) log: u64,
+}
+
+/// A server that is ready once it has written `listening(port)` to its
+/// output (when given) and answers a new TCP connection on its port with a
+/// first line starting with `banner`.
+pub(crate) struct Banner {
+    pub(crate) banner: &'static [u8],
+    pub(crate) listening: Option<fn(u16) -> String>,
+}
+
+impl Ready for Banner {
+    fn wait(&self, server: &Daemon, child: &mut Child, since: &Since) -> Result<(), String> {
+        let port = server.port;
+        let listening = self.listening.map(|line| line(port));
+        let listens = || listening.as_ref().is_none_or(|line| read_from(&server.output, since.output).contains(line));
+        if wait_until(child, Duration::from_millis(20), || Ok(listens() && probe_banner(port, self.banner)))? {
+            return Ok(());
+        }
+        Err(format!(
+            "the server did not answer with {:?} on 127.0.0.1:{port} within {START_TIMEOUT:?}",
+            String::from_utf8_lossy(self.banner)
+        ))
+    }
 }
 
 /// A server process on 127.0.0.1:`port` and the temporary directory holding
-/// its configuration and logs: the process management that [`Sshd`] and
-/// [`Ftpd`] share. Stopping or dropping it kills the server and all its
-/// session processes.
-struct Daemon {
+/// its configuration and logs: the process management that [`Sshd`],
+/// [`Ftpd`] and the syslog receiver share. Stopping or dropping it kills the
+/// server and all its session processes.
+pub(crate) struct Daemon {
     kind: &'static ServerKind,
     /// Environment variables for the server.
     env: Vec<(&'static str, OsString)>,
-    port: u16,
+    ready: Box<dyn Ready>,
+    pub(crate) port: u16,
+    /// The server listens on UDP, not TCP: its port is chosen free for UDP,
+    /// and once stopped it can be bound for UDP again.
+    pub(crate) udp: bool,
     dir: tempfile::TempDir,
     config: PathBuf,
-    output: PathBuf,
-    log: Option<PathBuf>,
+    /// Gets the server's standard streams (all starts).
+    pub(crate) output: PathBuf,
+    /// The log file the server writes itself, if it writes one.
+    pub(crate) log: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -427,13 +502,21 @@ struct StartError {
 }
 
 impl Daemon {
-    /// A server of `kind` that is not running yet, with its files in `dir`.
-    fn new(kind: &'static ServerKind, dir: tempfile::TempDir, env: Vec<(&'static str, OsString)>) -> Daemon {
+    /// A server of `kind` that is not running yet, with its files in `dir`,
+    /// that `ready` tells ready once started.
+    pub(crate) fn new(
+        kind: &'static ServerKind,
+        dir: tempfile::TempDir,
+        env: Vec<(&'static str, OsString)>,
+        ready: impl Ready + 'static,
+    ) -> Daemon {
         let d = dir.path();
         Daemon {
             kind,
             env,
+            ready: Box::new(ready),
             port: 0,
+            udp: false,
             config: d.join(kind.config),
             output: d.join(kind.output),
             log: kind.log.map(|name| d.join(name)),
@@ -446,11 +529,11 @@ impl Daemon {
     /// `configure` returns for it (called with `port` set). Panics with the
     /// server's output if it does not start.
     #[track_caller]
-    fn start(&mut self, mut configure: impl FnMut(&Daemon) -> String) {
+    pub(crate) fn start(&mut self, mut configure: impl FnMut(&Daemon) -> String) {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.port = free_port();
+            self.port = if self.udp { free_udp_port() } else { free_port() };
             let config = configure(self);
             fs::write(&self.config, config).unwrap();
             match self.launch() {
@@ -463,11 +546,10 @@ impl Daemon {
     }
 
     /// Runs the server on `port` with the configuration file as it is, and
-    /// waits until it answers; on failure the server is killed.
+    /// waits until it is ready; on failure the server is killed.
     fn launch(&mut self) -> Result<(), StartError> {
         let kind = self.kind;
-        let offset = file_len(&self.output);
-        let log_offset = self.log.as_deref().map_or(0, file_len);
+        let since = Since { output: file_len(&self.output), log: self.log.as_deref().map_or(0, file_len) };
         let mut args: Vec<&OsStr> = kind.args.iter().map(OsStr::new).collect();
         args.push(self.config.as_os_str());
         let env: Vec<(&str, &OsStr)> = self.env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
@@ -478,11 +560,7 @@ impl Daemon {
             shown.push_str(&arg.to_string_lossy());
         }
         let mut child = spawn_server(kind.program, &args, &env, &self.output).unwrap_or_else(|e| panic!("{e}"));
-        let listening = kind.listening.map(|line| line(self.port));
-        let result = wait_ready(&mut child, self.port, kind.banner, || {
-            listening.as_ref().is_none_or(|line| read_from(&self.output, offset).contains(line))
-        });
-        match result {
+        match self.ready.wait(self, &mut child, &since) {
             Ok(()) => {
                 self.child = Some(child);
                 Ok(())
@@ -490,7 +568,7 @@ impl Daemon {
             Err(reason) => {
                 kill_tree(&mut child);
                 let name = kind.name;
-                let output = read_from(&self.output, offset);
+                let output = read_from(&self.output, since.output);
                 let mut message = format!(
                     "{name} did not start: {reason}\ncommand: {shown}\n--- {name} output ({}) ---\n{output}\n",
                     self.output.display()
@@ -499,7 +577,7 @@ impl Daemon {
                     message.push_str(&format!(
                         "--- {name} log ({}) ---\n{}\n",
                         log.display(),
-                        read_from(log, log_offset)
+                        read_from(log, since.log)
                     ));
                 }
                 message.push_str(&format!(
@@ -510,21 +588,23 @@ impl Daemon {
                 if let Some((_, hint)) = kind.hint.filter(|(cause, _)| output.contains(cause)) {
                     message.push_str(&format!("\nhint: {hint}"));
                 }
-                Err(StartError { port_in_use: output.contains(kind.port_in_use), message })
+                let port_in_use = kind.port_in_use.iter().any(|line| output.contains(line));
+                Err(StartError { port_in_use, message })
             }
         }
     }
 
     #[track_caller]
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             kill_tree(&mut child);
         }
-        wait_refused(self.port).unwrap_or_else(|e| panic!("{}: {e}\n{}", self.kind.name, self.log()));
+        let freed = if self.udp { wait_udp_free(self.port) } else { wait_refused(self.port) };
+        freed.unwrap_or_else(|e| panic!("{}: {e}\n{}", self.kind.name, self.log()));
     }
 
     #[track_caller]
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         if self.child.is_some() {
             self.stop();
         }
@@ -538,12 +618,12 @@ impl Daemon {
         }
     }
 
-    fn pids(&self) -> Vec<i32> {
+    pub(crate) fn pids(&self) -> Vec<i32> {
         self.child.as_ref().map(|c| process_tree(c.id() as i32)).unwrap_or_default()
     }
 
     #[track_caller]
-    fn signal_all(&self, sig: i32) {
+    pub(crate) fn signal_all(&self, sig: i32) {
         let pids = self.pids();
         assert!(!pids.is_empty(), "{} on port {} is not running", self.kind.name, self.port);
         send_signal(&sig.to_string(), &pids);
@@ -551,7 +631,7 @@ impl Daemon {
 
     /// The server's standard streams, followed by its own log file if it
     /// has one (all starts).
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         let output = fs::read_to_string(&self.output).unwrap_or_default();
         match &self.log {
             None => output,
@@ -561,6 +641,11 @@ impl Daemon {
                 name = self.kind.name
             ),
         }
+    }
+
+    /// The temporary directory holding the configuration and logs.
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
     }
 }
 
@@ -577,7 +662,8 @@ impl Drop for Daemon {
 macro_rules! server_handle_methods {
     () => {
         /// Kills the listener and every session process, then waits until the
-        /// port refuses connections.
+        /// port is free (refuses TCP connections; for a UDP server, can be
+        /// bound).
         #[track_caller]
         pub fn stop(&mut self) {
             self.server.stop();
@@ -611,10 +697,13 @@ macro_rules! server_handle_methods {
         /// The temporary directory holding the configuration, keys or
         /// certificates, and logs.
         pub fn dir(&self) -> &Path {
-            self.server.dir.path()
+            self.server.dir()
         }
     };
 }
+// For syslog.rs; unused where only this file is built (benches/upload.rs).
+#[allow(unused_imports)]
+pub(crate) use server_handle_methods;
 
 // ---------------------------------------------------------------------------
 // sshd
@@ -649,14 +738,16 @@ const SSHD_KIND: ServerKind = ServerKind {
     config: "sshd_config",
     output: "sshd.log",
     log: None,
-    banner: b"SSH-2.0-",
-    listening: Some(|port| format!("Server listening on 127.0.0.1 port {port}.")),
-    port_in_use: "Address already in use",
+    port_in_use: &["Address already in use"],
     hint: Some((
         "privilege separation directory",
         "sshd needs the directory /run/sshd (mode 0755, owned by root); creating it needs root",
     )),
 };
+
+/// sshd is ready once it has logged that it listens and sends its banner.
+const SSHD_READY: Banner =
+    Banner { banner: b"SSH-2.0-", listening: Some(|port| format!("Server listening on 127.0.0.1 port {port}.")) };
 
 impl Sshd {
     /// Starts a new server on a free port. Panics with sshd's output if it
@@ -690,7 +781,7 @@ impl Sshd {
 
         let known_hosts = d.join("known_hosts");
         let wrong_known_hosts = d.join("wrong_known_hosts");
-        let mut server = Daemon::new(&SSHD_KIND, dir, Vec::new());
+        let mut server = Daemon::new(&SSHD_KIND, dir, Vec::new(), SSHD_READY);
         server.start(|server| {
             let port = server.port;
             fs::write(&known_hosts, format!("[127.0.0.1]:{port} {host_public_key}\n")).unwrap();
@@ -790,11 +881,13 @@ const VSFTPD_KIND: ServerKind = ServerKind {
     config: "vsftpd.conf",
     output: "vsftpd.out",
     log: Some("vsftpd.log"),
-    banner: b"220",
-    listening: None,
-    port_in_use: "could not bind listening",
+    port_in_use: &["could not bind listening"],
     hint: None,
 };
+
+/// vsftpd is ready once it greets a new connection (it logs nothing on
+/// listening).
+const VSFTPD_READY: Banner = Banner { banner: b"220", listening: None };
 
 struct TlsFiles {
     cert: PathBuf,
@@ -898,7 +991,7 @@ impl Ftpd {
             Some(conf) => vec![("OPENSSL_CONF", conf.clone().into_os_string())],
             None => Vec::new(),
         };
-        let mut server = Daemon::new(&VSFTPD_KIND, dir, env);
+        let mut server = Daemon::new(&VSFTPD_KIND, dir, env, VSFTPD_READY);
         server.start(|server| {
             let log = server.log.as_deref().expect("vsftpd has a log file");
             vsftpd_config(server.port, &root, pasv_ports, &empty, log, tls.as_ref())

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::harness::{Env, json_records};
-use crate::syslog::Rsyslog;
+use crate::syslog::{Rsyslog, Transport};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -73,7 +73,7 @@ fn exported(env: &Env) -> BTreeMap<u64, serde_json::Value> {
 
 #[test]
 fn tcp_json_every_record_arrives_with_its_content() {
-    let rs = Rsyslog::start_tcp();
+    let rs = Rsyslog::start(Transport::Tcp);
     let env = siem_env(&rs, "tcp", "json", "");
     let server = env.serve(&no_schedules(&env));
     let first = env.run(&["status", "--json"]).success();
@@ -101,7 +101,7 @@ fn tcp_json_every_record_arrives_with_its_content() {
 
 #[test]
 fn udp_cef_escapes_pipes_equals_backslashes_and_newlines() {
-    let rs = Rsyslog::start_udp();
+    let rs = Rsyslog::start(Transport::Udp);
     let env = siem_env(&rs, "udp", "cef", "");
     let server = env.serve(&no_schedules(&env));
     let rec = "{\"app_name\":\"PBX|Admin\\\\Tool\",\"action_type\":\"Login failure\",\"user_name\":\"eve\",\"source_ip\":\"10.1.1.10\",\"outcome\":\"failure\",\"category\":\"failure\",\"action_data\":\"a|b = c \\\\ d\\nline2\\r\"}\n";
@@ -131,7 +131,7 @@ fn udp_cef_escapes_pipes_equals_backslashes_and_newlines() {
 
 #[test]
 fn receiver_down_then_back_gets_the_backlog() {
-    let mut rs = Rsyslog::start_tcp();
+    let mut rs = Rsyslog::start(Transport::Tcp);
     let env = siem_env(&rs, "tcp", "json", "");
     let server = env.serve(&no_schedules(&env));
     let v: serde_json::Value = serde_json::from_str(&env.run(&["status", "--json"]).success().stdout).unwrap();
@@ -166,7 +166,7 @@ fn receiver_down_then_back_gets_the_backlog() {
 
 #[test]
 fn serve_killed_with_a_backlog_loses_nothing_after_restart() {
-    let mut rs = Rsyslog::start_tcp();
+    let mut rs = Rsyslog::start(Transport::Tcp);
     rs.stop();
     let env = siem_env(&rs, "tcp", "json", "");
     let server = env.serve(&no_schedules(&env));
@@ -184,7 +184,7 @@ fn serve_killed_with_a_backlog_loses_nothing_after_restart() {
 
 #[test]
 fn tls_with_ca_file_delivers_and_an_untrusted_certificate_is_refused() {
-    let rs = Rsyslog::start_tls();
+    let rs = Rsyslog::start(Transport::Tls);
     let ca = rs.ca_file.clone().expect("a TLS receiver has a CA");
     let env = siem_env(&rs, "tls", "json", &format!("ca_file = \"{}\"\n", ca.display()));
     let ok = env.run(&["siem", "test"]).success();
@@ -209,14 +209,14 @@ fn tls_with_ca_file_delivers_and_an_untrusted_certificate_is_refused() {
 
 #[test]
 fn siem_test_reports_refused_and_udp_unconfirmed() {
-    let mut rs = Rsyslog::start_tcp();
+    let mut rs = Rsyslog::start(Transport::Tcp);
     let env = siem_env(&rs, "tcp", "json", "");
     env.run(&["siem", "test"]).success();
     rs.stop();
     let refused = env.run(&["siem", "test"]).failure();
     assert!(refused.stderr.contains("connection refused"), "{}", refused.stderr);
 
-    let udp = Rsyslog::start_udp();
+    let udp = Rsyslog::start(Transport::Udp);
     let env = siem_env(&udp, "udp", "cef", "");
     let sent = env.run(&["siem", "test"]).success();
     assert!(sent.stdout.contains("cannot be confirmed over UDP"), "{}", sent.stdout);
@@ -263,7 +263,7 @@ fn verify_json(env: &Env, anchor: &str) -> (bool, serde_json::Value) {
 
 #[test]
 fn chain_anchor_reaches_the_siem_after_its_record_and_exposes_removed_newest_files() {
-    let rs = Rsyslog::start_tcp();
+    let rs = Rsyslog::start(Transport::Tcp);
     let env = siem_env(&rs, "tcp", "json", "anchor_interval_secs = 1\n");
     let server = env.serve(&no_schedules(&env));
     // The service's own start record goes into a file of its own, which stays.
@@ -331,7 +331,7 @@ fn chain_anchor_reaches_the_siem_after_its_record_and_exposes_removed_newest_fil
 
 #[test]
 fn chain_anchor_at_stop_names_the_newest_record_sent_and_zero_turns_anchors_off() {
-    let rs = Rsyslog::start_tcp();
+    let rs = Rsyslog::start(Transport::Tcp);
     // A long interval: the first anchor goes with the first records, the next only at stop.
     let env = siem_env(&rs, "tcp", "cef", "anchor_interval_secs = 3600\n");
     let server = env.serve(&no_schedules(&env));
@@ -382,7 +382,7 @@ fn chain_anchor_at_stop_names_the_newest_record_sent_and_zero_turns_anchors_off(
     assert!(ok, "{v}");
 
     // anchor_interval_secs = 0: no anchors at all, not even at stop.
-    let rs = Rsyslog::start_tcp();
+    let rs = Rsyslog::start(Transport::Tcp);
     let env = siem_env(&rs, "tcp", "json", "anchor_interval_secs = 0\n");
     let server = env.serve(&no_schedules(&env));
     let st: serde_json::Value = serde_json::from_str(&env.run(&["status", "--json"]).success().stdout).unwrap();

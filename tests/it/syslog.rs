@@ -5,6 +5,8 @@
 //! with its own configuration, port and files in a temporary directory; an
 //! instance that cannot start fails the test with rsyslogd's own output and
 //! its configuration (nothing is skipped), and dropping the handle kills it.
+//! The process management is the upload servers' ([`Daemon`] in
+//! `servers.rs`).
 //!
 //! TLS uses the GnuTLS driver (`gtls`), not the OpenSSL one (`ossl`): with
 //! rsyslog 8.2302's `ossl` driver, about one new TLS 1.3 connection in
@@ -18,7 +20,6 @@
 
 #![allow(dead_code)]
 
-use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
@@ -31,7 +32,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
 use crate::servers::{
-    file_len, free_port, kill_tree, make_test_pki, port_refuses, read_from, spawn_server, wait_refused,
+    Daemon, Ready, START_TIMEOUT, ServerKind, Since, file_len, make_test_pki, port_refuses, read_from,
+    require_executable, server_handle_methods, wait_until,
 };
 
 pub const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
@@ -47,10 +49,6 @@ pub const MAX_MESSAGE_SIZE: usize = 65536;
 /// containing it): the harness sends such a probe message to see that a new
 /// instance receives.
 pub const PROBE_MARKER: &str = "audit-trail-harness-probe";
-
-/// How long rsyslogd may take to receive its first message, and to stop.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a [`Rsyslog`] receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +74,10 @@ impl Transport {
 }
 
 /// A running rsyslogd on 127.0.0.1:`port` that writes every message it
-/// receives to `output`.
+/// receives to `output`. Stopping it loses the messages it had received but
+/// not yet written ([`wait_for`](Self::wait_for) them first); after a
+/// restart it receives on the same port, with the same configuration and
+/// certificate, and appends to the same `output`.
 pub struct Rsyslog {
     pub port: u16,
     pub transport: Transport,
@@ -89,312 +90,55 @@ pub struct Rsyslog {
     /// message is removed on reception; a message that contains newlines
     /// spans several lines.
     pub output: PathBuf,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    /// rsyslogd's standard output and error (all starts).
-    stdio: PathBuf,
-    /// rsyslogd's own messages (start, errors), written by its default
-    /// ruleset (all starts).
-    internal_log: PathBuf,
-    /// Where the probe messages go.
-    probes: PathBuf,
-    child: Option<Child>,
+    server: Daemon,
 }
 
-/// Why rsyslogd did not start.
-struct StartError {
-    message: String,
-    port_in_use: bool,
-}
+/// rsyslogd in the foreground (`-n`), without pid file (`-iNONE`). Its
+/// standard streams get only the problems it reports; its own messages go
+/// to a log file, written by its default ruleset.
+const RSYSLOGD_KIND: ServerKind = ServerKind {
+    name: "rsyslogd",
+    program: RSYSLOGD,
+    args: &["-n", "-iNONE", "-f"],
+    config: "rsyslog.conf",
+    output: "rsyslogd.out",
+    log: Some("rsyslogd.log"),
+    port_in_use: &["Address already in use", "Could not create tcp listener"],
+    hint: Some((
+        "lmnsd_gtls",
+        "the TLS stream driver is missing: install the Debian package rsyslog-gnutls (.ci/run installs it)",
+    )),
+};
 
 impl Rsyslog {
-    /// Starts a receiver for syslog over UDP on a free port.
+    /// Starts a receiver for syslog over `transport` on a free port; for TLS
+    /// with a new test CA (`ca_file`) and a server certificate it signed.
     #[track_caller]
-    pub fn start_udp() -> Rsyslog {
-        Rsyslog::start(Transport::Udp)
-    }
-
-    /// Starts a receiver for syslog over plain TCP on a free port.
-    #[track_caller]
-    pub fn start_tcp() -> Rsyslog {
-        Rsyslog::start(Transport::Tcp)
-    }
-
-    /// Starts a receiver for syslog over TLS on a free port, with a new test
-    /// CA (`ca_file`) and a server certificate it signed.
-    #[track_caller]
-    pub fn start_tls() -> Rsyslog {
-        Rsyslog::start(Transport::Tls)
-    }
-
-    #[track_caller]
-    fn start(transport: Transport) -> Rsyslog {
-        require_file(RSYSLOGD, "rsyslog");
+    pub fn start(transport: Transport) -> Rsyslog {
+        require_executable(RSYSLOGD, "rsyslog");
         let dir =
             tempfile::Builder::new().prefix("audit-trail-rsyslog.").tempdir().expect("create a temporary directory");
         let d = dir.path().to_owned();
         let work = d.join("work");
         fs::create_dir(&work).unwrap();
         let tls = (transport == Transport::Tls).then(|| {
-            require_file("/usr/bin/openssl", "openssl");
+            require_executable("/usr/bin/openssl", "openssl");
             make_test_pki(&d.join("tls"))
         });
-        let mut rsyslog = Rsyslog {
-            port: 0,
-            transport,
-            ca_file: tls.as_ref().map(|(ca, _, _)| ca.clone()),
-            output: d.join("messages.log"),
-            config: d.join("rsyslog.conf"),
-            stdio: d.join("rsyslogd.out"),
-            internal_log: d.join("rsyslogd.log"),
-            probes: d.join("probes.log"),
-            dir,
-            child: None,
-        };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let port = free_port();
-            // rsyslogd binds its UDP socket with SO_REUSEADDR, so it does not
-            // notice a port that is taken already: check it here.
-            if transport == Transport::Udp && UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
-                assert!(attempt < 100, "no free UDP port on 127.0.0.1");
-                continue;
-            }
-            rsyslog.port = port;
+        let ca_file = tls.as_ref().map(|(ca, _, _)| ca.clone());
+        let output = d.join("messages.log");
+        let probe = Probe { transport, ca_file: ca_file.clone(), probes: d.join("probes.log") };
+        let config = |server: &Daemon| {
             let tls_files = tls.as_ref().map(|(ca, cert, key)| (ca.as_path(), cert.as_path(), key.as_path()));
-            fs::write(&rsyslog.config, rsyslog.config_text(&work, tls_files)).unwrap();
-            match rsyslog.launch() {
-                Ok(()) => return rsyslog,
-                // Another process took the port between free_port() and the bind.
-                Err(e) if e.port_in_use && attempt < 5 => continue,
-                Err(e) => panic!("{}", e.message),
-            }
-        }
-    }
-
-    /// The configuration: only the input of `transport` is loaded (no
-    /// imuxsock, no imklog), so this instance neither reads nor writes the
-    /// system log.
-    fn config_text(&self, work: &Path, tls: Option<(&Path, &Path, &Path)>) -> String {
-        let port = self.port;
-        let mut global = format!(
-            "    workDirectory={}\n    \
-                 processInternalMessages=\"on\"\n    \
-                 maxMessageSize=\"{MAX_MESSAGE_SIZE}\"\n    \
-                 net.enableDNS=\"off\"\n    \
-                 parser.escapeControlCharactersOnReceive=\"off\"\n    \
-                 parser.escape8BitCharactersOnReceive=\"off\"\n",
-            quoted(work)
-        );
-        if let Some((ca, cert, key)) = tls {
-            global.push_str(&format!(
-                "    defaultNetstreamDriverCAFile={}\n    \
-                     defaultNetstreamDriverCertFile={}\n    \
-                     defaultNetstreamDriverKeyFile={}\n",
-                quoted(ca),
-                quoted(cert),
-                quoted(key)
-            ));
-        }
-        let tcp_input = format!(
-            "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"received\"\n      \
-                   supportOctetCountedFraming=\"on\" discardTruncatedMsg=\"on\")\n"
-        );
-        let input = match self.transport {
-            Transport::Udp => format!(
-                "module(load=\"imudp\")\n\
-                 input(type=\"imudp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"received\")\n"
-            ),
-            Transport::Tcp => format!("module(load=\"imtcp\")\n{tcp_input}"),
-            Transport::Tls => format!(
-                "# gnutlsPriorityString: GnuTLS's defaults, TLS 1.2 and 1.3 (without it: TLS 1.2 only).\n\
-                 module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\"\n       \
-                        gnutlsPriorityString=\"NORMAL\")\n\
-                 {tcp_input}"
-            ),
+            config_text(server, &probe, &work, &output, tls_files)
         };
-        let file_action = |file: &Path| {
-            format!(
-                "action(type=\"omfile\" file={} template=\"audit_trail_raw\"\n           \
-                        flushOnTXEnd=\"on\" asyncWriting=\"off\")",
-                quoted(file)
-            )
-        };
-        format!(
-            "# rsyslogd for the audit-trail tests: syslog over {transport} on 127.0.0.1:{port}.\n\
-             # global() comes first: maxMessageSize must be set before an input is loaded.\n\
-             global(\n{global})\n\
-             \n\
-             # The message as received, without any change, and a newline.\n\
-             template(name=\"audit_trail_raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
-             \n\
-             ruleset(name=\"received\") {{\n    \
-                 if $rawmsg contains \"{PROBE_MARKER}\" then {{\n        \
-                     {probes}\n        \
-                     stop\n    \
-                 }}\n    \
-                 {output}\n\
-             }}\n\
-             \n\
-             {input}\
-             \n\
-             # rsyslogd's own messages.\n\
-             action(type=\"omfile\" file={internal})\n",
-            transport = self.transport.name(),
-            probes = file_action(&self.probes),
-            output = file_action(&self.output),
-            internal = quoted(&self.internal_log),
-        )
+        let mut server = Daemon::new(&RSYSLOGD_KIND, dir, Vec::new(), probe.clone());
+        server.udp = transport == Transport::Udp;
+        server.start(config);
+        Rsyslog { port: server.port, transport, ca_file, output, server }
     }
 
-    /// Runs rsyslogd with the configuration file as it is, and waits until a
-    /// probe message sent to it has arrived; on failure rsyslogd is killed.
-    fn launch(&mut self) -> Result<(), StartError> {
-        let stdio_offset = file_len(&self.stdio);
-        let log_offset = file_len(&self.internal_log);
-        let probes_offset = file_len(&self.probes);
-        // -n: foreground; -iNONE: no pid file.
-        let args: Vec<&OsStr> = vec![OsStr::new("-n"), OsStr::new("-f"), self.config.as_os_str(), OsStr::new("-iNONE")];
-        let shown = format!("{RSYSLOGD} -n -f {} -iNONE", self.config.display());
-        let mut child = spawn_server(RSYSLOGD, &args, &[], &self.stdio).unwrap_or_else(|e| panic!("{e}"));
-        match self.wait_ready(&mut child, stdio_offset, log_offset, probes_offset) {
-            Ok(()) => {
-                self.child = Some(child);
-                Ok(())
-            }
-            Err(reason) => {
-                kill_tree(&mut child);
-                let stdio = read_from(&self.stdio, stdio_offset);
-                let mut message = format!(
-                    "rsyslogd did not start: {reason}\ncommand: {shown}\n\
-                     --- rsyslogd output ({}) ---\n{stdio}\n\
-                     --- rsyslogd internal log ({}) ---\n{}\n\
-                     --- {} ---\n{}",
-                    self.stdio.display(),
-                    self.internal_log.display(),
-                    read_from(&self.internal_log, log_offset),
-                    self.config.display(),
-                    fs::read_to_string(&self.config).unwrap_or_default()
-                );
-                if stdio.contains("lmnsd_gtls") {
-                    message.push_str(
-                        "\nhint: the TLS stream driver is missing: install the Debian package rsyslog-gnutls \
-                         (.ci/run installs it)",
-                    );
-                }
-                let port_in_use =
-                    stdio.contains("Address already in use") || stdio.contains("Could not create tcp listener");
-                Err(StartError { message, port_in_use })
-            }
-        }
-    }
-
-    /// Waits until rsyslogd has logged its start without reporting any
-    /// problem, and a probe message sent to it (again every 200 ms) has
-    /// arrived.
-    fn wait_ready(
-        &self,
-        child: &mut Child,
-        stdio_offset: u64,
-        log_offset: u64,
-        probes_offset: u64,
-    ) -> Result<(), String> {
-        let pid = child.id();
-        let started = format!("x-pid=\"{pid}\"");
-        let probe = format!("<14>1 - localhost audit-trail-test - - - {PROBE_MARKER} pid={pid}");
-        let deadline = Instant::now() + START_TIMEOUT;
-        let mut next_probe = Instant::now();
-        let mut probe_error = None;
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return Err(format!("rsyslogd exited ({status})"));
-            }
-            let log = read_from(&self.internal_log, log_offset);
-            if log.lines().any(|line| line.contains(&started) && line.ends_with("] start")) {
-                if !read_from(&self.stdio, stdio_offset).is_empty() {
-                    return Err("rsyslogd reported problems while starting".into());
-                }
-                if read_from(&self.probes, probes_offset).lines().any(|line| line == probe) {
-                    if let Some(status) = child.try_wait().expect("try_wait") {
-                        return Err(format!("rsyslogd exited ({status}) right after starting"));
-                    }
-                    return Ok(());
-                }
-                if Instant::now() >= next_probe {
-                    probe_error = self.send_probe(&probe).err();
-                    next_probe = Instant::now() + Duration::from_millis(200);
-                }
-            }
-            if Instant::now() > deadline {
-                let mut reason = format!(
-                    "no probe message sent over {} to 127.0.0.1:{} arrived within {START_TIMEOUT:?}",
-                    self.transport.name(),
-                    self.port
-                );
-                if let Some(e) = probe_error {
-                    reason.push_str(&format!(" (last attempt: {e})"));
-                }
-                return Err(reason);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn send_probe(&self, probe: &str) -> Result<(), String> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        match self.transport {
-            Transport::Udp => {
-                let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("bind: {e}"))?;
-                socket.send_to(probe.as_bytes(), addr).map_err(|e| format!("send: {e}"))?;
-                Ok(())
-            }
-            Transport::Tcp => {
-                let mut stream =
-                    TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| format!("connect: {e}"))?;
-                stream.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
-                stream.write_all(&octet_counted(probe)).map_err(|e| format!("send: {e}"))
-            }
-            Transport::Tls => {
-                let ca = self.ca_file.as_deref().expect("a TLS receiver has a CA file");
-                tls_send(self.port, ca, &octet_counted(probe))
-            }
-        }
-    }
-
-    /// Kills rsyslogd, then waits until its port is free: TCP connections
-    /// are refused, the UDP port can be bound. Messages that rsyslogd had
-    /// received but not yet written are lost: [`wait_for`](Self::wait_for)
-    /// them first.
-    #[track_caller]
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_tree(&mut child);
-        }
-        let result = match self.transport {
-            Transport::Udp => wait_udp_free(self.port),
-            Transport::Tcp | Transport::Tls => wait_refused(self.port),
-        };
-        result.unwrap_or_else(|e| panic!("rsyslogd: {e}\n{}", self.log()));
-    }
-
-    /// Starts rsyslogd again (stopping it first if it is running) on the same
-    /// port, with the same configuration and certificate; it appends to the
-    /// same `output`.
-    #[track_caller]
-    pub fn restart(&mut self) {
-        if self.child.is_some() {
-            self.stop();
-        }
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            match self.launch() {
-                Ok(()) => return,
-                Err(e) if e.port_in_use && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-                Err(e) => panic!("{}", e.message),
-            }
-        }
-    }
+    server_handle_methods!();
 
     /// The messages in `output` so far, one per line (lines not yet
     /// terminated by a newline are left out). Bytes that are not UTF-8 show
@@ -432,28 +176,164 @@ impl Rsyslog {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
 
-    /// rsyslogd's standard output and error and its own log (all starts),
-    /// for failure messages and checks of what it reported.
-    pub fn log(&self) -> String {
-        format!(
-            "--- rsyslogd output ---\n{}--- rsyslogd internal log ---\n{}",
-            fs::read_to_string(&self.stdio).unwrap_or_default(),
-            fs::read_to_string(&self.internal_log).unwrap_or_default()
-        )
+/// The configuration: only the input of the probe's transport is loaded (no
+/// imuxsock, no imklog), so this instance neither reads nor writes the
+/// system log. Received messages go to `output`, the probe messages to
+/// `probe.probes`, rsyslogd's own messages to its log file.
+fn config_text(
+    server: &Daemon,
+    probe: &Probe,
+    work: &Path,
+    output: &Path,
+    tls: Option<(&Path, &Path, &Path)>,
+) -> String {
+    let port = server.port;
+    let internal_log = server.log.as_deref().expect("rsyslogd has a log file");
+    let mut global = format!(
+        "    workDirectory={}\n    \
+             processInternalMessages=\"on\"\n    \
+             maxMessageSize=\"{MAX_MESSAGE_SIZE}\"\n    \
+             net.enableDNS=\"off\"\n    \
+             parser.escapeControlCharactersOnReceive=\"off\"\n    \
+             parser.escape8BitCharactersOnReceive=\"off\"\n",
+        quoted(work)
+    );
+    if let Some((ca, cert, key)) = tls {
+        global.push_str(&format!(
+            "    defaultNetstreamDriverCAFile={}\n    \
+                 defaultNetstreamDriverCertFile={}\n    \
+                 defaultNetstreamDriverKeyFile={}\n",
+            quoted(ca),
+            quoted(cert),
+            quoted(key)
+        ));
     }
+    let tcp_input = format!(
+        "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"received\"\n      \
+               supportOctetCountedFraming=\"on\" discardTruncatedMsg=\"on\")\n"
+    );
+    let input = match probe.transport {
+        Transport::Udp => format!(
+            "module(load=\"imudp\")\n\
+             input(type=\"imudp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"received\")\n"
+        ),
+        Transport::Tcp => format!("module(load=\"imtcp\")\n{tcp_input}"),
+        Transport::Tls => format!(
+            "# gnutlsPriorityString: GnuTLS's defaults, TLS 1.2 and 1.3 (without it: TLS 1.2 only).\n\
+             module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\"\n       \
+                    gnutlsPriorityString=\"NORMAL\")\n\
+             {tcp_input}"
+        ),
+    };
+    let file_action = |file: &Path| {
+        format!(
+            "action(type=\"omfile\" file={} template=\"audit_trail_raw\"\n           \
+                    flushOnTXEnd=\"on\" asyncWriting=\"off\")",
+            quoted(file)
+        )
+    };
+    format!(
+        "# rsyslogd for the audit-trail tests: syslog over {transport} on 127.0.0.1:{port}.\n\
+         # global() comes first: maxMessageSize must be set before an input is loaded.\n\
+         global(\n{global})\n\
+         \n\
+         # The message as received, without any change, and a newline.\n\
+         template(name=\"audit_trail_raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
+         \n\
+         ruleset(name=\"received\") {{\n    \
+             if $rawmsg contains \"{PROBE_MARKER}\" then {{\n        \
+                 {probes}\n        \
+                 stop\n    \
+             }}\n    \
+             {output}\n\
+         }}\n\
+         \n\
+         {input}\
+         \n\
+         # rsyslogd's own messages.\n\
+         action(type=\"omfile\" file={internal})\n",
+        transport = probe.transport.name(),
+        probes = file_action(&probe.probes),
+        output = file_action(output),
+        internal = quoted(internal_log),
+    )
+}
 
-    /// The temporary directory holding the configuration, certificates,
-    /// output and logs.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
+/// How rsyslogd is seen to receive: it is ready once it has logged its
+/// start without reporting any problem, and a probe message sent to it over
+/// `transport` (again every 200 ms) has arrived in `probes`.
+#[derive(Clone)]
+struct Probe {
+    transport: Transport,
+    /// For TLS: the test CA that the probe's client trusts.
+    ca_file: Option<PathBuf>,
+    /// Where the configuration writes the probe messages.
+    probes: PathBuf,
+}
+
+impl Ready for Probe {
+    fn wait(&self, server: &Daemon, child: &mut Child, since: &Since) -> Result<(), String> {
+        let pid = child.id();
+        let started = format!("x-pid=\"{pid}\"");
+        let probe = format!("<14>1 - localhost audit-trail-test - - - {PROBE_MARKER} pid={pid}");
+        let internal_log = server.log.as_deref().expect("rsyslogd has a log file");
+        // Nothing has sent this start a probe yet.
+        let probes_offset = file_len(&self.probes);
+        let mut next_probe = Instant::now();
+        let mut probe_error = None;
+        let ready = wait_until(child, Duration::from_millis(10), || {
+            let log = read_from(internal_log, since.log);
+            if !log.lines().any(|line| line.contains(&started) && line.ends_with("] start")) {
+                return Ok(false);
+            }
+            if !read_from(&server.output, since.output).is_empty() {
+                return Err("rsyslogd reported problems while starting".into());
+            }
+            if read_from(&self.probes, probes_offset).lines().any(|line| line == probe) {
+                return Ok(true);
+            }
+            if Instant::now() >= next_probe {
+                probe_error = self.send(server.port, &probe).err();
+                next_probe = Instant::now() + Duration::from_millis(200);
+            }
+            Ok(false)
+        })?;
+        if ready {
+            return Ok(());
+        }
+        let mut reason = format!(
+            "no probe message sent over {} to 127.0.0.1:{} arrived within {START_TIMEOUT:?}",
+            self.transport.name(),
+            server.port
+        );
+        if let Some(e) = probe_error {
+            reason.push_str(&format!(" (last attempt: {e})"));
+        }
+        Err(reason)
     }
 }
 
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            kill_tree(&mut child);
+impl Probe {
+    fn send(&self, port: u16, probe: &str) -> Result<(), String> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        match self.transport {
+            Transport::Udp => {
+                let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("bind: {e}"))?;
+                socket.send_to(probe.as_bytes(), addr).map_err(|e| format!("send: {e}"))?;
+                Ok(())
+            }
+            Transport::Tcp => {
+                let mut stream =
+                    TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| format!("connect: {e}"))?;
+                stream.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+                stream.write_all(&octet_counted(probe)).map_err(|e| format!("send: {e}"))
+            }
+            Transport::Tls => {
+                let ca = self.ca_file.as_deref().expect("a TLS receiver has a CA file");
+                tls_send(port, ca, &octet_counted(probe))
+            }
         }
     }
 }
@@ -462,27 +342,6 @@ impl Drop for Rsyslog {
 fn quoted(path: &Path) -> String {
     let text = path.to_str().unwrap_or_else(|| panic!("{} is not UTF-8", path.display()));
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-#[track_caller]
-fn require_file(path: &str, package: &str) {
-    assert!(
-        Path::new(path).is_file(),
-        "{path} is missing: the syslog tests run a real rsyslogd; install the Debian package {package} \
-         (`apt-get install {package}`; .ci/run installs it)"
-    );
-}
-
-/// Waits until 127.0.0.1:`port` can be bound for UDP (rsyslogd's socket is gone).
-fn wait_udp_free(port: u16) -> Result<(), String> {
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    while UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("UDP port 127.0.0.1:{port} is still taken {STOP_TIMEOUT:?} after rsyslogd was killed"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 /// `msg` framed with octet counting (RFC 6587): its length in bytes, a space, the message.
@@ -589,7 +448,7 @@ fn show(out: &Output) -> String {
 
 #[test]
 fn rsyslog_udp_receives_a_datagram() {
-    let rsyslog = Rsyslog::start_udp();
+    let rsyslog = Rsyslog::start(Transport::Udp);
     assert_eq!(rsyslog.transport, Transport::Udp);
     assert!(rsyslog.ca_file.is_none());
     let msg = "<134>1 2025-01-02T03:04:05.678Z pbx01 audit-trail 4242 AUDIT [meta sequenceId=\"1\"] \
@@ -602,7 +461,7 @@ fn rsyslog_udp_receives_a_datagram() {
 
 #[test]
 fn rsyslog_tcp_octet_counting_and_lf() {
-    let rsyslog = Rsyslog::start_tcp();
+    let rsyslog = Rsyslog::start(Transport::Tcp);
     let first = "<134>1 2025-01-02T03:04:05.678Z pbx01 audit-trail 4242 AUDIT - octet-counted caf\u{e9}\tone";
     // An escaped newline (backslash, n) and a trailing space arrive unchanged.
     let second = "<134>1 2025-01-02T03:04:05.679Z pbx01 audit-trail 4242 AUDIT - second \\n escaped ";
@@ -617,7 +476,7 @@ fn rsyslog_tcp_octet_counting_and_lf() {
 
 #[test]
 fn rsyslog_tcp_message_size_limit() {
-    let rsyslog = Rsyslog::start_tcp();
+    let rsyslog = Rsyslog::start(Transport::Tcp);
     let header = "<134>1 2025-01-02T03:04:05.678Z pbx01 audit-trail 4242 AUDIT - ";
     let largest = format!("{header}{}", "a".repeat(MAX_MESSAGE_SIZE - header.len()));
     let oversize = format!("{header}{}", "b".repeat(MAX_MESSAGE_SIZE + 1000 - header.len()));
@@ -637,7 +496,7 @@ fn rsyslog_tcp_message_size_limit() {
 
 #[test]
 fn rsyslog_tls_requires_tls() {
-    let rsyslog = Rsyslog::start_tls();
+    let rsyslog = Rsyslog::start(Transport::Tls);
     let port = rsyslog.port;
     let ca = rsyslog.ca_file.clone().expect("a TLS receiver has a CA file");
 
@@ -692,7 +551,7 @@ fn rsyslog_tls_requires_tls() {
 
 #[test]
 fn rsyslog_stop_and_restart_keeps_output() {
-    let mut tcp = Rsyslog::start_tcp();
+    let mut tcp = Rsyslog::start(Transport::Tcp);
     let (port, output) = (tcp.port, tcp.output.clone());
     let before = "<134>1 - pbx01 audit-trail - - - before the restart";
     tcp_send(port, &octet_counted(before));
@@ -706,7 +565,7 @@ fn rsyslog_stop_and_restart_keeps_output() {
     assert_eq!(tcp.wait_for(2, WAIT), [before, after]);
     assert_eq!(fs::read_to_string(&output).unwrap(), format!("{before}\n{after}\n"));
 
-    let mut udp = Rsyslog::start_udp();
+    let mut udp = Rsyslog::start(Transport::Udp);
     udp_send(udp.port, before);
     assert_eq!(udp.wait_for(1, WAIT), [before]);
     udp.stop();
@@ -716,7 +575,7 @@ fn rsyslog_stop_and_restart_keeps_output() {
     assert_eq!(udp.wait_for(2, WAIT), [before, after]);
 
     // TLS: the same certificate after the restart.
-    let mut tls = Rsyslog::start_tls();
+    let mut tls = Rsyslog::start(Transport::Tls);
     let ca = tls.ca_file.clone().unwrap();
     let certificate = fs::read_to_string(tls.dir().join("tls/server.pem")).unwrap();
     assert_eq!(served_certificate(tls.port, &ca), certificate.trim_end());
