@@ -143,20 +143,6 @@ impl Read for Prefetch {
     }
 }
 
-/// Fills `chunk` from `src` (short only at the end of the input).
-fn read_full(src: &mut dyn Read, chunk: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < chunk.len() {
-        match src.read(&mut chunk[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 /// Sends `src` through `send` while a second thread reads and hashes it;
 /// returns what `send` returned and the hex SHA-256 of everything read (an
 /// error when reading failed, or when `send` stopped before the end).
@@ -168,11 +154,11 @@ fn send_hashed<T>(mut src: Box<dyn Read + Send>, send: impl FnOnce(&mut dyn BufR
             let mut hash = Sha256::new();
             loop {
                 let mut chunk = returned.try_recv().unwrap_or_default();
-                chunk.resize(CHUNK, 0);
-                match read_full(&mut src, &mut chunk) {
+                chunk.clear();
+                // A whole chunk (short only at the end of the input).
+                match (&mut src).take(CHUNK as u64).read_to_end(&mut chunk) {
                     Ok(0) => return Ok(hex::encode(hash.finalize())),
-                    Ok(n) => {
-                        chunk.truncate(n);
+                    Ok(_) => {
                         hash.update(&chunk);
                         if tx.send(Ok(chunk)).is_err() {
                             return Err(io::Error::other("the transfer stopped"));
