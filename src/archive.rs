@@ -36,7 +36,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::Layout;
-use crate::history::open_any;
 use crate::maintenance::{self, ContentScan, MaintenanceLock, human_bytes, sync_dir};
 use crate::timestamp::{self, Clock};
 
@@ -266,20 +265,14 @@ fn finish_interrupted(
 /// Manifest entry of an existing `.gz`, read back from it, and the SHA-256 of
 /// its decompressed content.
 fn entry_from_gz(gz: &Path, clock: &dyn Clock) -> Result<(ManifestEntry, String)> {
-    let mut rd = open_any(gz).with_context(|| format!("cannot open {}", gz.display()))?;
     let mut scan = ContentScan::default();
     let mut plain_size = 0u64;
     let mut content = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = rd.read(&mut buf).with_context(|| format!("cannot decompress {}", gz.display()))?;
-        if n == 0 {
-            break;
-        }
-        scan.feed(&buf[..n]);
-        content.update(&buf[..n]);
-        plain_size += n as u64;
-    }
+    maintenance::read_content(gz, "decompress", |chunk| {
+        scan.feed(chunk);
+        content.update(chunk);
+        plain_size += chunk.len() as u64;
+    })?;
     let (sha256, size) = maintenance::sha256_file(gz)?;
     let Some((first_id, last_id, records)) = scan.seal else {
         bail!("{} holds no sealed audit-trail file", gz.display());

@@ -155,6 +155,21 @@ const SEAL_OPEN: &[u8] = b"<Seal ";
 /// is found whole in the next.
 const CARRY: usize = 512;
 
+/// Reads a plain or gzip-compressed file to its end, handing its content to
+/// `f` chunk by chunk; `reading` names the step in errors ("read",
+/// "decompress").
+pub fn read_content(path: &Path, reading: &str, mut f: impl FnMut(&[u8])) -> Result<()> {
+    let mut rd = crate::history::open_any(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = rd.read(&mut buf).with_context(|| format!("cannot {reading} {}", path.display()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        f(&buf[..n]);
+    }
+}
+
 impl ContentScan {
     /// Feeds the next bytes of the file, in order.
     pub fn feed(&mut self, chunk: &[u8]) {

@@ -13,14 +13,12 @@
 //! entries that name missing files, which the next purge drops.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::archive::{self, ManifestEntry};
 use crate::config::{Config, Layout};
-use crate::history::open_any;
 use crate::ledger::Ledgers;
 use crate::log::ACTIVE_SUFFIX;
 use crate::maintenance::{self, ContentScan, MaintenanceLock, sync_dir};
@@ -204,16 +202,8 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
 
 /// Newest record time and last id of a plain or compressed file, from its content.
 fn scan(path: &Path) -> Result<Option<(String, u64)>> {
-    let mut rd = open_any(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut s = ContentScan::default();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = rd.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        s.feed(&buf[..n]);
-    }
+    maintenance::read_content(path, "read", |chunk| s.feed(chunk))?;
     Ok(s.last_time.map(|t| (t, s.seal.map_or(0, |(_, last, _)| last))))
 }
 
