@@ -146,6 +146,8 @@ pub struct ContentScan {
     pub last_time: Option<String>,
     /// `first-id`, `last-id`, `records` of the last complete `<Seal …/>`.
     pub seal: Option<(u64, u64, u64)>,
+    /// Its `sealed` attribute: when the archiver sealed the file, by its clock.
+    pub sealed: Option<String>,
 }
 
 const TS_OPEN: &[u8] = b"<TimeStamp>";
@@ -201,10 +203,11 @@ impl ContentScan {
             // The seal follows the last record.
             seal_from = p;
         }
-        if let Some(s) =
+        if let Some((s, sealed)) =
             memchr::memmem::rfind_iter(&buf[seal_from..], SEAL_OPEN).find_map(|p| seal_attrs(&buf[seal_from + p..]))
         {
             self.seal = Some(s);
+            self.sealed = sealed;
         }
     }
 }
@@ -215,15 +218,16 @@ fn element_text(buf: &[u8], open: usize) -> Option<String> {
     std::str::from_utf8(&buf[start..start + len]).ok().map(str::to_owned)
 }
 
-fn seal_attrs(buf: &[u8]) -> Option<(u64, u64, u64)> {
+fn seal_attrs(buf: &[u8]) -> Option<((u64, u64, u64), Option<String>)> {
     let end = memchr::memchr(b'>', &buf[..buf.len().min(CARRY)])?;
     let tag = std::str::from_utf8(&buf[..end]).ok()?;
-    let attr = |name: &str| -> Option<u64> {
+    let text = |name: &str| -> Option<&str> {
         let key = format!(" {name}=\"");
         let v = &tag[tag.find(&key)? + key.len()..];
-        v[..v.find('"')?].parse().ok()
+        Some(&v[..v.find('"')?])
     };
-    Some((attr("first-id")?, attr("last-id")?, attr("records")?))
+    let num = |name: &str| -> Option<u64> { text(name)?.parse().ok() };
+    Some(((num("first-id")?, num("last-id")?, num("records")?), text("sealed").map(str::to_owned)))
 }
 
 #[cfg(test)]
@@ -242,6 +246,7 @@ mod tests {
             assert_eq!(s.first_time.as_deref(), Some("2026-01-01T00:00:00.000+01:00"), "chunk {size}");
             assert_eq!(s.last_time.as_deref(), Some("2026-01-02T00:00:00.000+01:00"), "chunk {size}");
             assert_eq!(s.seal, Some((5, 6, 2)), "chunk {size}");
+            assert_eq!(s.sealed.as_deref(), Some("2026-01-02T00:00:00.000+01:00"), "chunk {size}");
         }
     }
 }

@@ -1,5 +1,13 @@
-//! Retention: removing sealed and archived files whose newest record is older
-//! than `retention_days` (SPEC §5, the `purge` job).
+//! Retention: removing sealed and archived files sealed more than
+//! `retention_days` ago (SPEC §5, the `purge` job).
+//!
+//! A file's age is when this archiver sealed it, by its own clock: the seal's
+//! `sealed` attribute (for a file only in the archive, the time it was
+//! archived, which is later). The event times inside are what clients said
+//! and are kept as evidence, but never decide retention: a record stamped
+//! 1999 by a phone with a reset clock does not make a file sealed today old,
+//! and one stamped 2099 does not keep a file forever. A file whose seal time
+//! cannot be read is left in place and named in the report.
 //!
 //! Never removed: the active file; a file still waiting for upload to an
 //! enabled target (reported instead, with the targets); and, when there is no
@@ -15,7 +23,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::archive::{self, ManifestEntry};
 use crate::config::{Config, Layout};
@@ -29,8 +37,8 @@ use crate::timestamp::{self, Clock};
 pub struct RemovedFile {
     /// Path relative to the data directory (`archive/<name>.xml.gz`).
     pub file: String,
-    /// Timestamp of its newest record.
-    pub newest: String,
+    /// When it was sealed (or archived), by the archiver's clock.
+    pub sealed: String,
 }
 
 /// A file old enough to go that was kept because targets still wait for it.
@@ -44,7 +52,7 @@ pub struct KeptFile {
 #[derive(Debug, Default)]
 pub struct PurgeReport {
     pub retention_days: u32,
-    /// Files whose newest record is before this instant are removed.
+    /// Files sealed before this instant are removed.
     pub cutoff: Option<String>,
     pub removed: Vec<RemovedFile>,
     pub kept_for_upload: Vec<KeptFile>,
@@ -60,12 +68,12 @@ impl std::fmt::Display for PurgeReport {
         };
         write!(
             f,
-            "removed {} file(s) whose newest record is older than {cutoff} (retention_days = {})",
+            "removed {} file(s) sealed before {cutoff} (retention_days = {})",
             self.removed.len(),
             self.retention_days
         )?;
         for r in &self.removed {
-            write!(f, "\n  removed {} (newest record {})", r.file, r.newest)?;
+            write!(f, "\n  removed {} (sealed {})", r.file, r.sealed)?;
         }
         for k in &self.kept_for_upload {
             write!(f, "\n  kept {}: waiting for upload to {}", k.file, k.targets.join(", "))?;
@@ -111,28 +119,27 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
         }
     }
 
-    // Newest record time and last id of each file.
+    // Seal time and last id of each file.
     let mut described = Vec::new();
     for (stem, c) in &files {
-        let known = c.gz.as_deref().and_then(|g| by_file.get(g)).and_then(|e| Some((e.last_time.clone()?, e.last_id)));
-        let (newest, last_id) = match known {
-            Some(k) => k,
-            None => {
-                let path = match (&c.plain, &c.gz) {
-                    (Some(p), _) => layout.sealed.join(p),
-                    (None, Some(g)) => layout.archive.join(g),
-                    (None, None) => continue,
-                };
-                match scan(&path)? {
-                    Some(k) => k,
-                    None => {
-                        report.notes.push(format!("{} holds no record time; left in place", path.display()));
-                        continue;
-                    }
-                }
-            }
+        let archived = c.gz.as_deref().and_then(|g| by_file.get(g)).map(|e| (e.archived.clone(), e.last_id));
+        let known = match (&c.plain, archived) {
+            (Some(p), _) => seal_time(&layout.sealed.join(p))?,
+            (None, Some(a)) => Some(a),
+            (None, None) => match &c.gz {
+                Some(g) => seal_time(&layout.archive.join(g))?,
+                None => continue,
+            },
         };
-        described.push((stem.clone(), newest, last_id));
+        let Some((sealed, last_id)) = known else {
+            let name = c.plain.as_deref().map_or_else(
+                || format!("archive/{}", c.gz.as_deref().unwrap_or_default()),
+                |p| format!("audit_trail/{p}"),
+            );
+            report.notes.push(format!("{name} has no readable seal time; left in place"));
+            continue;
+        };
+        described.push((stem.clone(), sealed, last_id));
     }
 
     let has_active = maintenance::dir_names(&layout.active)?.iter().any(|n| n.ends_with(ACTIVE_SUFFIX));
@@ -142,8 +149,8 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
     let ledgers = Ledgers::load(layout, config)?;
     let mut removed_gz = HashSet::new();
     let (mut touched_sealed, mut touched_archive) = (false, false);
-    for (stem, newest, _) in &described {
-        let old = timestamp::millis(newest).is_some_and(|ms| ms < cutoff_ms);
+    for (stem, sealed, _) in &described {
+        let old = timestamp::millis(sealed).is_some_and(|ms| ms < cutoff_ms);
         if !old {
             continue;
         }
@@ -169,13 +176,13 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
         if let Some(p) = &c.plain {
             maintenance::remove_if_exists(&layout.sealed.join(p))?;
             touched_sealed = true;
-            report.removed.push(RemovedFile { file: format!("audit_trail/{p}"), newest: newest.clone() });
+            report.removed.push(RemovedFile { file: format!("audit_trail/{p}"), sealed: sealed.clone() });
         }
         if let Some(g) = &c.gz {
             maintenance::remove_if_exists(&layout.archive.join(g))?;
             touched_archive = true;
             removed_gz.insert(g.clone());
-            report.removed.push(RemovedFile { file: format!("archive/{g}"), newest: newest.clone() });
+            report.removed.push(RemovedFile { file: format!("archive/{g}"), sealed: sealed.clone() });
         }
     }
     if touched_sealed {
@@ -200,12 +207,26 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
     Ok(report)
 }
 
-/// Newest record time and last id of a plain or compressed file, from its content.
-fn scan(path: &Path) -> Result<Option<(String, u64)>> {
+/// Seal time and last id of a sealed file: from its last bytes when plain
+/// (the seal is the end of the file), from its whole content when compressed.
+fn seal_time(path: &Path) -> Result<Option<(String, u64)>> {
+    use std::io::{Read, Seek, SeekFrom};
     let mut s = ContentScan::default();
-    maintenance::read_content(path, "read", |chunk| s.feed(chunk))?;
-    Ok(s.last_time.map(|t| (t, s.seal.map_or(0, |(_, last, _)| last))))
+    if path.extension().is_some_and(|e| e == "gz") {
+        maintenance::read_content(path, "read", |chunk| s.feed(chunk))?;
+    } else {
+        let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let len = f.metadata()?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(TAIL)))?;
+        let mut tail = Vec::with_capacity(TAIL as usize);
+        f.read_to_end(&mut tail).with_context(|| format!("cannot read {}", path.display()))?;
+        s.feed(&tail);
+    }
+    Ok(s.sealed.zip(s.seal.map(|(_, last, _)| last)))
 }
+
+/// Bytes at the end of a sealed file that hold its seal.
+const TAIL: u64 = 8192;
 
 /// The archiver's own record of a purge that removed files (`None` when
 /// nothing was removed).
@@ -218,7 +239,7 @@ pub fn audit_event(report: &PurgeReport) -> Option<crate::selfaudit::Event> {
         "Purge",
         "Delete",
         format!(
-            "purge removed {} file(s) whose newest record is older than {} (retention_days = {}): {}",
+            "purge removed {} file(s) sealed before {} (retention_days = {}): {}",
             report.removed.len(),
             report.cutoff.as_deref().unwrap_or_default(),
             report.retention_days,

@@ -55,7 +55,9 @@ pub fn format(t: &DateTime<FixedOffset>) -> String {
     out.push(':');
     push_digits(&mut out, t.minute(), 2);
     out.push(':');
-    push_digits(&mut out, t.second(), 2);
+    // chrono keeps a leap second as second 59 with 1_000_000_000 ns or more.
+    let leap = t.nanosecond() >= 1_000_000_000;
+    push_digits(&mut out, t.second() + u32::from(leap), 2);
     out.push('.');
     push_digits(&mut out, (t.nanosecond() % 1_000_000_000) / 1_000_000, 3);
     let off = t.offset().local_minus_utc();
@@ -83,49 +85,114 @@ pub fn parse(s: &str) -> Result<DateTime<FixedOffset>, String> {
 }
 
 /// Brings a submitted timestamp to the stored form. `Ok(None)` means the input
-/// is already exactly in that form and can be kept as it is.
+/// is already exactly in that form and can be kept as it is. A leap second
+/// (second 60) is kept as it is when one was inserted then, and refused
+/// otherwise.
 pub fn normalize(s: &str) -> Result<Option<String>, String> {
     let t = parse(s)?;
     if !(1..=9999).contains(&t.year()) {
         return Err(format!("{s:?} is outside the years 0001..9999"));
+    }
+    if t.nanosecond() >= 1_000_000_000 && !is_leap_second(&t) {
+        return Err(format!(
+            "{s:?} has second 60, but no leap second was inserted then (leap seconds come at 23:59:60 UTC at the end \
+             of the days listed in IERS Bulletin C; the last was 2016-12-31)"
+        ));
     }
     let local = Local.from_utc_datetime(&t.naive_utc()).fixed_offset();
     let stored = format(&local);
     Ok(if stored == s { None } else { Some(stored) })
 }
 
-/// Milliseconds since the epoch of a stored (or any RFC 3339) timestamp.
+/// Milliseconds since the epoch of a stored (or any RFC 3339) timestamp. The
+/// epoch count has no room for a leap second: every instant in one is taken as
+/// the last millisecond before it ends, so it sorts after 23:59:59.xxx and
+/// before the next day's 00:00:00.000.
 pub fn millis(s: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis())
+    DateTime::parse_from_rfc3339(s).ok().map(|t| epoch_millis(&t))
+}
+
+fn epoch_millis(t: &DateTime<FixedOffset>) -> i64 {
+    if t.nanosecond() >= 1_000_000_000 { t.timestamp() * 1000 + 999 } else { t.timestamp_millis() }
+}
+
+/// UTC days at whose end a leap second (23:59:60) was inserted, from IERS
+/// Bulletin C (also tzdata's `leap-seconds.list`). None has been announced
+/// since 2016, and the CGPM decided in 2022 to stop adding them by 2035.
+const LEAP_SECOND_DAYS: [(i32, u32, u32); 27] = [
+    (1972, 6, 30),
+    (1972, 12, 31),
+    (1973, 12, 31),
+    (1974, 12, 31),
+    (1975, 12, 31),
+    (1976, 12, 31),
+    (1977, 12, 31),
+    (1978, 12, 31),
+    (1979, 12, 31),
+    (1981, 6, 30),
+    (1982, 6, 30),
+    (1983, 6, 30),
+    (1985, 6, 30),
+    (1987, 12, 31),
+    (1989, 12, 31),
+    (1990, 12, 31),
+    (1992, 6, 30),
+    (1993, 6, 30),
+    (1994, 6, 30),
+    (1995, 12, 31),
+    (1997, 6, 30),
+    (1998, 12, 31),
+    (2005, 12, 31),
+    (2008, 12, 31),
+    (2012, 6, 30),
+    (2015, 6, 30),
+    (2016, 12, 31),
+];
+
+/// Whether an instant in second 60 is a leap second that was inserted.
+fn is_leap_second(t: &DateTime<FixedOffset>) -> bool {
+    let u = t.naive_utc();
+    (u.hour(), u.minute(), u.second()) == (23, 59, 59) && LEAP_SECOND_DAYS.contains(&(u.year(), u.month(), u.day()))
 }
 
 /// Parses a filter bound given by a user: RFC 3339, `YYYY-MM-DD HH:MM[:SS]`
 /// (local time), or a date `YYYY-MM-DD` (local midnight; with `end_of_day`,
 /// the last millisecond of that day, so `--to 2026-11-30` includes the 30th).
+///
+/// A local time that happens twice (the hour repeated when daylight saving
+/// time ends) covers both: a start bound takes the first instant, an end
+/// bound the second.
 pub fn parse_bound(s: &str, end_of_day: bool) -> Result<i64, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_millis());
+        return Ok(epoch_millis(&t));
     }
     for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
         if let Ok(n) = NaiveDateTime::parse_from_str(s, fmt) {
-            return local_millis(n, s);
+            return local_millis(n, s, end_of_day);
         }
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         let n = if end_of_day { d.and_hms_milli_opt(23, 59, 59, 999) } else { d.and_hms_opt(0, 0, 0) };
-        return local_millis(n.ok_or_else(|| format!("{s:?} is not a valid date"))?, s);
+        return local_millis(n.ok_or_else(|| format!("{s:?} is not a valid date"))?, s, end_of_day);
     }
     Err(format!(
         "{s:?} is not a time: use RFC 3339 (2026-11-22T09:45:37+01:00), local `2026-11-22 09:45:37`, or a date `2026-11-22`"
     ))
 }
 
-fn local_millis(n: NaiveDateTime, s: &str) -> Result<i64, String> {
-    Local
-        .from_local_datetime(&n)
-        .earliest()
-        .map(|t| t.timestamp_millis())
-        .ok_or_else(|| format!("{s:?} does not exist in the local time zone"))
+fn local_millis(n: NaiveDateTime, s: &str, end: bool) -> Result<i64, String> {
+    match Local.from_local_datetime(&n) {
+        chrono::LocalResult::Single(t) => Ok(t.timestamp_millis()),
+        chrono::LocalResult::Ambiguous(a, b) => {
+            let (a, b) = (a.timestamp_millis(), b.timestamp_millis());
+            Ok(if end { a.max(b) } else { a.min(b) })
+        }
+        chrono::LocalResult::None => Err(format!(
+            "{s:?} does not exist in the local time zone (the hour skipped when daylight saving time starts); give \
+             an offset, e.g. {}+01:00",
+            n.format("%Y-%m-%dT%H:%M:%S")
+        )),
+    }
 }
 
 /// The `YYYYMMDDHHMMSS` stamp of a file name.
@@ -166,6 +233,19 @@ mod tests {
         let b = parse_bound("2026-11-22", true).unwrap();
         assert_eq!(b - a, 86_400_000 - 1);
         assert!(parse_bound("soon", false).is_err());
+    }
+
+    #[test]
+    fn leap_seconds_are_kept_when_real_and_refused_otherwise() {
+        assert!(normalize("2016-12-31T23:59:60.500Z").unwrap().unwrap().contains(":60.500"));
+        assert!(normalize("2017-01-01T00:59:60.250+01:00").unwrap().unwrap().contains(":60.250"));
+        for bad in ["2026-11-30T10:17:60Z", "2016-12-30T23:59:60Z", "2016-12-31T23:58:60Z"] {
+            assert!(normalize(bad).unwrap_err().contains("no leap second"), "{bad}");
+        }
+        // A leap second sorts after 23:59:59.9 and before the next day.
+        let leap = millis("2016-12-31T23:59:60.500Z").unwrap();
+        assert!(leap > millis("2016-12-31T23:59:59.900Z").unwrap());
+        assert!(leap < millis("2017-01-01T00:00:00.000Z").unwrap());
     }
 
     #[test]

@@ -42,21 +42,48 @@ impl Env {
         c
     }
 
-    /// Runs with `stdin` as input.
-    pub fn run_with_input(&self, args: &[&str], stdin: &[u8]) -> Run {
-        let mut c = self.cmd(args);
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = c.spawn().expect("spawn audit-trail");
-        let mut input = child.stdin.take().unwrap();
-        let data = stdin.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = input.write_all(&data);
-        });
-        let out = child.wait_with_output().expect("wait");
-        writer.join().unwrap();
+    /// A command for the binary with the archiver's clock moved by `offset`
+    /// (libfaketime's `faketime -f`, e.g. `-40d`), for retention by seal time.
+    pub fn cmd_at(&self, offset: &str, args: &[&str]) -> Command {
+        let which = Command::new("sh").arg("-c").arg("command -v faketime").output().expect("sh");
+        assert!(which.status.success(), "faketime is needed (Debian package faketime; .ci/run installs it)");
+        let mut c = Command::new("faketime");
+        c.args(["-f", offset, BIN, "--data-dir"]).arg(&self.data).args(args);
+        c.env_remove("AUDIT_TRAIL_DATA").env("TZ", "Europe/Paris");
+        c
+    }
+
+    /// Runs at a moved clock (see [`cmd_at`](Self::cmd_at)).
+    pub fn run_at(&self, offset: &str, args: &[&str]) -> Run {
+        let out = self.cmd_at(offset, args).stdin(Stdio::null()).output().expect("run faketime audit-trail");
         Run::from(out, args)
     }
 
+    /// Runs at a moved clock with `stdin` as input.
+    pub fn run_with_input_at(&self, offset: &str, args: &[&str], stdin: &[u8]) -> Run {
+        run_piped(self.cmd_at(offset, args), args, stdin)
+    }
+
+    /// Runs with `stdin` as input.
+    pub fn run_with_input(&self, args: &[&str], stdin: &[u8]) -> Run {
+        run_piped(self.cmd(args), args, stdin)
+    }
+}
+
+fn run_piped(mut c: Command, args: &[&str], stdin: &[u8]) -> Run {
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn audit-trail");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("wait");
+    writer.join().unwrap();
+    Run::from(out, args)
+}
+
+impl Env {
     pub fn run(&self, args: &[&str]) -> Run {
         let out = self.cmd(args).stdin(Stdio::null()).output().expect("run audit-trail");
         Run::from(out, args)

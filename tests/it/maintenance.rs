@@ -25,6 +25,13 @@ fn records_at(n: usize, days: i64, tag: &str) -> Vec<u8> {
     out
 }
 
+/// Appends at a moved clock (see `Env::cmd_at`).
+fn append_at(env: &Env, offset: &str, input: &[u8]) -> (u64, u64) {
+    let run = env.run_with_input_at(offset, &["append", "--json", "-"], input).success();
+    let (_, a, b) = parse_batch_ack(&run.stdout).unwrap_or_else(|| panic!("no ack in {:?}", run.stdout));
+    (a, b)
+}
+
 fn append(env: &Env, input: &[u8]) -> (u64, u64) {
     let run = env.run_with_input(&["append", "--json", "-"], input).success();
     let (_, a, b) = parse_batch_ack(&run.stdout).unwrap_or_else(|| panic!("no ack in {:?}", run.stdout));
@@ -189,9 +196,10 @@ fn interrupted_archive_is_finished_by_the_next_run() {
 #[test]
 fn purge_removes_old_files_and_ids_continue() {
     let env = Env::with_config("host_name = \"pbx01\"\ncapacity = 5\nretention_days = 30\n");
-    append(&env, &records_at(10, 60, "old"));
-    env.run(&["rotate"]).success();
-    env.run(&["archive"]).success(); // old files archived: the manifest's last_time is used
+    // Sealed and archived 60 days ago by the archiver's clock.
+    append_at(&env, "-60d", &records_at(10, 60, "old"));
+    env.run_at("-60d", &["rotate"]).success();
+    env.run_at("-60d", &["archive"]).success(); // archived only: the manifest's archive time is used
     let (a, b) = append(&env, &records_at(3, 1, "recent"));
     assert_eq!((a, b), (11, 13));
     env.run(&["rotate"]).success();
@@ -219,8 +227,8 @@ fn purge_removes_old_files_and_ids_continue() {
 
     // Everything sealed is old: all of it goes, and the ids still continue.
     let env = Env::with_config("host_name = \"pbx01\"\ncapacity = 4\nretention_days = 30\n");
-    append(&env, &records_at(9, 60, "old"));
-    env.run(&["rotate"]).success();
+    append_at(&env, "-60d", &records_at(9, 60, "old"));
+    env.run_at("-60d", &["rotate"]).success();
     env.run(&["purge"]).success();
     assert!(env.sealed_files().is_empty());
     // Id 10 is the record of the purge; ids are never reused.
@@ -232,8 +240,8 @@ fn purge_keeps_files_pending_upload_and_retention_off() {
     let env = Env::with_config(
         "host_name = \"pbx01\"\ncapacity = 5\nretention_days = 30\n[targets.x]\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nuser = \"audit\"\nkey_file = \"/etc/audit-trail/id\"\nenabled = true\n[targets.off]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nuser = \"audit\"\npassword_env = \"FTP_PW\"\nenabled = false\n",
     );
-    append(&env, &records_at(10, 60, "old"));
-    env.run(&["rotate"]).success();
+    append_at(&env, "-60d", &records_at(10, 60, "old"));
+    env.run_at("-60d", &["rotate"]).success();
     let sealed = env.sealed_files();
     assert_eq!(sealed.len(), 2);
     let run = env.run(&["purge"]).success();
