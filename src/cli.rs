@@ -24,6 +24,11 @@ pub struct Opts {
     #[arg(long, global = true, value_name = "DIR")]
     pub schedules: Option<PathBuf>,
 
+    /// Seconds to wait for each answer of the running service (append); past
+    /// it the command fails with exit status 5: the outcome is unknown
+    #[arg(long, global = true, env = "AUDIT_TRAIL_TIMEOUT", value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -7,9 +7,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 
 use crate::commands::Ctx;
+use crate::error::{Kind, ServiceLink, failure};
 use crate::server;
 
 /// How long to wait for a service that is starting to open its socket.
@@ -25,11 +26,15 @@ pub fn ingest(ctx: &Ctx) -> Result<Option<UnixStream>> {
             Err(e) => {
                 let Some(pid) = server::running_pid(&ctx.layout) else { return Ok(None) };
                 if Instant::now() >= deadline {
-                    bail!(
-                        "audit-trail serve (pid {pid}) runs on {} but its socket {} cannot be reached: {e}",
-                        ctx.layout.data_dir.display(),
-                        path.display()
-                    );
+                    return Err(failure(
+                        Kind::Temporary,
+                        format!(
+                            "audit-trail serve (pid {pid}) runs on {} but its socket {} cannot be reached: {e}; \
+                             nothing was stored, try again later",
+                            ctx.layout.data_dir.display(),
+                            path.display()
+                        ),
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -56,9 +61,9 @@ pub fn control(ctx: &Ctx, command: &str) -> Result<Option<String>> {
         }
     };
     let mut w = &stream;
-    writeln!(w, "{}", serde_json::json!({ "command": command })).context("cannot reach the service")?;
+    writeln!(w, "{}", serde_json::json!({ "command": command })).map_err(|e| link(e, "cannot reach the service"))?;
     let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line).context("no answer from the service")?;
+    BufReader::new(&stream).read_line(&mut line).map_err(|e| link(e, "no answer from the service"))?;
     let v: serde_json::Value =
         serde_json::from_str(&line).map_err(|_| anyhow!("the service gave an answer that is not JSON: {line:?}"))?;
     if v.get("ok").and_then(serde_json::Value::as_bool) == Some(true) {
@@ -73,30 +78,47 @@ pub fn control(ctx: &Ctx, command: &str) -> Result<Option<String>> {
 pub enum Answer {
     Id(u64),
     Dropped(String),
-    Error(String),
+    /// Refused: nothing of the line was stored. `retry` says whether sending
+    /// it again later can succeed.
+    Error {
+        message: String,
+        retry: bool,
+    },
 }
 
 pub fn parse_answer(line: &str) -> Answer {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-        return Answer::Error(format!("unreadable answer from the service: {line:?}"));
+        return Answer::Error { message: format!("unreadable answer from the service: {line:?}"), retry: false };
     };
     if let Some(id) = v.get("id").and_then(serde_json::Value::as_u64) {
         Answer::Id(id)
     } else if let Some(d) = v.get("dropped").and_then(|d| d.as_str()) {
         Answer::Dropped(d.to_owned())
     } else {
-        Answer::Error(v.get("error").and_then(|e| e.as_str()).unwrap_or("unknown answer").to_owned())
+        Answer::Error {
+            message: v.get("error").and_then(|e| e.as_str()).unwrap_or("unknown answer").to_owned(),
+            retry: v.get("retry").and_then(serde_json::Value::as_bool).unwrap_or(false),
+        }
     }
 }
 
 /// Sends request lines and collects one answer per non-blank line, writing
 /// and reading at once so a large input never fills both socket buffers.
-pub fn submit(stream: UnixStream, input: &[u8], mut on_answer: impl FnMut(Answer)) -> Result<usize> {
+///
+/// Fails with [`Kind::Temporary`] when the service refused the connection
+/// before reading anything (every answer a retryable error, then the end), and
+/// with [`Kind::Unknown`] when it stopped answering or closed the connection
+/// after requests were sent: those may or may not be stored.
+///
+/// `timeout` bounds the wait for each answer.
+pub fn submit(stream: UnixStream, input: &[u8], timeout: Duration, mut on_answer: impl FnMut(Answer)) -> Result<usize> {
     let expected = input
         .split(|&b| b == b'\n')
         .filter(|l| !l.strip_suffix(b"\r").unwrap_or(l).iter().all(u8::is_ascii_whitespace))
         .count();
-    let mut w = stream.try_clone()?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| link(e, "cannot set a timeout on the socket"))?;
+    stream.set_write_timeout(Some(timeout)).map_err(|e| link(e, "cannot set a timeout on the socket"))?;
+    let mut w = stream.try_clone().map_err(|e| link(e, "cannot use the socket"))?;
     std::thread::scope(|s| -> Result<usize> {
         let writer = s.spawn(move || -> std::io::Result<()> {
             w.write_all(input)?;
@@ -107,19 +129,61 @@ pub fn submit(stream: UnixStream, input: &[u8], mut on_answer: impl FnMut(Answer
         });
         let mut rd = BufReader::with_capacity(256 * 1024, &stream);
         let mut line = String::new();
-        let mut n = 0;
+        let (mut n, mut refused_retry) = (0, 0);
+        let mut lost = None;
         while n < expected {
             line.clear();
-            if rd.read_line(&mut line).context("lost the connection to the service")? == 0 {
-                break;
+            match rd.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    lost = Some(e);
+                    break;
+                }
             }
-            on_answer(parse_answer(line.trim_end()));
+            let a = parse_answer(line.trim_end());
+            if matches!(a, Answer::Error { retry: true, .. }) {
+                refused_retry += 1;
+            }
+            on_answer(a);
             n += 1;
         }
-        writer.join().map_err(|_| anyhow!("the sending thread failed"))?.context("cannot send to the service")?;
-        if n < expected {
-            bail!("the service closed the connection after {n} of {expected} answers");
+        // Once every answer is in, how the sending side ended does not matter
+        // (the service may close early after refusing everything).
+        let sent = writer.join().map_err(|_| anyhow!("the sending thread failed"))?;
+        if n == expected {
+            return Ok(n);
         }
-        Ok(n)
+        if n > 0 && refused_retry == n {
+            // The service refused the connection ("too many clients") and closed it.
+            return Err(failure(
+                Kind::Temporary,
+                format!(
+                    "the service refused the connection; nothing of the remaining {} line(s) was stored; try again later",
+                    expected - n
+                ),
+            ));
+        }
+        let why = match (lost, sent) {
+            (Some(e), _) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                format!("the service gave no answer for {} s", timeout.as_secs())
+            }
+            (Some(e), _) => format!("lost the connection to the service: {e}"),
+            (None, Err(e)) => format!("the service closed the connection: {e}"),
+            (None, Ok(())) => "the service closed the connection".to_owned(),
+        };
+        Err(failure(
+            Kind::Unknown,
+            format!(
+                "{why} after {n} of {expected} answers; the {} unanswered record(s) may or may not be stored \
+                 (check with `audit-trail export` before sending them again)",
+                expected - n
+            ),
+        ))
     })
+}
+
+/// An I/O error on the service's socket, never taken for a closed stdout.
+fn link(e: std::io::Error, what: &str) -> anyhow::Error {
+    anyhow::Error::new(e).context(ServiceLink(what.to_owned()))
 }

@@ -38,6 +38,8 @@ pub struct Ctx {
     pub schedules_dir: PathBuf,
     pub host: String,
     pub clock: Arc<dyn Clock>,
+    /// How long to wait for each answer of the running service.
+    pub timeout: std::time::Duration,
 }
 
 impl Ctx {
@@ -47,7 +49,12 @@ impl Ctx {
             Some(p) => (p.clone(), true),
             None => (data_dir.join("audit-trail.toml"), false),
         };
-        let config = Config::load(&config_path, explicit)?;
+        let config = Config::load(&config_path, explicit).map_err(|e| {
+            e.context(crate::error::Failure {
+                kind: crate::error::Kind::Config,
+                message: "the configuration cannot be used".into(),
+            })
+        })?;
         let host = config.host();
         let schedules_dir = opts
             .schedules
@@ -62,6 +69,7 @@ impl Ctx {
             schedules_dir,
             host,
             clock: Arc::new(SystemClock),
+            timeout: std::time::Duration::from_secs(opts.timeout.max(1)),
         })
     }
 
@@ -79,10 +87,16 @@ impl Ctx {
     /// Opens the log for writing, printing what recovery repaired.
     pub fn open_log(&self) -> Result<Log> {
         let key = self.config.mac_key()?;
-        let (log, notes) = Log::open(&self.layout, &self.host, self.config.capacity, self.clock.clone(), key)?;
+        let (mut log, notes) = Log::open(&self.layout, &self.host, self.config.capacity, self.clock.clone(), key)?;
         for n in notes {
             eprintln!("audit-trail: {n}");
         }
+        let events: Vec<_> = log
+            .take_incidents()
+            .into_iter()
+            .map(|i| crate::selfaudit::Event::new("Log", "Integrity", i).failed())
+            .collect();
+        crate::selfaudit::append_to(&mut log, &events, &self.host, &*self.clock)?;
         Ok(log)
     }
 }
@@ -123,9 +137,9 @@ impl Ctx {
         if let Some(stream) = crate::client::ingest(self)? {
             let input: String = events.iter().map(crate::selfaudit::Event::json_line).collect();
             let mut refused = Vec::new();
-            crate::client::submit(stream, input.as_bytes(), |a| {
-                if let crate::client::Answer::Error(e) = a {
-                    refused.push(e);
+            crate::client::submit(stream, input.as_bytes(), self.timeout, |a| {
+                if let crate::client::Answer::Error { message, .. } = a {
+                    refused.push(message);
                 }
             })?;
             if !refused.is_empty() {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod error;
 pub mod export;
 pub mod history;
 pub mod ledger;
@@ -32,13 +33,3 @@ pub mod xml_write;
 pub const STYLESHEET_XSL: &str = include_str!("../schema/audit-trail.xsl");
 /// The schema of the file format (schema/audit-trail.xsd).
 pub const SCHEMA_XSD: &str = include_str!("../schema/audit-trail.xsd");
-
-/// True when an error is only a closed output pipe (`audit-trail export | head`).
-pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            || c.downcast_ref::<csv::Error>().is_some_and(
-                |ce| matches!(ce.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe),
-            )
-    })
-}

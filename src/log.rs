@@ -102,7 +102,17 @@ pub struct Log {
     key: Option<MacKey>,
     dirs_dirty: bool,
     poisoned: bool,
+    /// What went wrong under the writer and was repaired, for the owner to
+    /// report loudly and record as self-audit events ([`Log::take_incidents`]).
+    incidents: Vec<String>,
+    /// The next id last written to the high-water mark file.
+    mark_written: u64,
 }
+
+/// File under `state/` holding the id high-water mark: the next id that
+/// may be handed out. Ids below it were handed out, whatever happens later to
+/// the files that held them.
+pub const HIGH_WATER: &str = "next-id";
 
 impl Log {
     /// Takes the writer lock (waiting for another writer to finish), creates
@@ -141,8 +151,11 @@ impl Log {
             key,
             dirs_dirty: false,
             poisoned: false,
+            incidents: Vec::new(),
+            mark_written: 0,
         };
-        let notes = log.recover()?;
+        let mut notes = log.recover()?;
+        log.apply_high_water(&mut notes)?;
         Ok((log, notes))
     }
 
@@ -163,6 +176,10 @@ impl Log {
         &self.host
     }
 
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// Name and record count of the active file, if any.
     pub fn active(&self) -> Option<(&Path, u64)> {
         self.active.as_ref().map(|a| (a.path.as_path(), a.count))
@@ -177,6 +194,73 @@ impl Log {
             return None;
         }
         Some((self.next_id - 1, a.chain?))
+    }
+
+    /// Problems found and repaired since the last call (an active file
+    /// deleted or replaced under the writer, ids skipped at open). Each is a
+    /// sentence for the operator and for a self-audit record.
+    pub fn take_incidents(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.incidents)
+    }
+
+    /// Ids never go back: when the files give a next id below the
+    /// high-water mark (an active file deleted while the service was stopped,
+    /// `state/` restored from an older copy), the log continues at the mark
+    /// and names the gap.
+    fn apply_high_water(&mut self, notes: &mut Vec<String>) -> Result<()> {
+        let path = self.layout.state.join(HIGH_WATER);
+        let mark = match read_nofollow(&path) {
+            Ok(text) => text.trim().parse::<u64>().ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let Some(mark) = mark else {
+            if path.exists() {
+                notes.push(format!("{} is unreadable; the next id is taken from the files", path.display()));
+            }
+            return Ok(());
+        };
+        self.mark_written = mark;
+        if mark > self.next_id {
+            let gap = format!(
+                "ids {}..{} were handed out but no file holds them (the high-water mark {} says {mark}); the \
+                 log continues at id {mark} and never hands them out again",
+                self.next_id,
+                mark - 1,
+                path.display()
+            );
+            notes.push(gap.clone());
+            self.incidents.push(gap);
+            if let Some(a) = self.active.take() {
+                // The ids of the active file's next records are gone: seal it
+                // as it is; the next file starts at the mark.
+                if a.count == 0 {
+                    fs::remove_file(&a.path).with_context(|| format!("cannot remove {}", a.path.display()))?;
+                    self.dirs_dirty = true;
+                } else {
+                    let mut a = a;
+                    let info = self.seal_info(&a);
+                    write_all_at_end(&mut a, &xml_write::seal(&info))?;
+                    self.chain = a.chain;
+                    self.prev_stem = Some(a.stem.clone());
+                    self.finish_seal(a)?;
+                }
+                self.sync_dirs()?;
+            }
+            self.next_id = mark;
+        }
+        Ok(())
+    }
+
+    /// Writes the high-water mark when the next id has passed it.
+    pub fn save_high_water(&mut self) -> Result<()> {
+        if self.next_id <= self.mark_written {
+            return Ok(());
+        }
+        let path = self.layout.state.join(HIGH_WATER);
+        write_replace(&path, format!("{}\n", self.next_id).as_bytes())?;
+        self.mark_written = self.next_id;
+        Ok(())
     }
 
     fn recover(&mut self) -> Result<Vec<String>> {
@@ -208,9 +292,12 @@ impl Log {
         // Older active files were on their way to being sealed.
         for (stem, path, scan) in parsed {
             let mut a = self.reopen_active(stem, path, &scan, &mut notes)?;
-            if !scan.sealed {
+            if scan.sealed {
+                notes.push(format!("finished sealing {} (it was sealed but not yet moved)", a.path.display()));
+            } else {
                 let info = self.seal_info(&a);
                 write_all_at_end(&mut a, &xml_write::seal(&info))?;
+                notes.push(format!("sealed {} (a newer file follows it)", a.path.display()));
             }
             self.chain = a.chain;
             self.prev_stem = Some(a.stem.clone());
@@ -318,13 +405,7 @@ impl Log {
     /// Makes the sealed file durable, then gives it its final name.
     fn finish_seal(&mut self, a: Active) -> Result<Sealed> {
         a.file.sync_all().with_context(|| format!("cannot sync {}", a.path.display()))?;
-        let dest = self.layout.sealed.join(format!("{}.xml", a.stem));
-        if dest.exists() {
-            bail!("cannot seal {}: {} already exists", a.path.display(), dest.display());
-        }
-        fs::rename(&a.path, &dest)
-            .with_context(|| format!("cannot move {} to {}", a.path.display(), dest.display()))?;
-        self.dirs_dirty = true;
+        let dest = self.move_sealed(&a.path, &a.stem)?;
         let info = SealInfo {
             first_id: a.first_id,
             last_id: a.first_id + a.count.max(1) - 1,
@@ -334,6 +415,17 @@ impl Log {
             mac: None,
         };
         Ok(Sealed { path: dest, info })
+    }
+
+    /// Gives a durable sealed file its final name under `audit_trail/`.
+    fn move_sealed(&mut self, path: &Path, stem: &str) -> Result<PathBuf> {
+        let dest = self.layout.sealed.join(format!("{stem}.xml"));
+        if dest.exists() {
+            bail!("cannot seal {}: {} already exists", path.display(), dest.display());
+        }
+        fs::rename(path, &dest).with_context(|| format!("cannot move {} to {}", path.display(), dest.display()))?;
+        self.dirs_dirty = true;
+        Ok(dest)
     }
 
     fn sync_dirs(&mut self) -> Result<()> {
@@ -348,6 +440,7 @@ impl Log {
 
     /// Starts a new active file whose first record will get `next_id`.
     fn start_file(&mut self) -> Result<()> {
+        self.save_high_water()?;
         let now = self.clock.now();
         let mut stamp = now.naive_local();
         stamp = stamp.with_nanosecond(0).unwrap_or(stamp);
@@ -437,8 +530,10 @@ impl Log {
     }
 
     /// Starts a batch of appends that ends with one fsync in
-    /// [`Appender::commit`]. Dropping the appender without committing leaves
-    /// the log as a crash would (nothing acknowledged) and it must be reopened.
+    /// [`Appender::commit`]. A batch is stored whole or not at all: files it
+    /// fills are sealed only at the commit, and a batch that fails or is
+    /// dropped without committing is taken back (the log must then be
+    /// reopened, which finds it as it was before the batch).
     pub fn begin(&mut self) -> Result<Appender<'_>> {
         if self.poisoned {
             bail!("the log hit a write error earlier; reopen it");
@@ -446,7 +541,17 @@ impl Log {
         // Poisoned until committed: an abandoned batch leaves the log unusable.
         self.poisoned = true;
         let first = self.next_id;
-        Ok(Appender { log: self, buf: Vec::with_capacity(WRITE_CHUNK + 64 * 1024), pending: 0, first })
+        let undo = self.active.as_ref().map(|a| (a.path.clone(), a.len));
+        Ok(Appender {
+            log: self,
+            buf: Vec::with_capacity(WRITE_CHUNK + 64 * 1024),
+            pending: 0,
+            first,
+            undo,
+            filled: Vec::new(),
+            created: Vec::new(),
+            done: false,
+        })
     }
 
     /// Seals the active file now, even if it is not full. Returns what was
@@ -467,6 +572,17 @@ impl Log {
     }
 }
 
+impl Drop for Log {
+    /// Leaves the high-water mark at the next id, so ids are never handed
+    /// out twice even if the active file is lost while nothing runs. A log
+    /// poisoned by a failed batch holds ids that were taken back: not saved.
+    fn drop(&mut self) {
+        if !self.poisoned {
+            let _ = self.save_high_water();
+        }
+    }
+}
+
 /// A batch of appends in progress (see [`Log::begin`]).
 pub struct Appender<'l> {
     log: &'l mut Log,
@@ -474,6 +590,14 @@ pub struct Appender<'l> {
     /// Records in `buf`, not yet written to the active file.
     pending: u64,
     first: u64,
+    /// The active file when the batch began, and its length then.
+    undo: Option<(PathBuf, u64)>,
+    /// Files this batch filled (path and stem): trailer written and
+    /// fsynced, given their sealed name at the commit.
+    filled: Vec<(PathBuf, String)>,
+    /// Files this batch created.
+    created: Vec<PathBuf>,
+    done: bool,
 }
 
 impl Appender<'_> {
@@ -483,7 +607,7 @@ impl Appender<'_> {
         let full = self.log.active.as_ref().is_none_or(|a| a.count + self.pending >= self.log.capacity);
         if full {
             self.flush()?;
-            self.log.roll()?;
+            self.next_file()?;
         }
         let Some(split) = entry.len().checked_sub(Partial::ENCODED) else {
             bail!("a record entry is shorter than its partial hash")
@@ -506,17 +630,38 @@ impl Appender<'_> {
         Ok(id)
     }
 
+    /// Writes the trailer of the full active file (it is renamed at the
+    /// commit) and starts the next file.
+    fn next_file(&mut self) -> Result<()> {
+        let log = &mut *self.log;
+        if let Some(mut a) = log.active.take() {
+            if a.count > 0 {
+                let info = log.seal_info(&a);
+                write_all_at_end(&mut a, &xml_write::seal(&info))?;
+                ensure_linked(&log.layout, &mut a, &mut log.incidents)?;
+                // Durable now, and closed: a batch of any size holds one file open.
+                a.file.sync_all().with_context(|| format!("cannot sync {}", a.path.display()))?;
+                log.chain = a.chain;
+                log.prev_stem = Some(a.stem.clone());
+                self.filled.push((a.path, a.stem));
+            } else {
+                log.active = Some(a);
+                return Ok(());
+            }
+        }
+        log.start_file()?;
+        if let Some(a) = &log.active {
+            self.created.push(a.path.clone());
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
         let a = self.log.active.as_mut().context("no active file")?;
-        let good = a.len;
-        if let Err(e) = write_all_at_end(a, &self.buf) {
-            // Leave only whole records behind; recovery would do the same.
-            let _ = a.file.set_len(good);
-            return Err(e);
-        }
+        write_all_at_end(a, &self.buf)?;
         a.count += self.pending;
         self.pending = 0;
         self.buf.clear();
@@ -524,21 +669,156 @@ impl Appender<'_> {
     }
 
     /// Writes what is buffered and fsyncs; returns the first and last id
-    /// appended (`None` when nothing was).
+    /// appended (`None` when nothing was). On an error nothing of the batch
+    /// is stored.
     pub fn commit(mut self) -> Result<Option<(u64, u64)>> {
         self.flush()?;
-        let log = &mut *self.log;
-        if log.next_id == self.first {
-            log.poisoned = false;
+        if self.log.next_id == self.first {
+            self.done = true;
+            self.log.poisoned = false;
             return Ok(None);
         }
-        if let Some(a) = &log.active {
+        // The file the batch wrote to must still be the one under its name.
+        if let Some(a) = self.log.active.as_mut() {
+            ensure_linked(&self.log.layout, a, &mut self.log.incidents)?;
+        }
+        if let Some(a) = &self.log.active {
             a.file.sync_data().with_context(|| format!("cannot sync {}", a.path.display()))?;
         }
-        log.sync_dirs()?;
-        log.poisoned = false;
-        Ok(Some((self.first, log.next_id - 1)))
+        self.log.sync_dirs()?;
+        // Durable from here: every record is in an fsynced file under a name
+        // recovery finds. Giving the filled files their sealed names cannot
+        // take it back; if it fails, the next open finishes it.
+        self.done = true;
+        let ids = Some((self.first, self.log.next_id - 1));
+        for (path, stem) in std::mem::take(&mut self.filled) {
+            if let Err(e) = self.log.move_sealed(&path, &stem) {
+                self.log.incidents.push(format!("{e:#}; the next start finishes the seal"));
+                return Ok(ids);
+            }
+        }
+        if self.log.sync_dirs().is_err() {
+            return Ok(ids);
+        }
+        self.log.poisoned = false;
+        Ok(ids)
     }
+
+    /// Takes the batch back: the active file it began with is cut to its old
+    /// length and the files it created are removed. The log stays poisoned
+    /// and is reopened from the files.
+    fn roll_back(&mut self) -> Result<()> {
+        self.log.active = None;
+        self.filled.clear();
+        if let Some((path, len)) = &self.undo {
+            let f =
+                OpenOptions::new().write(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            f.set_len(*len)
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("cannot cut {} back", path.display()))?;
+        }
+        for path in &self.created {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+            }
+        }
+        File::open(&self.log.layout.active).and_then(|d| d.sync_all())?;
+        Ok(())
+    }
+}
+
+impl Drop for Appender<'_> {
+    fn drop(&mut self) {
+        if !self.done
+            && let Err(e) = self.roll_back()
+        {
+            // Leave it to recovery, and say that this batch may be stored.
+            self.log.incidents.push(format!(
+                "a failed batch (ids from {}) could not be taken back: {e:#}; recovery keeps what reached the disk",
+                self.first
+            ));
+        }
+    }
+}
+
+/// Makes sure the file an [`Active`] writes to is the one under its name.
+/// When it was deleted or replaced, its content is written again under the
+/// name (from the open handle, which still holds every byte), a replacing
+/// file is moved to `state/displaced/`, and the event is kept as an incident.
+fn ensure_linked(layout: &Layout, a: &mut Active, incidents: &mut Vec<String>) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = a.file.metadata().with_context(|| format!("cannot stat {}", a.path.display()))?;
+    let named = fs::symlink_metadata(&a.path);
+    let same = matches!(&named, Ok(m) if m.dev() == ours.dev() && m.ino() == ours.ino()) && ours.nlink() > 0;
+    if same {
+        return Ok(());
+    }
+    let what = if named.is_ok() {
+        let dir = layout.state.join("displaced");
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let name = a.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let aside = dir.join(format!("{name}.{}", std::process::id()));
+        fs::rename(&a.path, &aside).with_context(|| format!("cannot move {} aside", a.path.display()))?;
+        format!("replaced by another file (moved to {})", aside.display())
+    } else {
+        "deleted".to_owned()
+    };
+    let tmp = a.path.with_extension("open.restoring");
+    let _ = fs::remove_file(&tmp);
+    let mut copy = OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    a.file.seek(SeekFrom::Start(0))?;
+    std::io::copy(&mut std::io::Read::take(&a.file, a.len), &mut copy)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    copy.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
+    fs::rename(&tmp, &a.path).with_context(|| format!("cannot put {} back", a.path.display()))?;
+    File::open(&layout.active).and_then(|d| d.sync_all())?;
+    a.file = copy;
+    incidents.push(format!(
+        "the active file {} was {what} while records were being written to it; it was written again from the \
+         writer's open handle with all {} record(s), ids {}..{}",
+        a.path.display(),
+        a.count,
+        a.first_id,
+        a.first_id + a.count.max(1) - 1
+    ));
+    Ok(())
+}
+
+/// Reads a small file without following a symbolic link at its name.
+fn read_nofollow(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(path)?;
+    let mut s = String::new();
+    f.read_to_string(&mut s)?;
+    Ok(s)
+}
+
+/// Replaces a small file atomically and durably: written to a new file with
+/// an unpredictable name beside it, fsynced, renamed over.
+fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut n = [0u8; 8];
+    File::open("/dev/urandom").and_then(|mut r| std::io::Read::read_exact(&mut r, &mut n)).ok();
+    let tmp = dir.join(format!(".{}.{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("tmp"), hex::encode(n)));
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    let done = f.write_all(bytes).and_then(|()| f.sync_all()).and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = done {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))
 }
 
 /// Renders a record for [`Appender::push_entry`]: its body

@@ -6,10 +6,10 @@ fn main() -> ExitCode {
     let opts = audit_trail::cli::Opts::parse();
     match audit_trail::commands::run(opts) {
         Ok(code) => code,
-        Err(e) if audit_trail::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if audit_trail::error::is_stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("audit-trail: error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(audit_trail::error::kind_of(&e).exit_code())
         }
     }
 }

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use super::Ctx;
 use crate::cli::AppendArgs;
 use crate::client::{self, Answer};
+use crate::error::{Kind, failure};
 use crate::log::Log;
 use crate::mask::{self, EventMask};
 use crate::record::{self, Defaults, Field, FieldError, Record};
@@ -39,7 +40,7 @@ fn append_one(ctx: &Ctx, args: &AppendArgs, defaults: &Defaults<'_>) -> Result<E
         for e in &errors {
             eprintln!("audit-trail: {}", flag_message(e));
         }
-        bail!("record not appended");
+        return Err(failure(Kind::Invalid, "record not appended"));
     }
     if let Some(stream) = client::ingest(ctx)? {
         let mut line = Vec::new();
@@ -48,7 +49,7 @@ fn append_one(ctx: &Ctx, args: &AppendArgs, defaults: &Defaults<'_>) -> Result<E
         let line =
             [b"{".as_slice(), &line[line.iter().position(|&b| b == b',').map_or(line.len() - 2, |p| p + 1)..]].concat();
         let mut answer = None;
-        client::submit(stream, &line, |a| answer = Some(a))?;
+        client::submit(stream, &line, ctx.timeout, |a| answer = Some(a))?;
         return match answer.context("no answer from the service")? {
             Answer::Id(id) => {
                 println!("{id}");
@@ -58,7 +59,10 @@ fn append_one(ctx: &Ctx, args: &AppendArgs, defaults: &Defaults<'_>) -> Result<E
                 eprintln!("audit-trail: dropped: {why}");
                 Ok(ExitCode::SUCCESS)
             }
-            Answer::Error(e) => bail!("record not appended: {e}"),
+            Answer::Error { message, retry } => {
+                let kind = if retry { Kind::Temporary } else { Kind::Invalid };
+                Err(failure(kind, format!("record not appended: {message}")))
+            }
         };
     }
     let mut log = ctx.open_log_for_append()?;
@@ -251,10 +255,10 @@ fn append_json(ctx: &Ctx, path: &std::path::Path, defaults: &Defaults<'_>) -> Re
             }
             writeln!(err, "audit-trail: line {n}: {e}")?;
         }
-        bail!("{bad_lines} invalid line(s) in the input; nothing was appended");
+        return Err(failure(Kind::Invalid, format!("{bad_lines} invalid line(s) in the input; nothing was appended")));
     }
     if let Some(stream) = client::ingest(ctx)? {
-        return append_via_service(stream, &input);
+        return append_via_service(stream, &input, ctx.timeout);
     }
     let dropped_note = dropped_note(dropped.values().sum());
     if total == 0 {
@@ -280,12 +284,17 @@ fn dropped_note(n: u64) -> String {
 }
 
 /// Sends checked input through the running service's socket.
-fn append_via_service(stream: std::os::unix::net::UnixStream, input: &[u8]) -> Result<ExitCode> {
+fn append_via_service(
+    stream: std::os::unix::net::UnixStream,
+    input: &[u8],
+    timeout: std::time::Duration,
+) -> Result<ExitCode> {
     let (mut count, mut dropped) = (0u64, 0u64);
     let (mut first, mut last) = (u64::MAX, 0);
     let mut errors = Vec::new();
+    let mut retryable = 0;
     let mut numbers = lines(input, 1).map(|(n, _)| n);
-    client::submit(stream, input, |a| {
+    let submitted = client::submit(stream, input, timeout, |a| {
         let n = numbers.next().unwrap_or(0);
         match a {
             Answer::Id(id) => {
@@ -294,9 +303,19 @@ fn append_via_service(stream: std::os::unix::net::UnixStream, input: &[u8]) -> R
                 last = last.max(id);
             }
             Answer::Dropped(_) => dropped += 1,
-            Answer::Error(e) => errors.push((n, e)),
+            Answer::Error { message, retry } => {
+                retryable += usize::from(retry);
+                errors.push((n, message));
+            }
         }
-    })?;
+    });
+    if let Err(e) = submitted {
+        // Some answers may have arrived: say what is known to be stored.
+        if count > 0 {
+            eprintln!("audit-trail: {count} record(s) stored before the failure: ids {first}..{last}");
+        }
+        return Err(e);
+    }
     for (n, e) in &errors {
         eprintln!("audit-trail: line {n}: {e}");
     }
@@ -309,7 +328,9 @@ fn append_via_service(stream: std::os::unix::net::UnixStream, input: &[u8]) -> R
     };
     println!("appended {count} records{ids}{}", dropped_note(dropped));
     if !errors.is_empty() {
-        bail!("{} record(s) were refused by the service", errors.len());
+        // Every record that got an id is stored; the refused ones are not.
+        let kind = if retryable == errors.len() { Kind::Temporary } else { Kind::Invalid };
+        return Err(failure(kind, format!("{} record(s) were refused by the service and not stored", errors.len())));
     }
     Ok(ExitCode::SUCCESS)
 }

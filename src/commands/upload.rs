@@ -62,7 +62,7 @@ pub fn run(ctx: &Ctx, args: UploadArgs) -> Result<ExitCode> {
         &upload::Quiet
     };
     let reports = upload::run(&ctx.layout, &ctx.config, args.target.as_deref(), ctx.clock.as_ref(), progress)?;
-    let mut ok = true;
+    let (mut ok, mut permanent) = (true, false);
     for r in &reports {
         for n in &r.notes {
             eprintln!("audit-trail: {n}");
@@ -71,8 +71,15 @@ pub fn run(ctx: &Ctx, args: UploadArgs) -> Result<ExitCode> {
             println!("{r}");
         } else {
             ok = false;
+            permanent |= r.permanent || !r.refused.is_empty();
             eprintln!("audit-trail: upload to {r}");
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    // A target that could not be reached is a temporary failure: the files
+    // stay pending and the next run sends them.
+    Ok(match (ok, permanent) {
+        (true, _) => ExitCode::SUCCESS,
+        (false, true) => ExitCode::FAILURE,
+        (false, false) => ExitCode::from(crate::error::Kind::Temporary.exit_code()),
+    })
 }

@@ -20,7 +20,7 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     let report = verify::verify(targets, &opts);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json(&report, &opts))?);
-        return Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        return Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { tampered() });
     }
     for n in &report.notes {
         eprintln!("audit-trail: note: {n}");
@@ -34,7 +34,7 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
             eprintln!("audit-trail: {p}");
         }
         eprintln!("audit-trail: verify FAILED: {} problem(s); first: {first}", report.problems.len());
-        return Ok(ExitCode::FAILURE);
+        return Ok(tampered());
     }
     let mut extra = String::new();
     if !opts.keys.is_empty() {
@@ -69,4 +69,9 @@ fn json(report: &verify::Report, opts: &verify::Options) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "notes": report.notes,
     })
+}
+
+/// The exit status for files that did not verify.
+fn tampered() -> ExitCode {
+    ExitCode::from(crate::error::Kind::Tampered.exit_code())
 }

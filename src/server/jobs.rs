@@ -54,7 +54,7 @@ pub fn submit_events(writer: &SyncSender<Request>, host: &str, clock: &dyn Clock
     }
     let (tx, rx) = mpsc::channel();
     writer.send(Request::Append(Batch { bodies, ends, reply: tx })).map_err(|_| anyhow!("the log writer stopped"))?;
-    rx.recv().map_err(|_| anyhow!("the log writer stopped"))?.map_err(|e| anyhow!(e))?;
+    rx.recv().map_err(|_| anyhow!("the log writer stopped"))?.map_err(|e| anyhow!(e.message))?;
     Ok(())
 }
 

@@ -170,7 +170,13 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     let (wtx, whandle) = writer::spawn(log, reopen, durable.clone());
     jobs::submit_events(&wtx, &ctx.host, &*ctx.clock, &events).context("cannot record the service start")?;
 
-    let shared = Arc::new(Shared::new(wtx.clone(), ctx.host.clone(), ctx.clock.clone(), ctx.config.mask()));
+    let mut shared = Shared::new(wtx.clone(), ctx.host.clone(), ctx.clock.clone(), ctx.config.mask());
+    let (cap, fds) = ingest::client_cap();
+    shared.max_clients = cap;
+    if cap < ingest::MAX_CLIENTS {
+        eprintln!("audit-trail: {fds} open files allowed: serving at most {cap} ingest clients at once");
+    }
+    let shared = Arc::new(shared);
     let sh = shared.clone();
     let accept = std::thread::Builder::new().name("accept".into()).spawn(move || ingest::accept_loop(listener, sh))?;
 

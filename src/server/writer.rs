@@ -23,7 +23,28 @@ pub struct Batch {
     /// End offset of each body in `bodies`.
     pub ends: Vec<usize>,
     /// Gets the id of the first record once all are on disk.
-    pub reply: mpsc::Sender<Result<u64, String>>,
+    pub reply: mpsc::Sender<Result<u64, Refused>>,
+}
+
+/// Why a batch was not stored: none of it was.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub message: String,
+    /// Whether sending the same records again later can succeed.
+    pub retry: bool,
+}
+
+impl Refused {
+    fn from_error(e: &anyhow::Error, what: &str) -> Refused {
+        Refused {
+            message: format!("{what}: {e:#}; nothing of it was stored"),
+            retry: crate::error::kind_of(e) == crate::error::Kind::Temporary,
+        }
+    }
+
+    pub fn stopping() -> Refused {
+        Refused { message: "the service is stopping; record not accepted".into(), retry: true }
+    }
 }
 
 pub enum Request {
@@ -37,6 +58,9 @@ pub enum Request {
 const QUEUE: usize = 256;
 /// A group stops taking queued requests beyond this many bytes of records.
 const GROUP_BYTES: usize = 64 << 20;
+
+/// How often the id high-water mark follows the ids handed out.
+const MARK_EVERY: Duration = Duration::from_secs(1);
 
 pub type Reopen = Box<dyn Fn() -> Result<Log> + Send>;
 
@@ -79,6 +103,7 @@ pub fn spawn(log: Log, reopen: Reopen, durable: std::sync::Arc<Durable>) -> (Syn
 fn run(log: Log, reopen: Reopen, rx: Receiver<Request>, durable: &Durable) {
     let mut log = Some(log);
     let mut next_id = log.as_ref().map_or(0, Log::next_id);
+    let mut last_mark = std::time::Instant::now();
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         let mut bytes = size(&group[0]);
@@ -95,10 +120,10 @@ fn run(log: Log, reopen: Reopen, rx: Receiver<Request>, durable: &Durable) {
             match reopen() {
                 Ok(l) => log = Some(l),
                 Err(e) => {
-                    let msg = format!("the log cannot be written: {e:#}");
-                    eprintln!("audit-trail: {msg}");
+                    let why = Refused::from_error(&e, "the log cannot be written");
+                    eprintln!("audit-trail: {}", why.message);
                     for r in group {
-                        fail(r, &msg, next_id);
+                        fail(r, &why, next_id);
                     }
                     // Do not spin on a persistent failure.
                     std::thread::sleep(Duration::from_millis(200));
@@ -107,14 +132,26 @@ fn run(log: Log, reopen: Reopen, rx: Receiver<Request>, durable: &Durable) {
             }
         }
         let l = log.as_mut().expect("log present");
+        report_incidents(l);
         let stop = process(l, group);
+        report_incidents(l);
+        if last_mark.elapsed() >= MARK_EVERY && !l.is_poisoned() {
+            if let Err(e) = l.save_high_water() {
+                eprintln!("audit-trail: cannot save the id high-water mark: {e:#}");
+            }
+            last_mark = std::time::Instant::now();
+        }
         next_id = l.next_id();
         durable.publish(next_id);
         if l.is_poisoned() {
             log = None;
         }
         if let Some(reply) = stop {
-            drop(log.take());
+            if let Some(mut l) = log.take()
+                && let Err(e) = l.save_high_water()
+            {
+                eprintln!("audit-trail: cannot save the id high-water mark: {e:#}");
+            }
             let _ = reply.send(next_id);
             return;
         }
@@ -128,13 +165,13 @@ fn size(r: &Request) -> usize {
     }
 }
 
-fn fail(r: Request, msg: &str, next_id: u64) {
+fn fail(r: Request, why: &Refused, next_id: u64) {
     match r {
         Request::Append(b) => {
-            let _ = b.reply.send(Err(msg.to_owned()));
+            let _ = b.reply.send(Err(why.clone()));
         }
         Request::Rotate(reply) => {
-            let _ = reply.send(Err(msg.to_owned()));
+            let _ = reply.send(Err(why.message.clone()));
         }
         Request::Stop(reply) => {
             let _ = reply.send(next_id);
@@ -143,81 +180,67 @@ fn fail(r: Request, msg: &str, next_id: u64) {
 }
 
 /// Writes one group; returns the stop request if the group ended with one.
+/// Appends up to the next rotate or stop share one batch: stored whole or,
+/// on an error, not at all (every request of it gets the error).
 fn process(log: &mut Log, group: Vec<Request>) -> Option<mpsc::Sender<u64>> {
-    let mut appends: Vec<(mpsc::Sender<Result<u64, String>>, u64)> = Vec::new();
-    let mut iter = group.into_iter();
+    let mut iter = group.into_iter().peekable();
     loop {
-        // Appends up to the next rotate or stop share one commit.
-        let mut app = match log.begin() {
-            Ok(a) => Some(a),
-            Err(e) => {
-                let msg = format!("{e:#}");
-                let next = log.next_id();
-                for r in iter {
-                    fail(r, &msg, next);
-                }
-                return None;
-            }
-        };
+        let mut appends: Vec<(mpsc::Sender<Result<u64, Refused>>, u64)> = Vec::new();
+        let mut error: Option<Refused> = None;
         let mut other = None;
-        let mut error = None;
-        for r in iter.by_ref() {
-            match r {
-                Request::Append(b) => {
-                    if error.is_some() {
-                        let _ = b.reply.send(Err(error.clone().unwrap_or_default()));
-                        continue;
-                    }
-                    let a = app.as_mut().expect("appender open");
-                    let mut start = 0;
-                    let mut first = None;
-                    for &end in &b.ends {
-                        match a.push_entry(&b.bodies[start..end]) {
-                            Ok(id) => {
-                                first.get_or_insert(id);
+        let committed = match log.begin() {
+            Err(e) => Err(Refused::from_error(&e, "the log cannot be written")),
+            Ok(mut app) => {
+                for r in iter.by_ref() {
+                    match r {
+                        Request::Append(b) => {
+                            if error.is_some() {
+                                appends.push((b.reply, 0));
+                                continue;
                             }
-                            Err(e) => {
-                                error = Some(format!("the record could not be written: {e:#}"));
-                                break;
+                            let mut start = 0;
+                            let mut first = None;
+                            for &end in &b.ends {
+                                match app.push_entry(&b.bodies[start..end]) {
+                                    Ok(id) => {
+                                        first.get_or_insert(id);
+                                    }
+                                    Err(e) => {
+                                        error = Some(Refused::from_error(&e, "the record could not be written"));
+                                        break;
+                                    }
+                                }
+                                start = end;
                             }
+                            appends.push((b.reply, first.unwrap_or(0)));
                         }
-                        start = end;
-                    }
-                    match (&error, first) {
-                        (None, Some(first)) => appends.push((b.reply, first)),
-                        _ => {
-                            let _ = b.reply.send(Err(error.clone().unwrap_or_else(|| "empty batch".into())));
+                        r => {
+                            other = Some(r);
+                            break;
                         }
                     }
                 }
-                r => {
-                    other = Some(r);
-                    break;
+                match error.take() {
+                    // Dropping the appender takes the batch back.
+                    Some(refused) => Err(refused),
+                    None => app.commit().map_err(|e| Refused::from_error(&e, "the record could not be written")),
                 }
             }
-        }
-        let committed = match (error, app.take()) {
-            (None, Some(a)) => a.commit().map_err(|e| format!("the record could not be written: {e:#}")),
-            (Some(e), _) => Err(e),
-            (None, None) => Ok(None),
         };
         match committed {
             Ok(_) => {
-                for (reply, first) in appends.drain(..) {
+                for (reply, first) in appends {
                     let _ = reply.send(Ok(first));
                 }
             }
-            Err(msg) => {
-                eprintln!("audit-trail: {msg}");
-                for (reply, _) in appends.drain(..) {
-                    let _ = reply.send(Err(msg.clone()));
-                }
+            Err(why) => {
+                eprintln!("audit-trail: {}", why.message);
                 let next = log.next_id();
-                for r in iter.by_ref() {
-                    fail(r, &msg, next);
+                for (reply, _) in appends {
+                    let _ = reply.send(Err(why.clone()));
                 }
-                if let Some(r) = other {
-                    fail(r, &msg, next);
+                for r in other.into_iter().chain(iter) {
+                    fail(r, &why, next);
                 }
                 return None;
             }
@@ -230,5 +253,28 @@ fn process(log: &mut Log, group: Vec<Request>) -> Option<mpsc::Sender<u64>> {
             }
             Some(Request::Append(_)) => unreachable!("appends are handled above"),
         }
+        // More requests after a rotate: another batch.
+        iter.peek()?;
+    }
+}
+
+/// Says loudly what went wrong under the writer and was repaired, and
+/// records each as the archiver's own event.
+fn report_incidents(log: &mut Log) {
+    let incidents = log.take_incidents();
+    if incidents.is_empty() {
+        return;
+    }
+    let events: Vec<crate::selfaudit::Event> = incidents
+        .iter()
+        .map(|i| {
+            eprintln!("audit-trail: WARNING: {i}");
+            crate::selfaudit::Event::new("Log", "Integrity", i.clone()).failed()
+        })
+        .collect();
+    let host = log.host().to_owned();
+    let clock = log.clock();
+    if let Err(e) = crate::selfaudit::append_to(log, &events, &host, &*clock) {
+        eprintln!("audit-trail: WARNING: cannot record the incident(s) above: {e:#}");
     }
 }

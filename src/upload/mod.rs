@@ -238,6 +238,9 @@ pub struct TargetReport {
     pub pending: usize,
     /// Why the run stopped before sending everything.
     pub error: Option<String>,
+    /// Whether that error would meet the next run again (trust, login,
+    /// configuration) rather than go away (network, server, disk full).
+    pub permanent: bool,
     pub attempts: u32,
     pub elapsed: Duration,
     /// Notes from archiving before the upload.
@@ -411,6 +414,8 @@ fn upload_target(
             Ok(r) => r,
             Err(e) => {
                 report.error = Some(e.reason);
+                report.permanent = e.permanent;
+                report.permanent = e.permanent;
                 failures += 1;
                 if e.permanent {
                     break;
@@ -453,6 +458,7 @@ fn upload_target(
                 }
                 Err(FileError::Remote(e)) => {
                     report.error = Some(e.reason);
+                    report.permanent = e.permanent;
                     failures += 1;
                     stop = e.permanent;
                     break;

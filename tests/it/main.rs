@@ -4,6 +4,7 @@
 mod harness;
 
 mod crash;
+mod integrity;
 mod log;
 mod maintenance;
 mod serve;
