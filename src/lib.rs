@@ -10,6 +10,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod export;
+pub mod fsx;
 pub mod history;
 pub mod ledger;
 pub mod log;
