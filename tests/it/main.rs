@@ -6,6 +6,7 @@ mod harness;
 mod crash;
 mod log;
 mod maintenance;
+mod restore;
 mod serve;
 mod servers;
 mod siem;
