@@ -800,10 +800,17 @@ pub fn restore(bundle: &Path, data_dir: &Path, force: bool) -> Result<RestoreRep
             .with_context(|| format!("cannot move the restored files into {}", data_dir.display()));
     }
     sync_dir(&parent)?;
+    let mut notes = notes;
     if old_meta.is_some() {
-        // `tmp` now holds the previous contents.
-        fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove the previous contents, {}", tmp.display()))?;
-        sync_dir(&parent)?;
+        // `tmp` now holds the previous contents. The restore is done: failing
+        // to remove them is reported, and the next restore or serve retries.
+        match fs::remove_dir_all(&tmp) {
+            Ok(()) => sync_dir(&parent)?,
+            Err(e) => notes.push(format!(
+                "cannot remove the previous contents, now in {}: {e}; the next restore or serve removes them",
+                tmp.display()
+            )),
+        }
     }
     Ok(RestoreReport {
         bundle: bundle.to_path_buf(),
