@@ -5,7 +5,9 @@
 //!
 //! For each sealed `audit_trail/<name>.xml`:
 //!
-//! 1. compress into `archive/.<name>.xml.gz.partial` and fsync it;
+//! 1. compress into `state/tmp/.<name>.xml.gz.<random>.partial` (created
+//!    exclusively; the same filesystem as `archive/`, which thus only ever
+//!    holds complete files) and fsync it;
 //! 2. verify it: decompress what is on disk and compare the SHA-256 of the
 //!    content with that of the plain file;
 //! 3. rename it to `archive/<name>.xml.gz` and fsync the directory;
@@ -14,7 +16,8 @@
 //!
 //! A crash therefore leaves the plain file alone, or the plain file and a
 //! verified `.gz` (with or without its manifest line). The next run removes
-//! leftover `.partial` files, checks a `.gz` that has a plain twin against it
+//! leftover partial files (in `state/tmp/`, and in `archive/` where earlier
+//! versions wrote them), checks a `.gz` that has a plain twin against it
 //! and finishes the steps that were missing; a manifest line is added only
 //! for a file that has none, so lines are never duplicated.
 //!
@@ -26,7 +29,7 @@
 //! as one stream (RFC 1952 §2.2).
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -157,11 +160,7 @@ pub fn write_manifest(layout: &Layout, entries: &[ManifestEntry]) -> Result<()> 
 fn append_manifest(layout: &Layout, entry: &ManifestEntry) -> Result<()> {
     let p = manifest_path(layout);
     let created = !p.exists();
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&p)
-        .with_context(|| format!("cannot open {}", p.display()))?;
+    let mut f = crate::fsx::open_append_nofollow(&p).with_context(|| format!("cannot open {}", p.display()))?;
     let mut line = serde_json::to_vec(entry)?;
     line.push(b'\n');
     f.write_all(&line).and_then(|()| f.sync_data()).with_context(|| format!("cannot write {}", p.display()))?;
@@ -191,10 +190,13 @@ pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
     if removed {
         sync_dir(&layout.archive)?;
     }
+    for name in crate::fsx::clean_tmp_dir(layout)? {
+        report.notes.push(format!("removed state/tmp/{name}, left by an interrupted run"));
+    }
     let (entries, good, len) = read_manifest_raw(layout)?;
     if good < len {
         let p = manifest_path(layout);
-        let f = OpenOptions::new().write(true).open(&p).with_context(|| format!("cannot open {}", p.display()))?;
+        let f = crate::fsx::open_write_nofollow(&p).with_context(|| format!("cannot open {}", p.display()))?;
         f.set_len(good).and_then(|()| f.sync_all()).with_context(|| format!("cannot repair {}", p.display()))?;
         report.notes.push(format!("removed {} bytes of an unfinished last line from {}", len - good, p.display()));
     }
@@ -298,7 +300,9 @@ fn file_name(p: &Path) -> String {
 
 /// Steps 1–5 of the module docs for one sealed file.
 fn archive_one(layout: &Layout, plain: &Path, gz: &Path, clock: &dyn Clock) -> Result<ArchivedFile> {
-    let partial = maintenance::hidden_sibling(gz, "partial");
+    // Written aside under a name nobody can prepare, renamed in when complete.
+    let staging = crate::fsx::staging_dir(layout, &layout.archive)?;
+    let partial = staging.join(format!(".{}.{}{PARTIAL_SUFFIX}", file_name(gz), crate::fsx::random_hex(8)));
     let c = match compress_file(plain, &partial) {
         Ok(c) => c,
         Err(e) => {
@@ -448,12 +452,9 @@ fn read_up_to(r: &mut impl Read, n: usize) -> std::io::Result<Vec<u8>> {
 /// Compresses `plain` into `dest` (created new), one gzip member per slice,
 /// slices compressed on all cores, and fsyncs it.
 fn compress_file(plain: &Path, dest: &Path) -> Result<Compressed> {
-    let mut input = File::open(plain).with_context(|| format!("cannot open {}", plain.display()))?;
-    let out = OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .open(dest)
-        .with_context(|| format!("cannot create {}", dest.display()))?;
+    let mut input =
+        crate::fsx::open_read_nofollow(plain).with_context(|| format!("cannot open {}", plain.display()))?;
+    let out = crate::fsx::create_new(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, out);
     let (mut plain_h, mut gz_h) = (Sha256::new(), Sha256::new());
     let (mut plain_size, mut members, mut scan) = (0u64, Vec::new(), ContentScan::default());

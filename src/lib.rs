@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod fsx;
 pub mod history;
 pub mod ledger;
 pub mod log;

@@ -929,13 +929,19 @@ pub(crate) fn scan_active_file(file: File, path: &Path) -> Result<Option<Scan>> 
 fn install_stylesheet(dir: &Path) -> Result<()> {
     let path = dir.join(xml_write::STYLESHEET);
     if !path.exists() {
-        // Written aside and renamed, so a crash never leaves half a stylesheet.
-        let tmp = dir.join(format!(".{}.tmp", xml_write::STYLESHEET));
-        let mut f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(crate::STYLESHEET_XSL.as_bytes())
+        // Written aside (created exclusively under a random name, so never
+        // through a planted link) and renamed, so a crash never leaves half a
+        // stylesheet.
+        let (tmp, mut f) = crate::fsx::create_temp_exclusive(dir, xml_write::STYLESHEET)?;
+        let written = f
+            .write_all(crate::STYLESHEET_XSL.as_bytes())
             .and_then(|()| f.sync_all())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        fs::rename(&tmp, &path).with_context(|| format!("cannot create {}", path.display()))?;
+            .with_context(|| format!("cannot write {}", tmp.display()))
+            .and_then(|()| fs::rename(&tmp, &path).with_context(|| format!("cannot create {}", path.display())));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
     }
     Ok(())
 }

@@ -3,6 +3,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Whatever the umask of whoever started it, files are never world-readable.
+    audit_trail::fsx::restrict_umask();
     let opts = audit_trail::cli::Opts::parse();
     match audit_trail::commands::run(opts) {
         Ok(code) => code,

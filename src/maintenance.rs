@@ -6,7 +6,7 @@
 //! must never stall ingestion, and the log never needs files that maintenance
 //! moves (it reads the newest sealed file only when no active file exists).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -40,12 +40,7 @@ pub fn open_lock_file(path: &Path) -> Result<File> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("cannot open lock file {}", path.display()))
+    crate::fsx::open_rw_nofollow(path).with_context(|| format!("cannot open lock file {}", path.display()))
 }
 
 /// Makes a directory's entries (creations, renames, removals) durable.
@@ -78,14 +73,22 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
 }
 
 /// Replaces `path` with `bytes` atomically: written to a hidden temporary
-/// name beside it, fsynced, renamed, and the directory fsynced.
+/// beside it (created exclusively, under a random name), fsynced, renamed,
+/// and the directory fsynced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = hidden_sibling(path, "tmp");
-    let mut f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (tmp, mut f) = crate::fsx::create_temp_exclusive(dir, &name)?;
+    let written =
+        f.write_all(bytes).and_then(|()| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()));
     drop(f);
-    fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    if let Err(e) =
+        written.and_then(|()| fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display())))
+    {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir)
 }
 
 /// `dir/.name.suffix` for `dir/name`: a name no reader of the directory lists.

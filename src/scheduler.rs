@@ -230,11 +230,8 @@ pub fn record_run(layout: &Layout, run: &Run) -> Result<()> {
     use std::io::Write;
     std::fs::create_dir_all(jobs_dir(layout))?;
     let path = history_path(layout);
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    // Never through a link planted in its place (see `fsx`).
+    let mut f = crate::fsx::open_append_nofollow(&path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut line = serde_json::to_vec(run)?;
     line.push(b'\n');
     f.write_all(&line).with_context(|| format!("cannot write {}", path.display()))?;
@@ -243,7 +240,14 @@ pub fn record_run(layout: &Layout, run: &Run) -> Result<()> {
 
 /// Every run in the history, oldest first. Lines cut short by a crash are skipped.
 pub fn runs(layout: &Layout) -> Vec<Run> {
-    let Ok(text) = std::fs::read_to_string(history_path(layout)) else { return Vec::new() };
+    let mut text = String::new();
+    let read = crate::fsx::open_read_nofollow(&history_path(layout)).and_then(|mut f| {
+        use std::io::Read;
+        f.read_to_string(&mut text)
+    });
+    if read.is_err() {
+        return Vec::new();
+    }
     text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 

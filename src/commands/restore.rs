@@ -16,7 +16,8 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
         eprintln!("audit-trail: note: {n}");
     }
     println!("{report}");
-    // The restored directory carries its own configuration (host name, capacity).
+    // The configuration in effect: the one kept from the replaced directory,
+    // or none (the bundle's is only set beside, see `backup`).
     let (cfg, _) = ctx.reload_config().context("the restored configuration does not load")?;
     let host = cfg.host();
     let (mut log, notes) = Log::open(&ctx.layout, &host, cfg.capacity, ctx.clock.clone(), cfg.mac_key()?)?;

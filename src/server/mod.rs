@@ -61,24 +61,27 @@ pub fn ingest_socket_path(layout: &Layout, config: &Config) -> PathBuf {
 
 /// The pid of the service running on this data directory, if one is.
 pub fn running_pid(layout: &Layout) -> Option<u32> {
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(instance_lock_path(layout)).ok()?;
+    let mut f = crate::fsx::open_read_nofollow(&instance_lock_path(layout)).ok()?;
     match f.try_lock() {
         Ok(()) => None,
-        Err(_) => Some(std::fs::read_to_string(instance_lock_path(layout)).ok()?.trim().parse().unwrap_or(0)),
+        Err(_) => Some(read_pid(&mut f).trim().parse().unwrap_or(0)),
     }
 }
 
+fn read_pid(f: &mut std::fs::File) -> String {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    let _ = f.rewind().and_then(|_| f.read_to_string(&mut text));
+    text
+}
+
+/// Takes `state/serve.lock` (never through a link planted in its place) and
+/// writes this process's pid into it.
 fn take_instance_lock(layout: &Layout) -> Result<std::fs::File> {
     let path = instance_lock_path(layout);
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let mut f = crate::fsx::open_rw_nofollow(&path).with_context(|| format!("cannot open {}", path.display()))?;
     if f.try_lock().is_err() {
-        let pid = std::fs::read_to_string(&path).unwrap_or_default();
+        let pid = read_pid(&mut f);
         bail!(
             "another audit-trail serve (pid {}) is already running on {}; stop it first",
             pid.trim(),
@@ -91,20 +94,73 @@ fn take_instance_lock(layout: &Layout) -> Result<std::fs::File> {
     Ok(f)
 }
 
+/// A socket this process bound: its path and the `(device, inode)` it had
+/// there, so that at stop only this very socket is removed.
+struct Bound {
+    path: PathBuf,
+    id: Option<(u64, u64)>,
+}
+
+impl Bound {
+    /// Removes the socket if the path still names the one this process
+    /// created (whatever replaced it meanwhile is left alone).
+    fn remove(&self) {
+        if self.id.is_some() && crate::fsx::identity(&self.path).ok() == self.id {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Binds a Unix socket with the given permissions. The socket is created
 /// under a temporary name, given its mode, then renamed into place, so it is
-/// never reachable with looser permissions.
-fn bind(path: &Path, mode: u32) -> Result<UnixListener> {
+/// never reachable with looser permissions. Only a stale socket is ever
+/// replaced: anything else at the path (a file, a directory, a link) is an
+/// error, and stays as it was.
+fn bind(path: &Path, mode: u32) -> Result<(UnixListener, Bound)> {
+    use std::os::unix::fs::FileTypeExt;
     if path.as_os_str().len() > 100 {
         bail!("socket path {} is too long for a Unix socket (100 bytes at most)", path.display());
     }
-    let tmp = crate::maintenance::hidden_sibling(path, "tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp).with_context(|| format!("cannot create socket {}", path.display()))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set permissions of {}", path.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot create socket {}", path.display()))?;
-    Ok(listener)
+    let refuse_existing = || -> Result<()> {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if !m.file_type().is_socket() => bail!(
+                "{} exists and is not a socket; it is not replaced (remove it, or set ingest_socket to another path)",
+                path.display()
+            ),
+            _ => Ok(()),
+        }
+    };
+    refuse_existing()?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // bind() never follows a link and fails if the name exists: a fresh
+    // random name is tried until one is free.
+    let (tmp, listener) = (|| {
+        for _ in 0..16 {
+            let tmp = dir.join(format!(".{name}.{}", &crate::fsx::random_hex(3)[..5]));
+            match UnixListener::bind(&tmp) {
+                Ok(l) => return Ok((tmp, l)),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot create socket {}", path.display())),
+            }
+        }
+        bail!("cannot create socket {}: every temporary name tried was taken", path.display())
+    })()?;
+    let placed = (|| {
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set permissions of {}", path.display()))?;
+        let id = crate::fsx::identity(&tmp).with_context(|| format!("cannot read {}", tmp.display()))?;
+        refuse_existing()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot create socket {}", path.display()))?;
+        Ok(id)
+    })();
+    match placed {
+        Ok(id) => Ok((listener, Bound { path: path.to_path_buf(), id: Some(id) })),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// Wakes an accept loop so it sees that the service is stopping.
@@ -121,6 +177,9 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     let layout = &ctx.layout;
     layout.create()?;
     let _instance = take_instance_lock(layout)?;
+    for note in crate::backup::clean_interrupted_restores(&layout.data_dir) {
+        eprintln!("audit-trail: {note}");
+    }
     let log = ctx.open_log()?;
     let used = log.next_id() > 1;
     if !ctx.config.enabled && !used {
@@ -150,9 +209,15 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
 
     let socket = ingest_socket_path(layout, &ctx.config);
     let mode = ctx.config.socket_mode().unwrap_or(0o660);
-    let listener = bind(&socket, mode)?;
+    let (listener, bound_socket) = bind(&socket, mode)?;
     let control_path = control_socket_path(layout);
-    let control = bind(&control_path, 0o600)?;
+    let (control, bound_control) = match bind(&control_path, 0o600) {
+        Ok(b) => b,
+        Err(e) => {
+            bound_socket.remove();
+            return Err(e);
+        }
+    };
 
     let (l2, host, cap, clock) = (layout.clone(), ctx.host.clone(), ctx.config.capacity, ctx.clock.clone());
     let key = ctx.config.mac_key()?;
@@ -256,11 +321,11 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     if wake(&socket) {
         let _ = accept.join();
     }
-    let _ = std::fs::remove_file(&socket);
+    bound_socket.remove();
     if wake(&control_path) {
         let _ = control_thread.join();
     }
-    let _ = std::fs::remove_file(&control_path);
+    bound_control.remove();
     shared.close_all(Duration::from_secs(5));
     save_dropped(layout, &shared);
     let stop_event = Event::new("Service", "Stop", format!("audit-trail {why} (pid {})", std::process::id()));

@@ -7,6 +7,7 @@ mod crash;
 mod integrity;
 mod log;
 mod maintenance;
+mod restore;
 mod serve;
 mod servers;
 mod siem;

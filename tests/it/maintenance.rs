@@ -315,7 +315,9 @@ fn backup_restore_round_trip_and_refusals() {
     assert_eq!(run_in(&restored, &["verify"]).code, Some(0));
     assert_restored(&export_all(&restored), &before);
     assert!(restored.join("schedules/nightly.toml").exists());
-    assert_eq!(std::fs::read(restored.join("audit-trail.toml")).unwrap(), std::fs::read(&env.config).unwrap());
+    // The bundle's configuration is set beside for review, never put in effect.
+    assert!(!restored.join("audit-trail.toml").exists());
+    assert_eq!(std::fs::read(restored.join("audit-trail.toml.restored")).unwrap(), std::fs::read(&env.config).unwrap());
     assert_eq!(next_append_id(&restored), 22);
     assert_eq!(next_append_id(&env.data), 21, "the original goes on independently");
 
