@@ -45,6 +45,12 @@ pub fn ingest(ctx: &Ctx) -> Result<Option<UnixStream>> {
 /// Sends a control command to the running service. `None` when no service
 /// runs; an error when it runs and the command failed.
 pub fn control(ctx: &Ctx, command: &str) -> Result<Option<String>> {
+    control_request(ctx, &serde_json::json!({ "command": command }))
+}
+
+/// Sends a control request (a JSON object with `command`) to the running
+/// service; `None` when no service runs.
+pub fn control_request(ctx: &Ctx, request: &serde_json::Value) -> Result<Option<String>> {
     let Some(pid) = server::running_pid(&ctx.layout) else { return Ok(None) };
     let path = server::control_socket_path(&ctx.layout);
     let deadline = Instant::now() + STARTING;
@@ -61,7 +67,7 @@ pub fn control(ctx: &Ctx, command: &str) -> Result<Option<String>> {
         }
     };
     let mut w = &stream;
-    writeln!(w, "{}", serde_json::json!({ "command": command })).map_err(|e| link(e, "cannot reach the service"))?;
+    writeln!(w, "{request}").map_err(|e| link(e, "cannot reach the service"))?;
     let mut line = String::new();
     BufReader::new(&stream).read_line(&mut line).map_err(|e| link(e, "no answer from the service"))?;
     let v: serde_json::Value =

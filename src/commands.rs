@@ -134,17 +134,12 @@ impl Ctx {
         if events.is_empty() {
             return Ok(());
         }
-        if let Some(stream) = crate::client::ingest(self)? {
-            let input: String = events.iter().map(crate::selfaudit::Event::json_line).collect();
-            let mut refused = Vec::new();
-            crate::client::submit(stream, input.as_bytes(), self.timeout, |a| {
-                if let crate::client::Answer::Error { message, .. } = a {
-                    refused.push(message);
-                }
-            })?;
-            if !refused.is_empty() {
-                anyhow::bail!("the service refused the archiver's own record: {}", refused.join("; "));
-            }
+        // The archiver's own records go through the control socket (owner
+        // only): the ingest socket refuses them from anyone.
+        let records: Vec<String> = events.iter().map(crate::selfaudit::Event::json_line).collect();
+        if crate::client::control_request(self, &serde_json::json!({ "command": "audit", "records": records }))?
+            .is_some()
+        {
             return Ok(());
         }
         crate::selfaudit::append_to(&mut self.open_log()?, events, &self.host, &*self.clock)?;

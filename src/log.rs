@@ -40,6 +40,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -127,12 +128,7 @@ impl Log {
         key: Option<MacKey>,
     ) -> Result<(Log, Vec<String>)> {
         layout.create()?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&layout.lock)
-            .with_context(|| format!("cannot open lock file {}", layout.lock.display()))?;
+        let lock = crate::maintenance::open_lock_file(&layout.lock)?;
         lock.lock().with_context(|| format!("cannot lock {}", layout.lock.display()))?;
         // Under the lock: writers starting together must not race on it.
         install_stylesheet(&layout.sealed)?;
@@ -209,7 +205,11 @@ impl Log {
     /// and names the gap.
     fn apply_high_water(&mut self, notes: &mut Vec<String>) -> Result<()> {
         let path = self.layout.state.join(HIGH_WATER);
-        let mark = match read_nofollow(&path) {
+        let read = crate::fsx::open_read_nofollow(&path).and_then(|mut f| {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut f, &mut text).map(|_| text)
+        });
+        let mark = match read {
             Ok(text) => text.trim().parse::<u64>().ok(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -258,7 +258,7 @@ impl Log {
             return Ok(());
         }
         let path = self.layout.state.join(HIGH_WATER);
-        write_replace(&path, format!("{}\n", self.next_id).as_bytes())?;
+        crate::maintenance::write_atomic(&path, format!("{}\n", self.next_id).as_bytes())?;
         self.mark_written = self.next_id;
         Ok(())
     }
@@ -345,6 +345,7 @@ impl Log {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(crate::fsx::NOFOLLOW)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         let keep = if scan.sealed { scan.file_len } else { scan.good_end };
@@ -462,6 +463,8 @@ impl Log {
             .create_new(true)
             .read(true)
             .write(true)
+            .mode(0o640)
+            .custom_flags(crate::fsx::NOFOLLOW)
             .open(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         let chain_start = match self.chain {
@@ -765,14 +768,13 @@ fn ensure_linked(layout: &Layout, a: &mut Active, incidents: &mut Vec<String>) -
     } else {
         "deleted".to_owned()
     };
-    let tmp = a.path.with_extension("open.restoring");
-    let _ = fs::remove_file(&tmp);
+    let (tmp, _) = crate::fsx::create_temp_exclusive(&layout.active, &a.stem)?;
     let mut copy = OpenOptions::new()
-        .create_new(true)
         .read(true)
         .write(true)
+        .custom_flags(crate::fsx::NOFOLLOW)
         .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
+        .with_context(|| format!("cannot open {}", tmp.display()))?;
     a.file.seek(SeekFrom::Start(0))?;
     std::io::copy(&mut std::io::Read::take(&a.file, a.len), &mut copy)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -789,36 +791,6 @@ fn ensure_linked(layout: &Layout, a: &mut Active, incidents: &mut Vec<String>) -
         a.first_id + a.count.max(1) - 1
     ));
     Ok(())
-}
-
-/// Reads a small file without following a symbolic link at its name.
-fn read_nofollow(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(path)?;
-    let mut s = String::new();
-    f.read_to_string(&mut s)?;
-    Ok(s)
-}
-
-/// Replaces a small file atomically and durably: written to a new file with
-/// an unpredictable name beside it, fsynced, renamed over.
-fn write_replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut n = [0u8; 8];
-    File::open("/dev/urandom").and_then(|mut r| std::io::Read::read_exact(&mut r, &mut n)).ok();
-    let tmp = dir.join(format!(".{}.{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("tmp"), hex::encode(n)));
-    let mut f = OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    let done = f.write_all(bytes).and_then(|()| f.sync_all()).and_then(|()| fs::rename(&tmp, path));
-    if let Err(e) = done {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
-    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))
 }
 
 /// Renders a record for [`Appender::push_entry`]: its body

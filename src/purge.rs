@@ -10,7 +10,8 @@
 //! cannot be read is left in place and named in the report.
 //!
 //! Never removed: the active file; a file still waiting for upload to an
-//! enabled target (reported instead, with the targets); and, when there is no
+//! enabled target, or holding records an enabled SIEM receiver has not been
+//! sent yet (reported instead, with the targets); and, when there is no
 //! active file (a crash between sealing a file and starting the next), the
 //! newest file, because the log then takes the next id from it. Once a record
 //! exists the log always has an active file whose header carries the next
@@ -41,10 +42,11 @@ pub struct RemovedFile {
     pub sealed: String,
 }
 
-/// A file old enough to go that was kept because targets still wait for it.
+/// A file old enough to go that was kept because consumers still wait for it.
 #[derive(Debug, Clone)]
 pub struct KeptFile {
     pub file: String,
+    /// Who waits: `upload to <target>`, or the SIEM receiver.
     pub targets: Vec<String>,
 }
 
@@ -76,7 +78,7 @@ impl std::fmt::Display for PurgeReport {
             write!(f, "\n  removed {} (sealed {})", r.file, r.sealed)?;
         }
         for k in &self.kept_for_upload {
-            write!(f, "\n  kept {}: waiting for upload to {}", k.file, k.targets.join(", "))?;
+            write!(f, "\n  kept {}: waiting for {}", k.file, k.targets.join(", "))?;
         }
         if let Some(k) = &self.kept_newest {
             write!(f, "\n  kept {k}: there is no active file, and the next id is taken from it")?;
@@ -147,9 +149,16 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
         if has_active { None } else { described.iter().max_by_key(|(_, _, last)| *last).map(|(s, _, _)| s.clone()) };
 
     let ledgers = Ledgers::load(layout, config)?;
+    // An enabled SIEM receiver still needs every record from its position on.
+    let siem_next = match config.siem.as_ref().filter(|s| s.enabled) {
+        Some(cfg) => crate::siem::read_state(layout)?
+            .map(|st| (cfg.describe(), if st.next_id == 0 { 1 } else { st.next_id }))
+            .or(Some((cfg.describe(), 1))),
+        None => None,
+    };
     let mut removed_gz = HashSet::new();
     let (mut touched_sealed, mut touched_archive) = (false, false);
-    for (stem, sealed, _) in &described {
+    for (stem, sealed, last_id) in &described {
         let old = timestamp::millis(sealed).is_some_and(|ms| ms < cutoff_ms);
         if !old {
             continue;
@@ -166,7 +175,13 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
             continue;
         }
         let upload_name = c.gz.as_deref().or(c.plain.as_deref()).unwrap_or_default();
-        let pending = ledgers.pending(upload_name);
+        let mut pending: Vec<String> =
+            ledgers.pending(upload_name).into_iter().map(|t| format!("upload to {t}")).collect();
+        if let Some((receiver, next)) = &siem_next
+            && last_id >= next
+        {
+            pending.push(format!("the SIEM receiver {receiver} (not yet forwarded from id {next})"));
+        }
         if !pending.is_empty() {
             for n in names {
                 report.kept_for_upload.push(KeptFile { file: n, targets: pending.clone() });

@@ -464,6 +464,23 @@ fn field_at(line: &str, pos: usize) -> Option<&'static str> {
         .map(|(_, name)| name)
 }
 
+/// Whether an `app_name` is the archiver's own ([`crate::selfaudit::APP_NAME`],
+/// in any case, spacing or punctuation). Such records come only from the
+/// archiver itself; the ingest socket and `append` refuse them, so a client
+/// cannot write one that looks like the archiver's (a forged `Service Stop`).
+pub fn is_reserved_app(app_name: &str) -> bool {
+    let folded: String = app_name.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect();
+    folded == "audittrail"
+}
+
+/// The error for a record that claims the archiver's own `app_name`.
+pub fn reserved_app_error() -> FieldError {
+    FieldError::new(
+        Field::AppName,
+        format!("{:?} is reserved for the archiver's own records", crate::selfaudit::APP_NAME),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,7 +36,10 @@ fn append_one(ctx: &Ctx, args: &AppendArgs, defaults: &Defaults<'_>) -> Result<E
     for (slot, value) in rec.fields.iter_mut().zip(args.fields.values()) {
         *slot = value.map(Cow::Borrowed);
     }
-    if let Err(errors) = record::validate(&mut rec, defaults) {
+    let reserved = rec.get(Field::AppName).is_some_and(record::is_reserved_app);
+    if let Err(errors) = record::validate(&mut rec, defaults)
+        .and_then(|()| if reserved { Err(vec![record::reserved_app_error()]) } else { Ok(()) })
+    {
         for e in &errors {
             eprintln!("audit-trail: {}", flag_message(e));
         }
@@ -111,6 +114,9 @@ fn lines(input: &[u8], first_line: usize) -> impl Iterator<Item = (usize, &[u8])
 fn parse_valid<'a>(line: &'a [u8], defaults: &Defaults<'a>) -> Result<Record<'a>, Vec<FieldError>> {
     let mut rec = record::parse_json_line(line).map_err(|e| vec![e])?;
     record::validate(&mut rec, defaults)?;
+    if rec.get(Field::AppName).is_some_and(record::is_reserved_app) {
+        return Err(vec![record::reserved_app_error()]);
+    }
     Ok(rec)
 }
 

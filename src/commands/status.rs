@@ -64,6 +64,9 @@ struct SiemStatus {
     last_error_time: Option<String>,
     /// The last chain anchor sent to the receiver.
     last_anchor: Option<SiemAnchorStatus>,
+    /// Records gone from the log before they could be forwarded.
+    lost: u64,
+    last_lost: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -144,6 +147,8 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
                     last_sent: state.last_sent,
                     last_error: state.last_error,
                     last_error_time: state.last_error_time,
+                    lost: state.lost,
+                    last_lost: state.last_lost,
                     last_anchor: state.last_anchor.map(|a| SiemAnchorStatus {
                         id: a.id,
                         anchor: a.anchor(),
@@ -218,6 +223,9 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         }
         if let Some(e) = &si.last_error {
             println!("  last error     {} ({})", e, si.last_error_time.as_deref().unwrap_or("?"));
+        }
+        if si.lost > 0 {
+            println!("  NOT FORWARDED  {} record(s); last: {}", si.lost, si.last_lost.as_deref().unwrap_or("?"));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -420,9 +420,12 @@ fn submit(lines: &[u8], shared: &Shared, tx: &SyncSender<Pending>, line_no: &mut
             items.push(Item::Error(msg.join("; "), false));
             continue;
         }
+        if rec.get(Field::AppName).is_some_and(record::is_reserved_app) {
+            items.push(Item::Error(record::reserved_app_error().to_string(), false));
+            continue;
+        }
         let category = rec.get(Field::Category);
-        // The archiver's own records (sent by the CLI) are never masked.
-        if !mask.admits(category) && rec.get(Field::AppName) != Some(crate::selfaudit::APP_NAME) {
+        if !mask.admits(category) {
             let c = category.unwrap_or_default();
             *dropped.entry(c.trim().to_ascii_lowercase()).or_default() += 1;
             items.push(Item::Dropped(EventMask::reason(c)));

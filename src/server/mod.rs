@@ -400,6 +400,36 @@ fn reload(ctx: &Ctx, env: &JobEnv, shared: &Shared, sched: &Scheduler) -> String
     notes.join("; ")
 }
 
+/// `{"command":"audit","records":[…]}`: the archiver's own records, sent by
+/// the CLI (a purge, a configuration change) while the service holds the log.
+/// Only the control socket (mode 0600) takes them, and only records of the
+/// archiver's own `app_name`.
+fn record_own_events(env: &JobEnv, request: &str) -> Result<String> {
+    let v: serde_json::Value = serde_json::from_str(request)?;
+    let lines = v.get("records").and_then(|r| r.as_array()).context("no records in the request")?;
+    let now = crate::timestamp::format(&env.clock.now());
+    let defaults = crate::record::Defaults { now: &now, node: &env.host };
+    let (mut bodies, mut ends) = (Vec::new(), Vec::new());
+    for line in lines {
+        let line = line.as_str().context("a record is not a string")?;
+        let mut rec = crate::record::parse_json_line(line.trim_end().as_bytes()).map_err(|e| anyhow!("{e}"))?;
+        crate::record::validate(&mut rec, &defaults)
+            .map_err(|es| anyhow!("{}", es.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?;
+        if rec.get(crate::record::Field::AppName) != Some(crate::selfaudit::APP_NAME) {
+            bail!("only the archiver's own records are taken here");
+        }
+        crate::log::render_entry(&mut bodies, &rec);
+        ends.push(bodies.len());
+    }
+    let n = ends.len();
+    let (tx, rx) = mpsc::channel();
+    env.writer
+        .send(writer::Request::Append(writer::Batch { bodies, ends, reply: tx }))
+        .map_err(|_| anyhow!("the service is stopping"))?;
+    rx.recv().map_err(|_| anyhow!("the service is stopping"))?.map_err(|e| anyhow!(e.message))?;
+    Ok(format!("recorded {n} event(s)"))
+}
+
 /// Answers the CLI on the control socket: one JSON request line, one answer
 /// line (`{"ok":true,"message":…}` or `{"ok":false,"error":…}`).
 fn control_loop(
@@ -431,6 +461,7 @@ fn control_loop(
                     .and_then(|()| rx.recv().map_err(|_| anyhow!("the service is stopping")))
             }
             "ping" => Ok(format!("pid {}", std::process::id())),
+            "audit" => record_own_events(env, &line),
             other => Err(anyhow!("unknown control command {other:?}")),
         };
         let answer = match result {

@@ -47,7 +47,12 @@ impl Forwarder {
             .spawn(move || {
                 let mut w = Worker::new(env.layout.clone(), env.host.clone(), env.clock.clone());
                 w.initial = Some(first_next);
-                w.run(&env.config, &durable, &s)
+                let audit = |events: &[crate::selfaudit::Event]| {
+                    if let Err(e) = env.audit(events) {
+                        eprintln!("audit-trail: siem: cannot record a gap: {e:#}");
+                    }
+                };
+                w.run(&env.config, &durable, &s, &audit)
             })
             .expect("cannot start the SIEM forwarder thread");
         Forwarder { stop, handle: Some(handle) }
@@ -81,6 +86,8 @@ struct Worker {
     newest_sent: Option<(u64, Digest)>,
     /// When the last anchor was sent (`None`: never, or longer ago than any interval).
     anchored_at: Option<Instant>,
+    /// Gaps found and not yet recorded as self-audit events.
+    gaps: Vec<crate::selfaudit::Event>,
 }
 
 impl Worker {
@@ -100,6 +107,7 @@ impl Worker {
             initial: None,
             newest_sent: None,
             anchored_at: None,
+            gaps: Vec::new(),
         }
     }
 
@@ -144,6 +152,23 @@ impl Worker {
         self.next_attempt = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         self.save(true);
+    }
+
+    /// Records `from..to` are gone from the log before they were forwarded:
+    /// said loudly, counted in the state (`status` shows it) and recorded as
+    /// the archiver's own event.
+    fn lost(&mut self, from: u64, to: u64) {
+        let what = format!(
+            "records {from}..{} are no longer in the log and were never forwarded to the SIEM receiver",
+            to - 1
+        );
+        eprintln!("audit-trail: WARNING: siem: {what}");
+        if let Some(s) = self.state.as_mut() {
+            s.lost += to - from;
+            s.last_lost = Some(format!("{what} (noticed {})", timestamp::format(&self.clock.now())));
+            self.dirty = true;
+        }
+        self.gaps.push(crate::selfaudit::Event::new("SIEM", "Integrity", what).failed());
     }
 
     /// Loads (or starts) the saved position for this receiver.
@@ -221,10 +246,19 @@ impl Worker {
         }
     }
 
-    fn run(&mut self, config: &RwLock<Config>, durable: &Durable, stop: &AtomicBool) {
+    fn run(
+        &mut self,
+        config: &RwLock<Config>,
+        durable: &Durable,
+        stop: &AtomicBool,
+        audit: &dyn Fn(&[crate::selfaudit::Event]),
+    ) {
         let mut last_cycle = Instant::now() - CYCLE;
         let mut receiver = String::new();
         while !stop.load(Ordering::SeqCst) {
+            if !self.gaps.is_empty() {
+                audit(&std::mem::take(&mut self.gaps));
+            }
             let cfg = config.read().unwrap_or_else(|e| e.into_inner()).siem.clone().filter(|s| s.enabled);
             let Some(cfg) = cfg else {
                 self.conn = None;
@@ -301,6 +335,7 @@ impl Worker {
         let facility = cfg.facility_code();
         let mut sent = 0u64;
         let mut failure = None;
+        let mut gaps = Vec::new();
         {
             let Some(conn) = self.conn.as_mut() else { return };
             let max = conn.max_datagram;
@@ -314,6 +349,9 @@ impl Worker {
                 };
                 if rec.id >= end {
                     break;
+                }
+                if rec.id > self.pos {
+                    gaps.push((self.pos, rec.id));
                 }
                 let msg = format::message(&rec, cef, facility, &cfg.app_name, &self.host, max);
                 if let Err(e) = conn.send(&msg) {
@@ -335,6 +373,9 @@ impl Worker {
             {
                 failure = Some(Conn::reason(&e, cfg));
             }
+        }
+        for (from, to) in gaps {
+            self.lost(from, to);
         }
         if cfg.protocol == "udp" {
             // Nothing to confirm or replay over UDP.

@@ -63,6 +63,12 @@ pub struct SiemState {
     /// The last chain anchor sent (`None` before the first).
     #[serde(default)]
     pub last_anchor: Option<LastAnchor>,
+    /// Records that were gone from the log before they could be forwarded
+    /// (removed by hand, or ids skipped after a loss), and the last such gap.
+    #[serde(default)]
+    pub lost: u64,
+    #[serde(default)]
+    pub last_lost: Option<String>,
 }
 
 /// A chain anchor sent to the receiver.

@@ -196,8 +196,8 @@ impl SmallFs {
         let mut f = std::fs::File::create(self.path().join("fill")).unwrap();
         let block = vec![0u8; 4096];
         while f.write_all(&block).is_ok() {}
-        let mut byte = [0u8; 1];
-        while f.write_all(&mut byte).is_ok() {}
+        let byte = [0u8; 1];
+        while f.write_all(&byte).is_ok() {}
     }
 
     fn free(&self) {
@@ -303,7 +303,7 @@ fn an_active_file_deleted_or_replaced_under_serve_loses_nothing_acknowledged() {
         let second = env.run(&["append", "--app", "A", "--action", "B", "--user", "after"]).success();
         let second: u64 = second.stdout.trim().parse().unwrap();
         let stderr = server.stop();
-        assert!(stderr.contains("WARNING") && stderr.contains("was deleted") == !replace, "{stderr}");
+        assert!(stderr.contains("WARNING") && stderr.contains("was deleted") != replace, "{stderr}");
         let server = env.serve(&schedules);
         let third: u64 = env
             .run(&["append", "--app", "A", "--action", "B", "--user", "third"])
@@ -453,4 +453,42 @@ fn exit_status_tells_tampering_configuration_input_and_unreachable_targets_apart
     env.run(&["rotate"]).success();
     let run = env.cmd(&["upload"]).env("NOPE", "pw").output().unwrap();
     assert_eq!(run.status.code(), Some(TEMPORARY), "{}", String::from_utf8_lossy(&run.stderr));
+}
+
+#[test]
+fn the_archivers_own_records_cannot_be_forged_from_outside() {
+    let env = Env::with_config("host_name = \"pbx01\"\nevent_mask = \"security\"\nretention_days = 30\n");
+    env.run_at("-60d", &["append", "--app", "A", "--action", "B", "--category", "security"]).success();
+    env.run_at("-60d", &["rotate"]).success();
+    let server = env.serve(&env.no_schedules());
+    let forged: String = ["audit-trail", "Audit-Trail", " AUDIT_TRAIL ", "audit trail", "Audit.Trail"]
+        .iter()
+        .map(|app| {
+            format!("{{\"app_name\":{app:?},\"app_context\":\"Service\",\"action_type\":\"Stop\",\"category\":\"system\"}}\n")
+        })
+        .collect();
+    let answers = submit(server.connect(), forged.into_bytes());
+    assert_eq!(answers.len(), 5);
+    for a in &answers {
+        assert!(a["error"].as_str().is_some_and(|e| e.contains("reserved")), "{a}");
+        assert_eq!(a["retry"], false);
+    }
+    let run = env.run(&["append", "--app", "audit-trail", "--action", "Stop"]);
+    assert_eq!(run.code, Some(INVALID), "{}", run.stderr);
+    // The archiver's own records still reach the log through the control
+    // socket while the service runs (here: a purge).
+    assert!(env.run(&["purge"]).success().stdout.contains("removed 1 file(s)"));
+    server.stop();
+    let own: Vec<String> = env
+        .export_all_lines()
+        .into_iter()
+        .map(|(_, l)| l)
+        .filter(|l| l.contains("\"app_name\":\"audit-trail\""))
+        .collect();
+    let stops = own.iter().filter(|l| l.contains("\"action_type\":\"Stop\"")).count();
+    assert_eq!(stops, 1, "only the service's own Stop record: {own:?}");
+    assert!(own.iter().any(|l| l.contains("\"action_type\":\"Delete\"")), "the purge is recorded: {own:?}");
+    for variant in ["Audit-Trail", "AUDIT_TRAIL", "audit trail", "Audit.Trail"] {
+        assert!(!env.export_all_lines().iter().any(|(_, l)| l.contains(variant)), "{variant} stored");
+    }
 }

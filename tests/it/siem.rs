@@ -395,3 +395,47 @@ fn chain_anchor_at_stop_names_the_newest_record_sent_and_zero_turns_anchors_off(
     let st: serde_json::Value = serde_json::from_str(&env.run(&["status", "--json"]).success().stdout).unwrap();
     assert!(st["siem"]["last_anchor"].is_null(), "{st}");
 }
+
+#[test]
+fn purge_keeps_records_the_receiver_has_not_got_and_a_gap_is_reported() {
+    let mut rs = Rsyslog::start(Transport::Tcp);
+    rs.stop();
+    let env = siem_env(&rs, "tcp", "json", "");
+    std::fs::write(&env.config, format!("retention_days = 30\n{}", std::fs::read_to_string(&env.config).unwrap()))
+        .unwrap();
+    // The receiver is away for longer than the retention: the forwarder's
+    // position stays at the first record.
+    let server = env.serve(&no_schedules(&env));
+    env.run_with_input(&["append", "--json", "-"], &json_records(20)).success();
+    server.stop();
+    env.run_at("-60d", &["rotate"]).success();
+    env.run(&["append", "--app", "A", "--action", "B"]).success();
+    let run = env.run(&["purge"]).success();
+    assert!(run.stdout.contains("removed 0 file(s)"), "{}", run.stdout);
+    assert!(run.stdout.contains("waiting for the SIEM receiver"), "{}", run.stdout);
+    assert_eq!(env.sealed_files().len(), 1);
+
+    // Records removed by hand before they were forwarded: the forwarder says
+    // so, in status and in the log, and goes on with the rest.
+    let sealed = env.sealed_files().pop().unwrap();
+    std::fs::remove_file(&sealed).unwrap();
+    rs.restart();
+    let server = env.serve(&no_schedules(&env));
+    let deadline = Instant::now() + WAIT;
+    let st = loop {
+        let st: serde_json::Value = serde_json::from_str(&env.run(&["status", "--json"]).success().stdout).unwrap();
+        if st["siem"]["lost"].as_u64().unwrap_or(0) > 0 && st["siem"]["lag"] == 0 {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the gap never showed in status: {st}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(st["siem"]["lost"], 22, "ids 1..22 (Start, 20 records, Stop) were in the removed file: {st}");
+    let stderr = server.stop();
+    assert!(stderr.contains("WARNING: siem: records 1..22"), "{stderr}");
+    let lines = env.export_all_lines();
+    assert!(
+        lines.iter().any(|(_, l)| l.contains("\"app_context\":\"SIEM\"") && l.contains("never forwarded")),
+        "the gap is recorded"
+    );
+}
