@@ -70,6 +70,10 @@ pub struct ManifestEntry {
     pub sha256: String,
     /// When it was archived.
     pub archived: String,
+    /// When it was sealed (its seal's `sealed` attribute): what retention
+    /// goes by. Absent in entries written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
 }
 
 /// A file archived by one run.
@@ -290,6 +294,7 @@ fn entry_from_gz(gz: &Path, clock: &dyn Clock) -> Result<(ManifestEntry, String)
         plain_size,
         sha256,
         archived: timestamp::format(&clock.now()),
+        sealed: scan.sealed,
     };
     Ok((entry, hex::encode(content.finalize())))
 }
@@ -327,6 +332,7 @@ fn archive_one(layout: &Layout, plain: &Path, gz: &Path, clock: &dyn Clock) -> R
         records,
         first_time: c.scan.first_time,
         last_time: c.scan.last_time,
+        sealed: c.scan.sealed,
         size: c.gz_size,
         plain_size: c.plain_size,
         sha256: c.gz_sha,

@@ -776,6 +776,8 @@ pub fn restore(bundle: &Path, data_dir: &Path, force: bool) -> Result<RestoreRep
     let prepared = (|| {
         let (files, report, next_id, config_restored) = extract_and_verify(bundle, &tmp)?;
         let (config_kept, backups_kept) = if replaced.is_some() { carry_over(&real, &tmp)? } else { (false, 0) };
+        // Ids never go back: the replaced directory's ids stay used.
+        let next_id = if replaced.is_some() { carry_high_water(&real, &tmp, next_id)? } else { next_id };
         if let Some(m) = &old_meta {
             take_owner_and_mode(&tmp, m)?;
         }
@@ -824,6 +826,33 @@ pub fn restore(bundle: &Path, data_dir: &Path, force: bool) -> Result<RestoreRep
         backups_kept,
         notes,
     })
+}
+
+/// The next id the replaced directory would have handed out (its high-water
+/// mark, or past its newest record): written as the restored directory's
+/// high-water mark when it is higher, so the log continues after it and
+/// records the gap (see `log`). Returns the restored directory's next id.
+fn carry_high_water(old: &Path, new: &Path, next_id: u64) -> Result<u64> {
+    let old_layout = Layout::new(old);
+    let mark = fsx::open_read_nofollow(&old_layout.state.join(crate::log::HIGH_WATER))
+        .ok()
+        .and_then(|mut f| {
+            let mut t = String::new();
+            f.read_to_string(&mut t).ok()?;
+            t.trim().parse::<u64>().ok()
+        })
+        .filter(|m| *m <= crate::log::MAX_ID + 1)
+        .unwrap_or(0);
+    let files = history::list(&old_layout).unwrap_or_default();
+    let last = history::last_id(&old_layout, &files).unwrap_or(0);
+    let old_next = mark.max(last + 1);
+    if old_next <= next_id {
+        return Ok(next_id);
+    }
+    let state = new.join("state");
+    fs::create_dir_all(&state).with_context(|| format!("cannot create {}", state.display()))?;
+    maintenance::write_atomic(&state.join(crate::log::HIGH_WATER), format!("{old_next}\n").as_bytes())?;
+    Ok(old_next)
 }
 
 /// Creates `parent/.<name>.restore-<random>` exclusively.

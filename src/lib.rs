@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod crontab;
 pub mod error;
 pub mod export;
 pub mod fsx;

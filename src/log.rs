@@ -110,6 +110,11 @@ pub struct Log {
     mark_written: u64,
 }
 
+/// The largest id ever handed out (the range of a signed 64-bit integer, as
+/// JSON readers and SQL databases hold it): appends stop with an error there
+/// instead of wrapping around.
+pub const MAX_ID: u64 = i64::MAX as u64;
+
 /// File under `state/` holding the id high-water mark: the next id that
 /// may be handed out. Ids below it were handed out, whatever happens later to
 /// the files that held them.
@@ -214,9 +219,13 @@ impl Log {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
+        let mark = mark.filter(|m| *m <= MAX_ID + 1);
         let Some(mark) = mark else {
             if path.exists() {
-                notes.push(format!("{} is unreadable; the next id is taken from the files", path.display()));
+                notes.push(format!(
+                    "{} is unreadable or out of range; the next id is taken from the files",
+                    path.display()
+                ));
             }
             return Ok(());
         };
@@ -275,7 +284,21 @@ impl Log {
         }
         let mut parsed = Vec::new();
         for (stem, path) in actives {
-            match scan_active(&path)? {
+            let scanned = match scan_active(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    // Not a file this log can continue: keep it for the
+                    // investigation, never write into it, and go on from the
+                    // high-water mark.
+                    let aside = displace(&self.layout, &path)?;
+                    let what = format!("{e:#}; it was moved to {}", aside.display());
+                    notes.push(what.clone());
+                    self.incidents.push(format!("the active file {} cannot be read: {what}", path.display()));
+                    self.dirs_dirty = true;
+                    continue;
+                }
+            };
+            match scanned {
                 Some(scan) => parsed.push((stem, path, scan)),
                 None => {
                     fs::remove_file(&path)?;
@@ -441,7 +464,6 @@ impl Log {
 
     /// Starts a new active file whose first record will get `next_id`.
     fn start_file(&mut self) -> Result<()> {
-        self.save_high_water()?;
         let now = self.clock.now();
         let mut stamp = now.naive_local();
         stamp = stamp.with_nanosecond(0).unwrap_or(stamp);
@@ -475,8 +497,11 @@ impl Log {
         let start =
             FileStart { first_id: self.next_id, chain_start: &chain_start, previous: self.prev_stem.as_deref() };
         let header = xml_write::header(&self.host, &created, Some(start));
-        file.write_all(&header).with_context(|| format!("cannot write {}", path.display()))?;
-        file.sync_all()?;
+        if let Err(e) = file.write_all(&header).and_then(|()| file.sync_all()) {
+            // Never leave half a header behind for the next attempt to trip on.
+            let _ = fs::remove_file(&path);
+            return Err(e).with_context(|| format!("cannot write {}", path.display()));
+        }
         self.dirs_dirty = true;
         self.last_stamp = Some(stamp);
         self.active = Some(Active {
@@ -512,7 +537,14 @@ impl Log {
             }
             None => None,
         };
-        self.start_file()?;
+        if let Err(e) = self.start_file() {
+            // The seal is done and durable; the next append starts the next
+            // file (a log may be without an active file: recovery knows).
+            if sealed.is_none() {
+                return Err(e);
+            }
+            self.incidents.push(format!("the file after the one just sealed could not be started yet: {e:#}"));
+        }
         Ok(sealed)
     }
 
@@ -618,6 +650,9 @@ impl Appender<'_> {
         let (body, partial) = entry.split_at(split);
         let partial = partial.try_into().ok().and_then(Partial::decode).context("a record entry's partial hash")?;
         let id = self.log.next_id;
+        if id > MAX_ID {
+            bail!("the log has handed out every id up to {MAX_ID}; no more records can be appended");
+        }
         let a = self.log.active.as_mut().context("no active file")?;
         let prev = a.chain.context("the active file has no hash chain")?;
         let c = partial.finish(id, &prev);
@@ -631,6 +666,39 @@ impl Appender<'_> {
             self.flush()?;
         }
         Ok(id)
+    }
+
+    /// Fails when the active file is shorter than what was written to it
+    /// (someone cut it in place): what was cut is gone from the file itself.
+    /// Nothing more is acknowledged, the incident is kept, and the ids
+    /// handed out so far are written to the high-water mark so that the
+    /// reopened log never hands them out again.
+    fn check_length(&mut self) -> Result<()> {
+        let log = &mut *self.log;
+        let Some(a) = log.active.as_ref() else { return Ok(()) };
+        let on_disk = a.file.metadata().with_context(|| format!("cannot stat {}", a.path.display()))?.len();
+        if on_disk >= a.len {
+            return Ok(());
+        }
+        let msg = format!(
+            "the active file {} was cut to {on_disk} bytes while records were being written to it ({} expected): \
+             records of ids {}..{} may be lost",
+            a.path.display(),
+            a.len,
+            a.first_id,
+            self.first.saturating_sub(1)
+        );
+        log.incidents.push(msg.clone());
+        if self.first > log.mark_written
+            && crate::maintenance::write_atomic(
+                &log.layout.state.join(HIGH_WATER),
+                format!("{}\n", self.first).as_bytes(),
+            )
+            .is_ok()
+        {
+            log.mark_written = self.first;
+        }
+        bail!("{msg}")
     }
 
     /// Writes the trailer of the full active file (it is renamed at the
@@ -663,6 +731,7 @@ impl Appender<'_> {
         if self.buf.is_empty() {
             return Ok(());
         }
+        self.check_length()?;
         let a = self.log.active.as_mut().context("no active file")?;
         write_all_at_end(a, &self.buf)?;
         a.count += self.pending;
@@ -694,6 +763,11 @@ impl Appender<'_> {
         // take it back; if it fails, the next open finishes it.
         self.done = true;
         let ids = Some((self.first, self.log.next_id - 1));
+        if !self.created.is_empty()
+            && let Err(e) = self.log.save_high_water()
+        {
+            self.log.incidents.push(format!("{e:#}; the high-water mark follows at the next file"));
+        }
         for (path, stem) in std::mem::take(&mut self.filled) {
             if let Err(e) = self.log.move_sealed(&path, &stem) {
                 self.log.incidents.push(format!("{e:#}; the next start finishes the seal"));
@@ -759,11 +833,7 @@ fn ensure_linked(layout: &Layout, a: &mut Active, incidents: &mut Vec<String>) -
         return Ok(());
     }
     let what = if named.is_ok() {
-        let dir = layout.state.join("displaced");
-        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let name = a.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let aside = dir.join(format!("{name}.{}", std::process::id()));
-        fs::rename(&a.path, &aside).with_context(|| format!("cannot move {} aside", a.path.display()))?;
+        let aside = displace(layout, &a.path)?;
         format!("replaced by another file (moved to {})", aside.display())
     } else {
         "deleted".to_owned()
@@ -791,6 +861,17 @@ fn ensure_linked(layout: &Layout, a: &mut Active, incidents: &mut Vec<String>) -
         a.first_id + a.count.max(1) - 1
     ));
     Ok(())
+}
+
+/// Moves a file the log cannot use to `state/displaced/` (kept for an
+/// investigation) and returns where it went.
+fn displace(layout: &Layout, path: &Path) -> Result<PathBuf> {
+    let dir = layout.state.join("displaced");
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let aside = dir.join(format!("{name}.{}", crate::fsx::random_hex(4)));
+    fs::rename(path, &aside).with_context(|| format!("cannot move {} aside", path.display()))?;
+    Ok(aside)
 }
 
 /// Renders a record for [`Appender::push_entry`]: its body

@@ -2,8 +2,8 @@
 //! `retention_days` ago (SPEC §5, the `purge` job).
 //!
 //! A file's age is when this archiver sealed it, by its own clock: the seal's
-//! `sealed` attribute (for a file only in the archive, the time it was
-//! archived, which is later). The event times inside are what clients said
+//! `sealed` attribute (for a file only in the archive, as the manifest
+//! recorded it when archiving, else read from the file). The event times inside are what clients said
 //! and are kept as evidence, but never decide retention: a record stamped
 //! 1999 by a phone with a reset clock does not make a file sealed today old,
 //! and one stamped 2099 does not keep a file forever. A file whose seal time
@@ -124,10 +124,10 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
     // Seal time and last id of each file.
     let mut described = Vec::new();
     for (stem, c) in &files {
-        let archived = c.gz.as_deref().and_then(|g| by_file.get(g)).map(|e| (e.archived.clone(), e.last_id));
-        let known = match (&c.plain, archived) {
+        let recorded = c.gz.as_deref().and_then(|g| by_file.get(g)).and_then(|e| Some((e.sealed.clone()?, e.last_id)));
+        let known = match (&c.plain, recorded) {
             (Some(p), _) => seal_time(&layout.sealed.join(p))?,
-            (None, Some(a)) => Some(a),
+            (None, Some(k)) => Some(k),
             (None, None) => match &c.gz {
                 Some(g) => seal_time(&layout.archive.join(g))?,
                 None => continue,

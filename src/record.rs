@@ -469,8 +469,34 @@ fn field_at(line: &str, pos: usize) -> Option<&'static str> {
 /// archiver itself; the ingest socket and `append` refuse them, so a client
 /// cannot write one that looks like the archiver's (a forged `Service Stop`).
 pub fn is_reserved_app(app_name: &str) -> bool {
-    let folded: String = app_name.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect();
-    folded == "audittrail"
+    // A service sees the same few application names again and again: the
+    // answer is kept per thread (a bounded cache) so ingest pays for the
+    // Unicode folding once per name.
+    thread_local! {
+        static SEEN: std::cell::RefCell<std::collections::HashMap<String, bool>> = Default::default();
+    }
+    SEEN.with_borrow_mut(|seen| {
+        if let Some(&r) = seen.get(app_name) {
+            return r;
+        }
+        let r = fold_app(app_name) == fold_app(crate::selfaudit::APP_NAME);
+        if seen.len() >= 4096 {
+            seen.clear();
+        }
+        seen.insert(app_name.to_owned(), r);
+        r
+    })
+}
+
+/// What a name looks like: its NFKC form and Unicode confusable skeleton (UTS #39, so a
+/// Cyrillic `а`, a fullwidth `ａ` or a Roman numeral `ⅼ` read as the Latin
+/// letters they imitate), lower-cased, letters and digits only.
+fn fold_app(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_security::confusable_detection::skeleton;
+    // Compatibility forms first (fullwidth, ligatures, Roman numerals).
+    let lower: String = name.nfkc().flat_map(char::to_lowercase).collect();
+    skeleton(&lower).filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>().replace('ı', "i")
 }
 
 /// The error for a record that claims the archiver's own `app_name`.
@@ -479,6 +505,32 @@ pub fn reserved_app_error() -> FieldError {
         Field::AppName,
         format!("{:?} is reserved for the archiver's own records", crate::selfaudit::APP_NAME),
     )
+}
+
+#[cfg(test)]
+mod reserved_tests {
+    use super::is_reserved_app;
+
+    #[test]
+    fn the_archivers_name_is_reserved_in_every_disguise() {
+        for name in [
+            "audit-trail",
+            "Audit Trail",
+            " AUDIT_TRAIL ",
+            "audit.trail",
+            "\u{430}udit-trail",
+            "\u{ff41}\u{ff55}\u{ff44}\u{ff49}\u{ff54}\u{ff0d}\u{ff54}\u{ff52}\u{ff41}\u{ff49}\u{ff4c}",
+            "audit-trai\u{217c}",
+            "AUD\u{130}T-TRA\u{130}L",
+            "aud\u{131}t-tra\u{131}l",
+            "audit\u{200b}-trail",
+        ] {
+            assert!(is_reserved_app(name), "{name:?}");
+        }
+        for name in ["audit", "trail", "audit-trails", "System Admin Tool", "auditor trail"] {
+            assert!(!is_reserved_app(name), "{name:?}");
+        }
+    }
 }
 
 #[cfg(test)]

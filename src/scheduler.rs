@@ -2,7 +2,7 @@
 //! directory, named after the file (`rotate-daily.toml` is `rotate-daily`):
 //!
 //! ```toml
-//! cron = "0 0 0 * * *"   # sec min hour day-of-month month day-of-week [year]; or @hourly, @daily, @weekly, @monthly
+//! cron = "0 0 0 * * *"   # sec min hour day-of-month month day-of-week [year], crontab(5) style; or @hourly …
 //! job = "rotate"         # rotate | archive | purge | backup | upload
 //! enabled = true         # default true
 //! # target = "auditors"  # upload: the [targets.NAME] to send to
@@ -10,21 +10,21 @@
 //! # out = "/srv/backup"  # backup: where bundles go (default: <data-dir>/backups)
 //! ```
 //!
-//! Times are local. A file that cannot be used is reported by name and line
+//! Times are local; daylight-saving changes are handled as cron does (see
+//! [`crate::crontab`]). A file that cannot be used is reported by name and line
 //! and the others still load. Also here: the persisted run history and the
 //! last due time of each schedule, from which runs missed while the service
 //! was down are caught up (once) at start.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
-
 use anyhow::{Context, Result};
 use chrono::{DateTime, Local};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use crate::config::Layout;
+use crate::crontab::Cron;
 use crate::maintenance::write_atomic;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,20 +53,22 @@ pub struct Schedule {
     pub name: String,
     pub path: PathBuf,
     pub cron_text: String,
-    cron: cron::Schedule,
+    cron: Cron,
     pub job: Job,
     pub enabled: bool,
     pub description: Option<String>,
 }
 
 impl Schedule {
-    /// The first fire time strictly after `t`.
-    pub fn next_after(&self, t: &DateTime<Local>) -> Option<DateTime<Local>> {
-        self.cron.after(t).next()
+    /// The first fire time strictly after `t`; `fired` is when it last ran
+    /// (see [`Cron::next_after`]).
+    pub fn next_after(&self, t: &DateTime<Local>, fired: Option<&DateTime<Local>>) -> Option<DateTime<Local>> {
+        self.cron.next_after(t, fired)
     }
 
-    pub fn upcoming(&self, from: &DateTime<Local>, n: usize) -> Vec<DateTime<Local>> {
-        self.cron.after(from).take(n).collect()
+    /// The next `n` fire times after `from`, strictly increasing.
+    pub fn upcoming(&self, from: &DateTime<Local>, fired: Option<&DateTime<Local>>, n: usize) -> Vec<DateTime<Local>> {
+        self.cron.upcoming(from, fired, n)
     }
 }
 
@@ -183,16 +185,14 @@ fn line_of(text: &str, offset: usize) -> usize {
     1 + text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count()
 }
 
-/// Parses a cron expression with a seconds field (or a `@` shorthand).
-pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
-    let fields = expr.split_whitespace().count();
-    if !expr.trim_start().starts_with('@') && fields == 5 {
-        return Err(format!(
-            "cron {expr:?} has 5 fields; schedules have a seconds field first (e.g. \"0 30 1 * * *\" is daily at \
-             01:30)"
-        ));
+/// Parses a cron expression (see [`crate::crontab`]) and refuses one that
+/// can never fire (30 February).
+pub fn parse_cron(expr: &str) -> Result<Cron, String> {
+    let cron = Cron::parse(expr)?;
+    if cron.next_after(&chrono::Utc::now(), None).is_none() {
+        return Err(format!("cron {expr:?} never fires (no date matches it)"));
     }
-    cron::Schedule::from_str(expr.trim()).map_err(|e| format!("cron {expr:?} is not valid: {e}"))
+    Ok(cron)
 }
 
 /// One run of a schedule's job.
@@ -200,6 +200,9 @@ pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
 pub struct Run {
     pub schedule: String,
     pub job: String,
+    /// The fire time the run was for (absent for runs recorded before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned: Option<String>,
     pub start: String,
     pub end: String,
     /// `ok`, `failed` or `skipped`.
@@ -313,7 +316,7 @@ mod tests {
         assert!(l.errors[1].contains("d.toml:3") && l.errors[1].contains("colour"), "{}", l.errors[1]);
         assert!(l.errors[2].contains("e.toml:3") && l.errors[2].contains("backup"), "{}", l.errors[2]);
         let now = Local::now();
-        let next = l.schedules[0].upcoming(&now, 3);
+        let next = l.schedules[0].upcoming(&now, None, 3);
         assert_eq!(next.len(), 3);
         assert_eq!((next[1] - next[0]).num_seconds(), 2);
     }

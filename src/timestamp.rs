@@ -181,10 +181,15 @@ pub fn parse_bound(s: &str, end_of_day: bool) -> Result<i64, String> {
 }
 
 fn local_millis(n: NaiveDateTime, s: &str, end: bool) -> Result<i64, String> {
+    // Second 60 (a leap second) is the last millisecond of second 59, as in
+    // [`millis`].
+    let (n, leap) =
+        if n.nanosecond() >= 1_000_000_000 { (n.with_nanosecond(0).unwrap_or(n), true) } else { (n, false) };
+    let ms = |t: DateTime<Local>| if leap { t.timestamp() * 1000 + 999 } else { t.timestamp_millis() };
     match Local.from_local_datetime(&n) {
-        chrono::LocalResult::Single(t) => Ok(t.timestamp_millis()),
+        chrono::LocalResult::Single(t) => Ok(ms(t)),
         chrono::LocalResult::Ambiguous(a, b) => {
-            let (a, b) = (a.timestamp_millis(), b.timestamp_millis());
+            let (a, b) = (ms(a), ms(b));
             Ok(if end { a.max(b) } else { a.min(b) })
         }
         chrono::LocalResult::None => Err(format!(

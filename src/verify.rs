@@ -161,6 +161,25 @@ struct Span {
     chain_start: Option<Digest>,
     chain_end: Option<Digest>,
     previous: Option<String>,
+    /// Ids the log itself recorded as handed out but never written (its
+    /// first record is the archiver's `Integrity` record saying so, see
+    /// `log::Log::open`): a gap before this file that is not damage.
+    declared_gap: Option<(u64, u64)>,
+}
+
+/// The ids an archiver `Integrity` record says were handed out but never
+/// written: "ids A..B were handed out but no file holds them …".
+fn declared_gap(r: &Record<'_>) -> Option<(u64, u64)> {
+    if r.get(Field::AppName) != Some(crate::selfaudit::APP_NAME) || r.get(Field::ActionType) != Some("Integrity") {
+        return None;
+    }
+    let rest = r.get(Field::ActionData)?.strip_prefix("ids ")?;
+    let (range, tail) = rest.split_once(' ')?;
+    if !tail.starts_with("were handed out but no file holds them") {
+        return None;
+    }
+    let (a, b) = range.split_once("..")?;
+    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 /// Chain values the anchors ask about, filled in while records are checked
@@ -224,6 +243,7 @@ impl FileCheck<'_> {
         let mut first = None;
         let mut prev: Option<u64> = None;
         let mut count = 0u64;
+        let mut gap = None;
         loop {
             let r = match self.rd.next_record() {
                 Ok(Some(r)) => r,
@@ -266,6 +286,9 @@ impl FileCheck<'_> {
                     self.t.path.display()
                 ));
             }
+            if first.is_none() {
+                gap = declared_gap(&r);
+            }
             first.get_or_insert(r.id);
             prev = Some(r.id);
             count += 1;
@@ -287,6 +310,7 @@ impl FileCheck<'_> {
             chain_start: self.header.chain_start,
             chain_end: running,
             previous: self.header.previous.clone(),
+            declared_gap: gap,
         })
     }
 
@@ -494,7 +518,14 @@ pub fn verify(mut targets: Vec<(u64, Target)>, opts: &Options) -> Report {
                 report.notes.push(format!("{} holds the same records as {}", t.path.display(), p.path.display()));
                 continue;
             }
-            if let Some(problem) = continuity(p, &span) {
+            if span.declared_gap.is_some_and(|(a, b)| a == p.last + 1 && b + 1 == span.first) {
+                report.notes.push(format!(
+                    "{}: {} were handed out but never written here; the log recorded the gap in record {}",
+                    span.path.display(),
+                    id_range(p.last + 1, span.first - 1),
+                    span.first
+                ));
+            } else if let Some(problem) = continuity(p, &span) {
                 report.problems.push(problem);
             }
         }

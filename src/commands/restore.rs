@@ -30,9 +30,11 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     if args.force {
         data.push_str(" (replacing its previous contents)");
     }
-    let event = Event::new("Restore", "Restore", data);
-    let (id, _) =
-        selfaudit::append_to(&mut log, &[event], &host, &*ctx.clock)?.context("the restore could not be recorded")?;
+    let mut events: Vec<Event> =
+        log.take_incidents().into_iter().map(|i| Event::new("Log", "Integrity", i).failed()).collect();
+    events.push(Event::new("Restore", "Restore", data));
+    let (_, id) =
+        selfaudit::append_to(&mut log, &events, &host, &*ctx.clock)?.context("the restore could not be recorded")?;
     println!("recorded the restore as id {id}");
     Ok(ExitCode::SUCCESS)
 }

@@ -28,7 +28,7 @@ pub struct ScheduleStatus {
 pub fn collect(ctx: &Ctx, n: usize) -> (Vec<ScheduleStatus>, Vec<String>) {
     let loaded = scheduler::load_dir(&ctx.schedules_dir);
     let mut last = scheduler::last_runs(&ctx.layout);
-    let now = Local::now();
+    let now = ctx.clock.now().with_timezone(&Local);
     let list = loaded
         .schedules
         .iter()
@@ -43,7 +43,14 @@ pub fn collect(ctx: &Ctx, n: usize) -> (Vec<ScheduleStatus>, Vec<String>) {
             },
             enabled: s.enabled,
             next: if s.enabled {
-                s.upcoming(&now, n).iter().map(|t| t.format("%Y-%m-%d %H:%M:%S %:z").to_string()).collect()
+                let fired = last
+                    .get(&s.name)
+                    .and_then(|r| chrono::DateTime::parse_from_rfc3339(r.planned.as_deref().unwrap_or(&r.start)).ok())
+                    .map(|t| t.with_timezone(&Local));
+                s.upcoming(&now, fired.as_ref(), n)
+                    .iter()
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S %:z").to_string())
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -77,7 +84,8 @@ pub fn run(ctx: &Ctx, args: SchedulesArgs) -> Result<ExitCode> {
             match &s.last_run {
                 Some(r) => {
                     let text = if r.error.is_empty() { &r.message } else { &r.error };
-                    println!("  last run  {} {}: {text}", r.start, r.outcome);
+                    let planned = r.planned.as_deref().map(|p| format!(" (planned {p})")).unwrap_or_default();
+                    println!("  last run  {}{planned} {}: {text}", r.start, r.outcome);
                 }
                 None => println!("  last run  never"),
             }

@@ -194,7 +194,10 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
     for s in &st.schedules {
         let next = s.next.first().map_or("disabled", String::as_str);
         let last = match &s.last_run {
-            Some(r) => format!("last {} {}", r.outcome, r.start),
+            Some(r) => match &r.planned {
+                Some(p) => format!("last {} {} (planned {p})", r.outcome, r.start),
+                None => format!("last {} {}", r.outcome, r.start),
+            },
             None => "never run".into(),
         };
         println!("  {:<20} {:<8} next {next}; {last}", s.name, s.job);

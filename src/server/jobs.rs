@@ -183,18 +183,31 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 fn scheduler_loop(env: &Arc<JobEnv>, shared: &Arc<(Mutex<State>, Condvar)>) {
     let (lock, cv) = &**shared;
+    // The service's clock, in the local zone (schedules are local times).
+    let now_local = || env.clock.now().with_timezone(&Local);
     let mut due = scheduler::read_last_due(&env.layout);
-    let started = Local::now();
+    // When each schedule last ran: a fixed-time schedule that ran in the
+    // first pass of a repeated hour does not run again in the second.
+    let mut fired: BTreeMap<String, DateTime<Local>> = scheduler::last_runs(&env.layout)
+        .into_iter()
+        .filter_map(|(name, r)| {
+            let t = DateTime::parse_from_rfc3339(r.planned.as_deref().unwrap_or(&r.start)).ok()?;
+            Some((name, t.with_timezone(&Local)))
+        })
+        .collect();
+    let started = now_local();
     // Catch-up: a schedule that was due while the service was down runs once now.
     {
         let st = lock.lock().unwrap_or_else(|e| e.into_inner());
         let schedules = st.schedules.clone();
         drop(st);
         for s in schedules.iter().filter(|s| s.enabled) {
-            if let Some(last) = due.get(&s.name)
-                && s.next_after(last).is_some_and(|n| n <= started)
+            // A last due time in the future (the clock was ahead then) counts from now.
+            if let Some(last) = due.get(&s.name).filter(|l| **l <= started)
+                && let Some(planned) = s.next_after(last, fired.get(&s.name)).filter(|n| *n <= started)
             {
-                fire(env, shared, s, "missed while the service was down");
+                fire(env, shared, s, Some(planned), "missed while the service was down");
+                fired.insert(s.name.clone(), started);
             }
             due.insert(s.name.clone(), started);
         }
@@ -206,10 +219,10 @@ fn scheduler_loop(env: &Arc<JobEnv>, shared: &Arc<(Mutex<State>, Condvar)>) {
         if st.stop {
             return;
         }
+        let now = now_local();
         if st.generation != generation {
             // New or changed schedules start counting from now (no catch-up on reload).
             generation = st.generation;
-            let now = Local::now();
             let names: HashSet<&str> = st.schedules.iter().map(|s| s.name.as_str()).collect();
             due.retain(|k, _| names.contains(k.as_str()));
             for s in &st.schedules {
@@ -217,22 +230,39 @@ fn scheduler_loop(env: &Arc<JobEnv>, shared: &Arc<(Mutex<State>, Condvar)>) {
             }
             save_due(env, &due);
         }
-        let now = Local::now();
-        let mut fired = Vec::new();
+        // A clock stepped back (after a bad time source) never stalls a
+        // schedule: what was due "in the future" counts from now.
+        let mut stepped = false;
+        for (name, last) in due.iter_mut() {
+            if *last > now + chrono::Duration::seconds(1) {
+                eprintln!(
+                    "audit-trail: scheduler: the clock went back from {} to {}; schedule {name} counts from now",
+                    last.format("%Y-%m-%d %H:%M:%S %:z"),
+                    now.format("%Y-%m-%d %H:%M:%S %:z")
+                );
+                *last = now;
+                stepped = true;
+            }
+        }
+        if stepped {
+            save_due(env, &due);
+        }
+        let mut to_fire = Vec::new();
         let mut next: Option<DateTime<Local>> = None;
         for s in st.schedules.iter().filter(|s| s.enabled) {
             let last = due.get(&s.name).copied().unwrap_or(now);
-            match s.next_after(&last) {
-                Some(n) if n <= now => fired.push(s.clone()),
+            match s.next_after(&last, fired.get(&s.name)) {
+                Some(n) if n <= now => to_fire.push((s.clone(), n)),
                 Some(n) => next = Some(next.map_or(n, |m| m.min(n))),
                 None => {}
             }
         }
-        if !fired.is_empty() {
+        if !to_fire.is_empty() {
             drop(st);
-            for s in &fired {
-                fire(env, shared, s, "");
+            for (s, planned) in &to_fire {
+                fire(env, shared, s, Some(*planned), "");
                 due.insert(s.name.clone(), now);
+                fired.insert(s.name.clone(), now);
             }
             save_due(env, &due);
             st = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -253,7 +283,14 @@ fn save_due(env: &JobEnv, due: &BTreeMap<String, DateTime<Local>>) {
 }
 
 /// Starts a run of `s` on its own thread, unless one is still going.
-fn fire(env: &Arc<JobEnv>, shared: &Arc<(Mutex<State>, Condvar)>, s: &Schedule, why: &str) {
+fn fire(
+    env: &Arc<JobEnv>,
+    shared: &Arc<(Mutex<State>, Condvar)>,
+    s: &Schedule,
+    planned: Option<DateTime<Local>>,
+    why: &str,
+) {
+    let planned = planned.map(|p| timestamp::format(&p.fixed_offset()));
     let (lock, cv) = &**shared;
     let mut st = lock.lock().unwrap_or_else(|e| e.into_inner());
     if st.stop {
@@ -265,6 +302,7 @@ fn fire(env: &Arc<JobEnv>, shared: &Arc<(Mutex<State>, Condvar)>, s: &Schedule, 
         let run = Run {
             schedule: s.name.clone(),
             job: s.job.name().into(),
+            planned,
             start: t.clone(),
             end: t,
             outcome: "skipped".into(),
@@ -283,6 +321,7 @@ fn fire(env: &Arc<JobEnv>, shared: &Arc<(Mutex<State>, Condvar)>, s: &Schedule, 
         let mut run = Run {
             schedule: s.name.clone(),
             job: s.job.name().into(),
+            planned,
             start,
             end: timestamp::format(&env.clock.now()),
             outcome: if result.is_ok() { "ok" } else { "failed" }.into(),

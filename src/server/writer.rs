@@ -35,11 +35,10 @@ pub struct Refused {
 }
 
 impl Refused {
+    /// A failure of the log, not of the records: the batch was taken back
+    /// and the log is reopened, so sending the records again can succeed.
     fn from_error(e: &anyhow::Error, what: &str) -> Refused {
-        Refused {
-            message: format!("{what}: {e:#}; nothing of it was stored"),
-            retry: crate::error::kind_of(e) == crate::error::Kind::Temporary,
-        }
+        Refused { message: format!("{what}: {e:#}; nothing of it was stored"), retry: true }
     }
 
     pub fn stopping() -> Refused {
@@ -104,6 +103,7 @@ fn run(log: Log, reopen: Reopen, rx: Receiver<Request>, durable: &Durable) {
     let mut log = Some(log);
     let mut next_id = log.as_ref().map_or(0, Log::next_id);
     let mut last_mark = std::time::Instant::now();
+    let mut pending = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         let mut bytes = size(&group[0]);
@@ -132,9 +132,9 @@ fn run(log: Log, reopen: Reopen, rx: Receiver<Request>, durable: &Durable) {
             }
         }
         let l = log.as_mut().expect("log present");
-        report_incidents(l);
+        report_incidents(l, &mut pending);
         let stop = process(l, group);
-        report_incidents(l);
+        report_incidents(l, &mut pending);
         if last_mark.elapsed() >= MARK_EVERY && !l.is_poisoned() {
             if let Err(e) = l.save_high_water() {
                 eprintln!("audit-trail: cannot save the id high-water mark: {e:#}");
@@ -259,22 +259,20 @@ fn process(log: &mut Log, group: Vec<Request>) -> Option<mpsc::Sender<u64>> {
 }
 
 /// Says loudly what went wrong under the writer and was repaired, and
-/// records each as the archiver's own event.
-fn report_incidents(log: &mut Log) {
-    let incidents = log.take_incidents();
-    if incidents.is_empty() {
+/// records each as the archiver's own event. Events that cannot be recorded
+/// yet (the log must be reopened first) wait in `pending`.
+fn report_incidents(log: &mut Log, pending: &mut Vec<crate::selfaudit::Event>) {
+    for i in log.take_incidents() {
+        eprintln!("audit-trail: WARNING: {i}");
+        pending.push(crate::selfaudit::Event::new("Log", "Integrity", i).failed());
+    }
+    if pending.is_empty() || log.is_poisoned() {
         return;
     }
-    let events: Vec<crate::selfaudit::Event> = incidents
-        .iter()
-        .map(|i| {
-            eprintln!("audit-trail: WARNING: {i}");
-            crate::selfaudit::Event::new("Log", "Integrity", i.clone()).failed()
-        })
-        .collect();
     let host = log.host().to_owned();
     let clock = log.clock();
-    if let Err(e) = crate::selfaudit::append_to(log, &events, &host, &*clock) {
-        eprintln!("audit-trail: WARNING: cannot record the incident(s) above: {e:#}");
+    match crate::selfaudit::append_to(log, pending, &host, &*clock) {
+        Ok(_) => pending.clear(),
+        Err(e) => eprintln!("audit-trail: WARNING: cannot record the incident(s) above yet: {e:#}"),
     }
 }

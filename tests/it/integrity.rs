@@ -492,3 +492,122 @@ fn the_archivers_own_records_cannot_be_forged_from_outside() {
         assert!(!env.export_all_lines().iter().any(|(_, l)| l.contains(variant)), "{variant} stored");
     }
 }
+
+#[test]
+fn an_active_file_cut_in_place_under_serve_stops_acknowledgements_and_ids_go_on() {
+    for cut in [0u64, 200, 900] {
+        let env = Env::new();
+        let schedules = env.no_schedules();
+        let server = env.serve(&schedules);
+        let mut acked = Vec::new();
+        for i in 0..3 {
+            let run = env.run(&["append", "--app", "A", "--action", "B", "--user", &format!("u{i}")]).success();
+            acked.push(run.stdout.trim().parse::<u64>().unwrap());
+        }
+        let active = env.active_files().pop().unwrap();
+        std::fs::OpenOptions::new().write(true).open(&active).unwrap().set_len(cut).unwrap();
+        let refused = env.run(&["append", "--app", "A", "--action", "B", "--user", "cut"]);
+        assert_eq!(refused.code, Some(TEMPORARY), "cut to {cut}: {} {}", refused.stdout, refused.stderr);
+        assert!(refused.stdout.is_empty());
+        let after: u64 = env
+            .run(&["append", "--app", "A", "--action", "B", "--user", "after"])
+            .success()
+            .stdout
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(after > *acked.iter().max().unwrap(), "cut to {cut}: id {after} after {acked:?}");
+        let stderr = server.stop();
+        assert!(stderr.contains("WARNING") && stderr.contains("was cut to"), "{stderr}");
+        let lines = env.export_all_lines();
+        assert!(lines.iter().any(|(_, l)| l.contains("was cut to")), "the incident is recorded");
+        assert!(!lines.iter().any(|(_, l)| l.contains("\"user_name\":\"cut\"")), "the refused record is not stored");
+        let ids: Vec<u64> = lines.iter().map(|(id, _)| *id).collect();
+        let mut sorted = ids.clone();
+        sorted.dedup();
+        assert_eq!(ids, sorted, "no id twice");
+    }
+}
+
+#[test]
+fn ids_stop_at_the_top_of_the_range_instead_of_wrapping() {
+    let env = Env::new();
+    env.run(&["append", "--app", "A", "--action", "B"]).success();
+    let max = i64::MAX as u64;
+    // The record of the gap takes max - 1, the append the last id.
+    std::fs::write(env.data.join("state/next-id"), format!("{}\n", max - 1)).unwrap();
+    let top: u64 = env.run(&["append", "--app", "A", "--action", "B"]).success().stdout.trim().parse().unwrap();
+    assert_eq!(top, max);
+    let run = env.run(&["append", "--app", "A", "--action", "B"]);
+    assert_ne!(run.code, Some(0));
+    assert!(run.stdout.is_empty() && run.stderr.contains("every id"), "{}", run.stderr);
+    // A mark beyond the range is not believed: ids come from the files.
+    let env = Env::new();
+    env.run(&["append", "--app", "A", "--action", "B"]).success();
+    std::fs::write(env.data.join("state/next-id"), "18446744073709551615\n").unwrap();
+    let run = env.run(&["append", "--app", "A", "--action", "B"]).success();
+    assert_eq!(run.stdout.trim(), "2");
+    assert!(run.stderr.contains("out of range"), "{}", run.stderr);
+}
+
+#[test]
+fn a_failed_batch_never_moves_the_high_water_mark() {
+    let fs = SmallFs::new("2m");
+    for (k, free) in [0usize, 1500, 4000, 8000, 16000, 60000].into_iter().enumerate() {
+        let data = fs.path().join(format!("d{k}"));
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("audit-trail.toml"), "host_name = \"pbx01\"\ncapacity = 5\n").unwrap();
+        let env = Env { dir: tempfile::tempdir().unwrap(), data: data.clone(), config: data.join("audit-trail.toml") };
+        env.run_with_input(&["append", "--json", "-"], &batch("pre", 3)).success();
+        fs.fill();
+        // Give back `free` bytes.
+        let fill = fs.path().join("fill");
+        let len = std::fs::metadata(&fill).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&fill).unwrap().set_len(len.saturating_sub(free as u64)).unwrap();
+        let run = env.run_with_input(&["append", "--json", "-"], &batch("b", 20));
+        fs.free();
+        let users: Vec<String> = ids_and_users(&env).into_iter().map(|(_, u)| u).collect();
+        let stored = users.iter().filter(|u| u.starts_with('b')).count();
+        assert!(stored == 0 || stored == 20, "free {free}: {stored} of 20 stored");
+        assert_eq!(run.code == Some(0), stored == 20, "free {free}: exit {:?} with {stored} stored", run.code);
+        env.run(&["append", "--app", "A", "--action", "B", "--user", "after"]).success();
+        let lines = env.export_all_lines();
+        assert!(!lines.iter().any(|(_, l)| l.contains("Integrity")), "free {free}: a gap was recorded: {lines:?}");
+        let ids: Vec<u64> = lines.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>(), "free {free}: ids gap-free");
+        env.run(&["verify"]).success();
+        std::mem::forget(env.dir);
+    }
+}
+
+#[test]
+fn a_restore_over_a_newer_log_never_hands_its_ids_out_again() {
+    let env = Env::new();
+    for i in 0..3 {
+        env.run(&["append", "--app", "A", "--action", "B", "--user", &format!("old{i}")]).success();
+    }
+    let bundles = env.dir.path().join("bundles");
+    env.run(&["backup", "--out", bundles.to_str().unwrap()]).success();
+    for i in 3..6 {
+        env.run(&["append", "--app", "A", "--action", "B", "--user", &format!("old{i}")]).success();
+    }
+    let bundle = std::fs::read_dir(&bundles).unwrap().next().unwrap().unwrap().path();
+    env.run(&["restore", "--force", bundle.to_str().unwrap()]).success();
+    let next: u64 = env.run(&["append", "--app", "A", "--action", "B"]).success().stdout.trim().parse().unwrap();
+    assert!(next > 6, "id {next}: ids up to 6 were handed out before the restore");
+    let lines = env.export_all_lines();
+    assert!(lines.iter().any(|(_, l)| l.contains("ids 4..6 were handed out")), "{lines:?}");
+}
+
+#[test]
+fn an_archive_run_while_the_clock_was_behind_does_not_make_a_fresh_file_old() {
+    let env = Env::with_config("host_name = \"pbx01\"\nretention_days = 30\n");
+    env.run(&["append", "--app", "A", "--action", "B", "--user", "fresh"]).success();
+    env.run(&["rotate"]).success();
+    // The hourly archive job runs once before NTP has set the clock.
+    env.run_at("-59d", &["archive"]).success();
+    env.run(&["append", "--app", "A", "--action", "B"]).success();
+    assert!(env.run(&["purge"]).success().stdout.contains("removed 0 file(s)"));
+    let users: Vec<String> = ids_and_users(&env).into_iter().map(|(_, u)| u).collect();
+    assert!(users.contains(&"fresh".to_owned()));
+}

@@ -8,6 +8,7 @@ mod integrity;
 mod log;
 mod maintenance;
 mod restore;
+mod schedules;
 mod serve;
 mod servers;
 mod siem;
