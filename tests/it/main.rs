@@ -11,6 +11,8 @@ mod restore;
 mod serve;
 mod servers;
 mod siem;
+mod siem_interop;
 mod syslog;
+mod syslogng;
 mod tamper;
 mod upload;
