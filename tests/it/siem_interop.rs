@@ -77,7 +77,7 @@ fn hostile_records(seed: u64) -> Vec<Value> {
             ("user_name", format!("u{c}")),
             ("action_data", format!("d{c}|\\=\\n\n\r\r\n end ")),
             ("node", format!("n{c}")),
-            ("tenant", format!("{c}")),
+            ("tenant", c.clone()),
             ("source_ip", "2001:db8::1".into()),
             ("outcome", "failure".into()),
             ("category", "failure".into()),
