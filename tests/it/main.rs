@@ -12,6 +12,8 @@ mod schedules;
 mod serve;
 mod servers;
 mod siem;
+mod siem_interop;
 mod syslog;
+mod syslogng;
 mod tamper;
 mod upload;
