@@ -115,6 +115,13 @@ pub struct Log {
 /// instead of wrapping around.
 pub const MAX_ID: u64 = i64::MAX as u64;
 
+/// How a gap in the ids is worded in the archiver's `Integrity` record: ids
+/// handed out whose records are gone (damage `verify` reports) …
+pub const GAP_LOST: &str = "were handed out but no file holds them";
+/// … or ids handed out by a data directory that `restore --force` replaced
+/// (no damage: `verify` notes it).
+pub const GAP_REPLACED: &str = "were handed out by the data directory this restore replaced";
+
 /// File under `state/` holding the id high-water mark: the next id that
 /// may be handed out. Ids below it were handed out, whatever happens later to
 /// the files that held them.
@@ -232,8 +239,8 @@ impl Log {
         self.mark_written = mark;
         if mark > self.next_id {
             let gap = format!(
-                "ids {}..{} were handed out but no file holds them (the high-water mark {} says {mark}); the \
-                 log continues at id {mark} and never hands them out again",
+                "ids {}..{} {GAP_LOST} (the high-water mark {} says {mark}); the log continues at id {mark} and \
+                 never hands them out again",
                 self.next_id,
                 mark - 1,
                 path.display()

@@ -161,21 +161,22 @@ struct Span {
     chain_start: Option<Digest>,
     chain_end: Option<Digest>,
     previous: Option<String>,
-    /// Ids the log itself recorded as handed out but never written (its
-    /// first record is the archiver's `Integrity` record saying so, see
-    /// `log::Log::open`): a gap before this file that is not damage.
+    /// Ids a `restore --force` recorded as handed out by the directory it
+    /// replaced (its first record is the archiver's `Integrity` record saying
+    /// so): a gap before this file that is not damage.
     declared_gap: Option<(u64, u64)>,
 }
 
-/// The ids an archiver `Integrity` record says were handed out but never
-/// written: "ids A..B were handed out but no file holds them …".
+/// The ids an archiver `Integrity` record says the directory a restore
+/// replaced had handed out: "ids A..B were handed out by the data directory
+/// this restore replaced …".
 fn declared_gap(r: &Record<'_>) -> Option<(u64, u64)> {
     if r.get(Field::AppName) != Some(crate::selfaudit::APP_NAME) || r.get(Field::ActionType) != Some("Integrity") {
         return None;
     }
     let rest = r.get(Field::ActionData)?.strip_prefix("ids ")?;
     let (range, tail) = rest.split_once(' ')?;
-    if !tail.starts_with("were handed out but no file holds them") {
+    if !tail.starts_with(crate::log::GAP_REPLACED) {
         return None;
     }
     let (a, b) = range.split_once("..")?;
@@ -520,7 +521,7 @@ pub fn verify(mut targets: Vec<(u64, Target)>, opts: &Options) -> Report {
             }
             if span.declared_gap.is_some_and(|(a, b)| a == p.last + 1 && b + 1 == span.first) {
                 report.notes.push(format!(
-                    "{}: {} were handed out but never written here; the log recorded the gap in record {}",
+                    "{}: {} were handed out by the data directory a restore replaced (record {} says so)",
                     span.path.display(),
                     id_range(p.last + 1, span.first - 1),
                     span.first

@@ -30,8 +30,14 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     if args.force {
         data.push_str(" (replacing its previous contents)");
     }
-    let mut events: Vec<Event> =
-        log.take_incidents().into_iter().map(|i| Event::new("Log", "Integrity", i).failed()).collect();
+    // Ids skipped here are those the replaced directory had handed out: said
+    // so, which is also how `verify` tells this gap from lost records.
+    let mut events: Vec<Event> = log
+        .take_incidents()
+        .into_iter()
+        .map(|i| i.replace(crate::log::GAP_LOST, crate::log::GAP_REPLACED))
+        .map(|i| Event::new("Log", "Integrity", i).failed())
+        .collect();
     events.push(Event::new("Restore", "Restore", data));
     let (_, id) =
         selfaudit::append_to(&mut log, &events, &host, &*ctx.clock)?.context("the restore could not be recorded")?;

@@ -596,7 +596,8 @@ fn a_restore_over_a_newer_log_never_hands_its_ids_out_again() {
     let next: u64 = env.run(&["append", "--app", "A", "--action", "B"]).success().stdout.trim().parse().unwrap();
     assert!(next > 6, "id {next}: ids up to 6 were handed out before the restore");
     let lines = env.export_all_lines();
-    assert!(lines.iter().any(|(_, l)| l.contains("ids 4..6 were handed out")), "{lines:?}");
+    assert!(lines.iter().any(|(_, l)| l.contains("ids 4..6 were handed out by the data directory")), "{lines:?}");
+    env.run(&["verify"]).success();
 }
 
 #[test]

@@ -55,7 +55,7 @@ fn assert_restored(after: &str, before: &str) {
     assert!(lines.last().is_some_and(|l| l.contains("\"Restore\"") && l.contains("audit-trail")), "{extra}");
     match lines.len() {
         1 => {}
-        2 => assert!(lines[0].contains("were handed out but no file holds them"), "{extra}"),
+        2 => assert!(lines[0].contains("were handed out by the data directory this restore replaced"), "{extra}"),
         _ => panic!("unexpected records after the restore:\n{extra}"),
     }
 }
