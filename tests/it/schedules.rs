@@ -129,3 +129,59 @@ fn a_clock_stepped_back_never_stalls_the_scheduler() {
     let _ = child.wait();
     assert!(after - before >= 3, "{} runs in the 10 s after the clock came back", after - before);
 }
+
+/// Fire times agree with croniter (an independent implementation, Debian
+/// python3-croniter) for a corpus of expressions in several zones, up to the
+/// first daylight-saving change, where this project follows cron's rules on
+/// purpose (tested above and in `crontab.rs`).
+#[test]
+fn fire_times_agree_with_croniter_away_from_dst_changes() {
+    let python = "/usr/bin/python3";
+    let ok = Command::new(python).args(["-c", "import croniter"]).status().is_ok_and(|s| s.success());
+    assert!(ok, "python3-croniter is needed (Debian package python3-croniter; .ci/run installs it)");
+    let oracle = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/cron_oracle.py");
+    // crontab(5) form; ours takes a seconds field first.
+    let corpus = [
+        "*/7 * * * *",
+        "0 * * * *",
+        "30 2 * * *",
+        "45 23 * * 0",
+        "0 3 * * 1",
+        "0 3 * * 7",
+        "15 6 * * 1-5",
+        "0 0 1 * *",
+        "0 0 1,15 * 1",
+        "5 4 * * sun",
+        "0 12 * 2-4 mon-fri",
+        "0 */6 * * *",
+        "10 8-18/2 * * 2,4",
+        "59 23 31 * *",
+        "0 0 29 2 *",
+    ];
+    for (zone, start) in [
+        ("UTC", "2026-06-10 12:00:00"),
+        ("Europe/Berlin", "2026-04-01 12:00:00"),
+        ("America/New_York", "2026-11-02 00:30:00"),
+        ("Australia/Lord_Howe", "2026-04-06 09:00:00"),
+    ] {
+        let out = Command::new(python).arg(&oracle).args([zone, start, "60"]).args(corpus).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let want: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let env = Env::new();
+        let dir = env.dir.path().join("schedules");
+        for (i, e) in corpus.iter().enumerate() {
+            schedule(&dir, &format!("c{i:02}"), &format!("0 {e}"), "rotate");
+        }
+        let got = next_at(&env, &dir, zone, start, 60);
+        for (i, e) in corpus.iter().enumerate() {
+            let expected: Vec<i64> = want[*e].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+            let ours: Vec<i64> = times(&got, &format!("c{i:02}"))
+                .iter()
+                .map(|t| chrono::DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S %:z").unwrap().timestamp())
+                .take(expected.len())
+                .collect();
+            assert!(!expected.is_empty() || *e == "0 0 29 2 *", "{zone} {e}: the oracle gave nothing");
+            assert_eq!(ours, expected, "{zone}, from {start}: {e}");
+        }
+    }
+}
