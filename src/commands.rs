@@ -157,11 +157,11 @@ pub fn run(opts: Opts) -> Result<ExitCode> {
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Keygen(a) => {
             let key = crate::chain::generate_key(&a.path)?;
-            println!(
+            crate::outln!(
                 "wrote {} (key id {}); set hmac_key_file to it and keep a copy off this host",
                 a.path.display(),
                 key.id()
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(a) => status::run(&ctx, a),

@@ -129,6 +129,17 @@ impl fmt::Display for ServiceLink {
 
 impl std::error::Error for ServiceLink {}
 
+/// `println!` that returns the write error instead of panicking, so a
+/// reader that closes the pipe early (`audit-trail status | head -1`) ends
+/// the command quietly (see [`is_stdout_closed`]).
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

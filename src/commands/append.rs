@@ -55,7 +55,7 @@ fn append_one(ctx: &Ctx, args: &AppendArgs, defaults: &Defaults<'_>) -> Result<E
         client::submit(stream, &line, ctx.timeout, |a| answer = Some(a))?;
         return match answer.context("no answer from the service")? {
             Answer::Id(id) => {
-                println!("{id}");
+                crate::outln!("{id}")?;
                 Ok(ExitCode::SUCCESS)
             }
             Answer::Dropped(why) => {
@@ -77,7 +77,7 @@ fn append_one(ctx: &Ctx, args: &AppendArgs, defaults: &Defaults<'_>) -> Result<E
         return Ok(ExitCode::SUCCESS);
     }
     let (id, _) = log.append([rec])?.context("nothing appended")?;
-    println!("{id}");
+    crate::outln!("{id}")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -272,7 +272,7 @@ fn append_json(ctx: &Ctx, path: &std::path::Path, defaults: &Defaults<'_>) -> Re
             let _log = ctx.open_log_for_append()?;
             mask::add_dropped(&ctx.layout, &dropped)?;
         }
-        println!("appended 0 records{dropped_note}");
+        crate::outln!("appended 0 records{dropped_note}")?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut log = ctx.open_log_for_append()?;
@@ -281,7 +281,7 @@ fn append_json(ctx: &Ctx, path: &std::path::Path, defaults: &Defaults<'_>) -> Re
         bail!("appended ids {first}..{last}, but the input held {total} records");
     }
     mask::add_dropped(&ctx.layout, &dropped)?;
-    println!("appended {total} records: ids {first}..{last}{dropped_note}");
+    crate::outln!("appended {total} records: ids {first}..{last}{dropped_note}")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -332,7 +332,7 @@ fn append_via_service(
     } else {
         format!(": ids {first}..{last}, interleaved with other submitters")
     };
-    println!("appended {count} records{ids}{}", dropped_note(dropped));
+    crate::outln!("appended {count} records{ids}{}", dropped_note(dropped))?;
     if !errors.is_empty() {
         // Every record that got an id is stored; the refused ones are not.
         let kind = if retryable == errors.len() { Kind::Temporary } else { Kind::Invalid };

@@ -11,6 +11,6 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     for n in &report.notes {
         eprintln!("audit-trail: {n}");
     }
-    println!("{report}");
+    crate::outln!("{report}")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,6 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
         host: ctx.host.clone(),
     };
     let report = backup::backup(&ctx.layout, &ctx.config, &opts, ctx.clock.as_ref())?;
-    println!("{report}");
+    crate::outln!("{report}")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,7 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     for n in &report.notes {
         eprintln!("audit-trail: {n}");
     }
-    println!("{report}");
+    crate::outln!("{report}")?;
     if let Some(event) = crate::purge::audit_event(&report) {
         ctx.record_events(&[event])?;
     }

@@ -15,7 +15,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     for n in &report.verify.notes {
         eprintln!("audit-trail: note: {n}");
     }
-    println!("{report}");
+    crate::outln!("{report}")?;
     // The configuration in effect: the one kept from the replaced directory,
     // or none (the bundle's is only set beside, see `backup`).
     let (cfg, _) = ctx.reload_config().context("the restored configuration does not load")?;
@@ -41,6 +41,6 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     events.push(Event::new("Restore", "Restore", data));
     let (_, id) =
         selfaudit::append_to(&mut log, &events, &host, &*ctx.clock)?.context("the restore could not be recorded")?;
-    println!("recorded the restore as id {id}");
+    crate::outln!("recorded the restore as id {id}")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use super::Ctx;
 pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     // A running service holds the log: it does the rotation.
     if let Some(msg) = crate::client::control(ctx, "rotate")? {
-        println!("{msg}");
+        crate::outln!("{msg}")?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut log = ctx.open_log()?;

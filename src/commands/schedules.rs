@@ -68,30 +68,30 @@ pub fn run(ctx: &Ctx, args: SchedulesArgs) -> Result<ExitCode> {
             "schedules": list,
             "errors": errors,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        println!("schedules from {}", ctx.schedules_dir.display());
+        crate::outln!("schedules from {}", ctx.schedules_dir.display())?;
         for s in &list {
             let target = s.target.as_deref().map(|t| format!(" → {t}")).unwrap_or_default();
-            println!("\n{}  ({}{target}, cron \"{}\")", s.name, s.job, s.cron);
+            crate::outln!("\n{}  ({}{target}, cron \"{}\")", s.name, s.job, s.cron)?;
             if s.enabled {
                 for t in &s.next {
-                    println!("  next      {t}");
+                    crate::outln!("  next      {t}")?;
                 }
             } else {
-                println!("  disabled");
+                crate::outln!("  disabled")?;
             }
             match &s.last_run {
                 Some(r) => {
                     let text = if r.error.is_empty() { &r.message } else { &r.error };
                     let planned = r.planned.as_deref().map(|p| format!(" (planned {p})")).unwrap_or_default();
-                    println!("  last run  {}{planned} {}: {text}", r.start, r.outcome);
+                    crate::outln!("  last run  {}{planned} {}: {text}", r.start, r.outcome)?;
                 }
                 None => println!("  last run  never"),
             }
         }
         for e in &errors {
-            println!("\nnot loaded: {e}");
+            crate::outln!("\nnot loaded: {e}")?;
         }
     }
     Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })

@@ -22,7 +22,9 @@ fn test(ctx: &Ctx) -> Result<ExitCode> {
     };
     let receiver = cfg.describe();
     if !cfg.enabled {
-        println!("note: [siem] has enabled = false: the service does not forward records; testing the receiver anyway");
+        crate::outln!(
+            "note: [siem] has enabled = false: the service does not forward records; testing the receiver anyway"
+        )?;
     }
     let mut conn = match siem::connect(cfg) {
         Ok(c) => c,
@@ -64,10 +66,10 @@ fn test(ctx: &Ctx) -> Result<ExitCode> {
         text(2)
     );
     if cfg.protocol == "udp" {
-        println!(
+        crate::outln!(
             "sent 2 test messages to {receiver} ({total} bytes, {}); delivery cannot be confirmed over UDP.\n{look}.",
             cfg.format
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     // A receiver that rejects the connection closes it right away.
@@ -84,25 +86,25 @@ fn test(ctx: &Ctx) -> Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
-    println!(
+    crate::outln!(
         "sent 2 test messages to {receiver} ({total} bytes, {}, {} framing): the receiver accepted the connection{} and \
          the messages.\n{look}.",
         cfg.format,
         cfg.framing,
         if cfg.protocol == "tls" { ", its certificate is trusted," } else { "" }
-    );
+    )?;
     if cfg.framing == "lf" {
-        println!(
+        crate::outln!(
             "framing = \"lf\": receivers that expect octet counting (syslog-ng's syslog() source) drop these messages \
              or the connection; there, set framing = \"octet-counting\"."
-        );
+        )?;
     } else {
-        println!(
+        crate::outln!(
             "framing = \"octet-counting\": receivers that read one message per line (syslog-ng's network() source, \
              Splunk and QRadar TCP inputs, Logstash) store both messages as ONE event whose program or host is a \
              number such as \"{}\"; there, set framing = \"lf\" (see the README's receiver table).",
             first_len
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -161,36 +161,36 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         },
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&st)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("data directory   {}", st.data_dir);
-    println!("host             {}", st.host);
-    println!("next id          {}", st.next_id);
-    println!("circular log     {} of {} records", st.circular_records, st.capacity);
+    crate::outln!("data directory   {}", st.data_dir)?;
+    crate::outln!("host             {}", st.host)?;
+    crate::outln!("next id          {}", st.next_id)?;
+    crate::outln!("circular log     {} of {} records", st.circular_records, st.capacity)?;
     match &st.active_file {
         Some(a) => println!("active file      {} ({} records from id {})", a.path, a.records, a.first_id),
         None => println!("active file      none yet"),
     }
-    println!("sealed files     {}", st.sealed_files);
-    println!("archived files   {}", st.archived_files);
+    crate::outln!("sealed files     {}", st.sealed_files)?;
+    crate::outln!("archived files   {}", st.archived_files)?;
     match &st.chain {
         Some(c) => println!("chain head       {}", c.anchor),
         None => println!("chain head       none yet"),
     }
     if let Some(k) = &st.mac_key_id {
-        println!("seal MAC key id  {k}");
+        crate::outln!("seal MAC key id  {k}")?;
     }
     match &st.service {
         Some(s) => println!("service          running (pid {}, socket {})", s.pid, s.socket),
         None => println!("service          not running"),
     }
     let dropped: u64 = st.dropped.values().sum();
-    println!("event mask       {} ({dropped} records dropped)", st.event_mask);
+    crate::outln!("event mask       {} ({dropped} records dropped)", st.event_mask)?;
     for (cat, n) in &st.dropped {
-        println!("  dropped        {n} {cat}");
+        crate::outln!("  dropped        {n} {cat}")?;
     }
-    println!("schedules        {} ({})", st.schedules.len(), ctx.schedules_dir.display());
+    crate::outln!("schedules        {} ({})", st.schedules.len(), ctx.schedules_dir.display())?;
     for s in &st.schedules {
         let next = s.next.first().map_or("disabled", String::as_str);
         let last = match &s.last_run {
@@ -200,35 +200,45 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
             },
             None => "never run".into(),
         };
-        println!("  {:<20} {:<8} next {next}; {last}", s.name, s.job);
+        crate::outln!("  {:<20} {:<8} next {next}; {last}", s.name, s.job)?;
         if let Some(r) = s.last_run.as_ref().filter(|r| !r.error.is_empty()) {
-            println!("  {:<20} error: {}", "", r.error);
+            crate::outln!("  {:<20} error: {}", "", r.error)?;
         }
     }
     for e in &st.schedule_errors {
-        println!("  not loaded: {e}");
+        crate::outln!("  not loaded: {e}")?;
     }
     let pending: usize = st.uploads.iter().filter(|u| u.enabled).map(|u| u.pending).sum();
-    println!("upload targets   {} ({pending} file uploads pending)", st.uploads.len());
+    crate::outln!("upload targets   {} ({pending} file uploads pending)", st.uploads.len())?;
     for u in &st.uploads {
         let last = u.last_upload.as_deref().map_or("never".to_owned(), |t| format!("last {t}"));
         let state = if u.enabled { "" } else { " [disabled]" };
-        println!("  {:<20} {}{state}: {} uploaded, {} pending; {last}", u.name, u.endpoint, u.uploaded, u.pending);
+        crate::outln!(
+            "  {:<20} {}{state}: {} uploaded, {} pending; {last}",
+            u.name,
+            u.endpoint,
+            u.uploaded,
+            u.pending
+        )?;
     }
     if let Some(si) = &st.siem {
         let state = if si.enabled { "" } else { " [disabled]" };
-        println!(
+        crate::outln!(
             "siem             {} {}{state}: next id {}, {} behind, {} sent",
-            si.receiver, si.format, si.next_id, si.lag, si.sent
-        );
+            si.receiver,
+            si.format,
+            si.next_id,
+            si.lag,
+            si.sent
+        )?;
         if let Some(a) = &si.last_anchor {
-            println!("  last anchor    {} ({})", a.anchor, a.time);
+            crate::outln!("  last anchor    {} ({})", a.anchor, a.time)?;
         }
         if let Some(e) = &si.last_error {
-            println!("  last error     {} ({})", e, si.last_error_time.as_deref().unwrap_or("?"));
+            crate::outln!("  last error     {} ({})", e, si.last_error_time.as_deref().unwrap_or("?"))?;
         }
         if si.lost > 0 {
-            println!("  NOT FORWARDED  {} record(s); last: {}", si.lost, si.last_lost.as_deref().unwrap_or("?"));
+            crate::outln!("  NOT FORWARDED  {} record(s); last: {}", si.lost, si.last_lost.as_deref().unwrap_or("?"))?;
         }
     }
     Ok(ExitCode::SUCCESS)

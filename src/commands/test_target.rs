@@ -16,16 +16,16 @@ pub fn run(ctx: &Ctx, args: TestTargetArgs) -> Result<ExitCode> {
             if names.is_empty() { "none".to_owned() } else { names.join(", ") }
         );
     };
-    println!("target {} ({}){}", args.name, cfg.describe(), if cfg.enabled { "" } else { " [disabled]" });
+    crate::outln!("target {} ({}){}", args.name, cfg.describe(), if cfg.enabled { "" } else { " [disabled]" })?;
     let ok = crate::upload::test_target(cfg, &mut |s| {
         if s.ok {
-            println!("  ok      {:<17} {}", s.name, s.detail);
+            let _ = crate::outln!("  ok      {:<17} {}", s.name, s.detail);
         } else {
-            println!("  FAILED  {:<17} {}", s.name, s.detail);
+            let _ = crate::outln!("  FAILED  {:<17} {}", s.name, s.detail);
         }
     });
     if ok {
-        println!("target {} works: uploads can reach it", args.name);
+        crate::outln!("target {} works: uploads can reach it", args.name)?;
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("audit-trail: target {} does not work (see the FAILED step above)", args.name);

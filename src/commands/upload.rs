@@ -68,7 +68,7 @@ pub fn run(ctx: &Ctx, args: UploadArgs) -> Result<ExitCode> {
             eprintln!("audit-trail: {n}");
         }
         if r.ok() {
-            println!("{r}");
+            crate::outln!("{r}")?;
         } else {
             ok = false;
             permanent |= r.permanent || !r.refused.is_empty();

@@ -19,7 +19,7 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     let opts = verify::Options { keys, anchors: args.anchors };
     let report = verify::verify(targets, &opts);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json(&report, &opts))?);
+        crate::outln!("{}", serde_json::to_string_pretty(&json(&report, &opts))?)?;
         return Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { tampered() });
     }
     for n in &report.notes {
@@ -43,9 +43,9 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     if !opts.anchors.is_empty() {
         extra.push_str(&format!(", {} anchor(s) checked", opts.anchors.len()));
     }
-    println!("OK: {} files, {} records, {range}{extra}", report.files, report.records);
+    crate::outln!("OK: {} files, {} records, {range}{extra}", report.files, report.records)?;
     if let Some((id, value)) = report.chain_head {
-        println!("chain head: {id}:{}", chain::hex(&value));
+        crate::outln!("chain head: {id}:{}", chain::hex(&value))?;
     }
     Ok(ExitCode::SUCCESS)
 }
