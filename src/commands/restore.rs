@@ -22,7 +22,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     let host = cfg.host();
     let (mut log, notes) = Log::open(&ctx.layout, &host, cfg.capacity, ctx.clock.clone(), cfg.mac_key()?)?;
     for n in notes {
-        eprintln!("audit-trail: {n}");
+        eprintln!("audit-trail: {}", n.replace(crate::log::GAP_LOST, crate::log::GAP_REPLACED));
     }
     let name =
         args.bundle.file_name().map_or_else(|| args.bundle.display().to_string(), |n| n.to_string_lossy().into());
