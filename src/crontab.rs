@@ -74,16 +74,19 @@ impl Cron {
             }
         }
         let dow = day_of_week(fields[5]).map_err(|e| format!("cron {expr:?}: day-of-week: {e}"))?;
-        let dom_restricted = !matches!(fields[3], "*" | "?");
         let year = fields.get(6).copied().unwrap_or("*");
         let build = |dom: &str, dow: &str| -> Result<cron::Schedule, String> {
             let s = format!("{} {} {} {dom} {} {dow} {year}", fields[0], fields[1], fields[2], fields[4]);
             cron::Schedule::from_str(&s).map_err(|e| format!("cron {expr:?} is not valid: {e}"))
         };
-        let parts = match (&dow, dom_restricted) {
-            (Some(days), true) => vec![build(fields[3], "*")?, build("*", days)?],
-            (Some(days), false) => vec![build("*", days)?],
-            (None, _) => vec![build(fields[3], "*")?],
+        // As in Vixie cron, a day field that starts with `*` is unrestricted;
+        // when neither is, a day matching either runs (even `0-7`, which
+        // names every day); otherwise a day must match both.
+        let star = |f: &str| f.starts_with('*') || f == "?";
+        let parts = if star(fields[3]) || star(fields[5]) {
+            vec![build(fields[3], &dow)?]
+        } else {
+            vec![build(fields[3], "*")?, build("*", &dow)?]
         };
         let repeating = fields[2] == "*" || fields[2].starts_with("*/");
         Ok(Cron { parts, repeating })
@@ -132,10 +135,9 @@ impl Cron {
             if best.is_some() && (back.is_zero() || n > window_end) {
                 break;
             }
-            let candidate = match tz.from_local_datetime(&n) {
+            let candidate = match placed(&tz, n) {
                 LocalResult::Single(t) => Some(t),
-                LocalResult::Ambiguous(x, y) => {
-                    let (a, b) = if x <= y { (x, y) } else { (y, x) };
+                LocalResult::Ambiguous(a, b) => {
                     if a > *from {
                         Some(a)
                     } else if b > *from && (self.repeating || !fired.is_some_and(|f| *f >= a && *f < b)) {
@@ -181,24 +183,47 @@ impl Cron {
 /// larger than two hours).
 const LOOKBACK_HOURS: i64 = 3;
 
+/// The instants a clock in `tz` shows the wall time `n` at, earliest first.
+/// Only instants at which the clock really shows `n` count: a time zone
+/// library may also offer the very moment of a change labelled with the
+/// offset that ends there (03:00 +02:00 on the night 03:00 CEST becomes
+/// 02:00 CET), which no clock shows.
+fn placed<Tz: TimeZone>(tz: &Tz, n: NaiveDateTime) -> LocalResult<DateTime<Tz>> {
+    let shown = |t: &DateTime<Tz>| tz.from_utc_datetime(&t.naive_utc()).naive_local() == n;
+    let mut found: Vec<DateTime<Tz>> = match tz.from_local_datetime(&n) {
+        LocalResult::Single(t) => vec![t],
+        LocalResult::Ambiguous(x, y) => vec![x, y],
+        LocalResult::None => Vec::new(),
+    };
+    found.retain(shown);
+    found.sort();
+    let mut it = found.into_iter().map(|t| tz.from_utc_datetime(&t.naive_utc()));
+    match (it.next(), it.next()) {
+        (Some(a), Some(b)) => LocalResult::Ambiguous(a, b),
+        (Some(a), None) => LocalResult::Single(a),
+        _ => LocalResult::None,
+    }
+}
+
 /// The first instant after a wall time that does not exist: the moment the
-/// clocks jumped.
+/// clocks jumped, labelled as the clock shows it.
 fn after_gap<Tz: TimeZone>(tz: &Tz, n: NaiveDateTime) -> Option<DateTime<Tz>> {
     let mut m = n.with_second(0)?.with_nanosecond(0)?;
     for _ in 0..(24 * 60) {
         m += Duration::minutes(1);
-        if let Some(t) = tz.from_local_datetime(&m).earliest() {
-            return Some(t);
+        match placed(tz, m) {
+            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => return Some(t),
+            LocalResult::None => {}
         }
     }
     None
 }
 
-/// Reads a crontab(5) day-of-week field into day names for the `cron` crate;
-/// `None` when every day matches (`*`, `?`).
-fn day_of_week(field: &str) -> Result<Option<String>, String> {
+/// Reads a crontab(5) day-of-week field into day names for the `cron` crate
+/// (`*` for `*` or `?`).
+fn day_of_week(field: &str) -> Result<String, String> {
     if matches!(field, "*" | "?") {
-        return Ok(None);
+        return Ok("*".to_owned());
     }
     let mut days = [false; 7];
     for item in field.split(',') {
@@ -231,10 +256,7 @@ fn day_of_week(field: &str) -> Result<Option<String>, String> {
             days[d % 7] = true;
         }
     }
-    if days.iter().all(|&d| d) {
-        return Ok(None);
-    }
-    Ok(Some(DAYS.iter().zip(days).filter(|(_, on)| *on).map(|(n, _)| *n).collect::<Vec<_>>().join(",")))
+    Ok(DAYS.iter().zip(days).filter(|(_, on)| *on).map(|(n, _)| *n).collect::<Vec<_>>().join(","))
 }
 
 /// One day of the week: 0-7 (0 and 7 are Sunday) or a name.
@@ -284,11 +306,16 @@ mod tests {
 
     #[test]
     fn both_day_fields_restricted_means_either() {
-        // The 1st of the month, and every Monday.
-        let c = Cron::parse("0 0 0 1 * MON").unwrap();
         let from = at(chrono_tz::UTC, "2026-11-30T12:00:00Z");
-        let days: Vec<u32> = c.upcoming(&from, None, 4).iter().map(|t| t.day()).collect();
-        assert_eq!(days, [1, 7, 14, 21], "Dec 1 (1st), then Mondays");
+        let days = |e: &str| -> Vec<u32> {
+            Cron::parse(e).unwrap().upcoming(&from, None, 4).iter().map(|t| t.day()).collect()
+        };
+        assert_eq!(days("0 0 0 1 * MON"), [1, 7, 14, 21], "Dec 1 (1st), then Mondays");
+        assert_eq!(days("0 0 0 1 * 0-7"), [1, 2, 3, 4], "every day named: every day");
+        assert_eq!(days("0 0 0 1 * SUN-SAT"), [1, 2, 3, 4]);
+        // A field starting with `*` is unrestricted: both must match.
+        assert_eq!(days("0 0 0 */2 * MON"), [7, 21, 11, 25], "odd days that are Mondays");
+        assert_eq!(days("0 0 0 1 * */2")[..1], [1], "the 1st when it is Sun/Tue/Thu/Sat (Tue 1 Dec)");
     }
 
     #[test]
@@ -352,6 +379,25 @@ mod tests {
         let ran = at(berlin, "2026-10-25T00:00:00.003Z");
         let next = c.next_after(&ran, Some(&ran)).unwrap();
         assert_eq!(next, at(berlin, "2026-10-26T01:00:00Z"), "tomorrow 02:00 CET");
+    }
+
+    #[test]
+    fn the_end_of_a_repeated_hour_is_not_the_moment_of_the_change() {
+        // 03:00 on the night 03:00 CEST becomes 02:00 CET is 03:00 CET, an
+        // hour after the change, never the change itself.
+        let berlin = chrono_tz::Europe::Berlin;
+        assert_eq!(list("0 0 3 * * *", berlin, "2026-10-24T22:00:00Z", 1), ["2026-10-25 03:00:00 +01:00"]);
+        let ny = chrono_tz::America::New_York;
+        assert_eq!(list("0 0 2 * * *", ny, "2026-11-01T04:00:00Z", 1), ["2026-11-01 02:00:00 -05:00"]);
+        let santiago = chrono_tz::America::Santiago;
+        assert_eq!(list("@daily", santiago, "2026-04-04T12:00:00Z", 1), ["2026-04-05 00:00:00 -04:00"]);
+        let lord_howe = chrono_tz::Australia::Lord_Howe;
+        assert_eq!(
+            list("@hourly", lord_howe, "2026-04-04T13:30:00Z", 3),
+            ["2026-04-05 01:00:00 +11:00", "2026-04-05 02:00:00 +10:30", "2026-04-05 03:00:00 +10:30"]
+        );
+        // A time skipped when DST starts is labelled as the clock shows the jump.
+        assert_eq!(list("@daily", santiago, "2026-09-05T12:00:00Z", 1), ["2026-09-06 01:00:00 -03:00"]);
     }
 
     #[test]

@@ -233,14 +233,51 @@ pub fn circular_from(last: u64, capacity: u64) -> u64 {
 }
 
 /// The files and first id of the circular log: the newest `capacity` records.
-/// Also returns the last id (0 when the log is empty).
+/// Also returns the last id (0 when the log is empty). Counted in records,
+/// not ids: where the ids have a gap (ids the log skipped, see `log`), the
+/// circular log reaches further back.
 pub fn circular(layout: &Layout, capacity: u64) -> Result<(Vec<LogFile>, u64, u64)> {
     let files = list(layout)?;
     let last = last_id(layout, &files)?;
     if last == 0 {
         return Ok((Vec::new(), 1, 0));
     }
-    let from = circular_from(last, capacity);
-    let start = files.iter().rposition(|f| f.first_id <= from).unwrap_or(0);
+    let mut need = capacity.max(1);
+    let mut file_last = last;
+    let mut from = circular_from(last, capacity);
+    let mut start = files.len();
+    let mut manifest = None;
+    while start > 0 && need > 0 {
+        start -= 1;
+        let f = &files[start];
+        let count = if file_last >= f.first_id { file_last - f.first_id + 1 } else { 0 };
+        if count >= need {
+            from = file_last + 1 - need;
+            break;
+        }
+        need -= count;
+        from = f.first_id;
+        if start > 0 {
+            file_last = sealed_last_id(layout, &files[start - 1], &mut manifest).unwrap_or(f.first_id - 1);
+        }
+    }
     Ok((files[start..].to_vec(), from, last))
+}
+
+/// The last id of a sealed or archived file, from its seal (plain) or the
+/// archive manifest; `None` when neither tells.
+fn sealed_last_id(
+    layout: &Layout,
+    f: &LogFile,
+    manifest: &mut Option<Vec<crate::archive::ManifestEntry>>,
+) -> Option<u64> {
+    match f.kind {
+        FileKind::Sealed => crate::purge::seal_time(&f.path).ok().flatten().map(|(_, last)| last),
+        FileKind::Archived => {
+            let entries = manifest.get_or_insert_with(|| crate::archive::read_manifest(layout).unwrap_or_default());
+            let name = f.path.file_name()?.to_str()?;
+            entries.iter().find(|e| e.file == name).map(|e| e.last_id)
+        }
+        FileKind::Active => None,
+    }
 }

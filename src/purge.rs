@@ -224,7 +224,7 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
 
 /// Seal time and last id of a sealed file: from its last bytes when plain
 /// (the seal is the end of the file), from its whole content when compressed.
-fn seal_time(path: &Path) -> Result<Option<(String, u64)>> {
+pub(crate) fn seal_time(path: &Path) -> Result<Option<(String, u64)>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut s = ContentScan::default();
     if path.extension().is_some_and(|e| e == "gz") {

@@ -335,8 +335,18 @@ fn append_via_service(
     crate::outln!("appended {count} records{ids}{}", dropped_note(dropped))?;
     if !errors.is_empty() {
         // Every record that got an id is stored; the refused ones are not.
+        // The service commits a bulk input in groups: the lines named above
+        // were not stored, every id printed was.
         let kind = if retryable == errors.len() { Kind::Temporary } else { Kind::Invalid };
-        return Err(failure(kind, format!("{} record(s) were refused by the service and not stored", errors.len())));
+        let rest = if count == 0 {
+            "nothing was stored".to_owned()
+        } else {
+            format!("the other {count} record(s) are stored, with the ids above; send only the lines named again")
+        };
+        return Err(failure(
+            kind,
+            format!("{} record(s) were refused by the service and not stored (lines above); {rest}", errors.len()),
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -345,6 +345,13 @@ fn ids_never_go_back_when_the_active_file_is_lost_while_stopped() {
     // The records are gone: verify must say so.
     let run = env.run(&["verify"]);
     assert_eq!(run.code, Some(TAMPERED), "{} {}", run.stdout, run.stderr);
+    // The circular log is the newest `capacity` records, across the gap.
+    let circular = env.run(&["export", "--format", "json"]).success().stdout;
+    let ids: Vec<u64> = circular
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [3, 4, 5, 8, next], "{circular}");
 }
 
 #[test]
