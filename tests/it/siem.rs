@@ -439,3 +439,81 @@ fn purge_keeps_records_the_receiver_has_not_got_and_a_gap_is_reported() {
         "the gap is recorded"
     );
 }
+
+/// A self-signed server certificate (as `openssl req -x509` makes it, marked
+/// CA:TRUE) given as `ca_file` is trusted as the server's own certificate,
+/// still only for the name it carries and while it is valid; any other
+/// certificate is refused.
+#[test]
+fn a_self_signed_server_certificate_in_ca_file_is_pinned() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let make = |name: &str, ip: &str| {
+        let (cert, key) = (dir.path().join(format!("{name}.pem")), dir.path().join(format!("{name}.key")));
+        let ok = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+            .arg(format!("/CN={ip}"))
+            .arg("-addext")
+            .arg(format!("subjectAltName=IP:{ip}"))
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl is needed (Debian package openssl)");
+        assert!(ok.success());
+        (cert, key)
+    };
+    let (good, good_key) = make("good", "127.0.0.1");
+    let (other_name, other_name_key) = make("other-name", "127.0.0.2");
+    let (stranger, _) = make("stranger", "127.0.0.1");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let serve = |cert: &std::path::Path, key: &std::path::Path| {
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "openssl s_server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    };
+    let siem_test = |ca: &std::path::Path, offset: Option<&str>| {
+        let env = Env::with_config(&format!(
+            "host_name = \"pbx01\"\n[siem]\nenabled = true\nprotocol = \"tls\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             ca_file = \"{}\"\ntimeout_secs = 3\n",
+            ca.display()
+        ));
+        match offset {
+            Some(o) => env.run_at(o, &["siem", "test"]),
+            None => env.run(&["siem", "test"]),
+        }
+    };
+    let mut server = serve(&good, &good_key);
+    let run = siem_test(&good, None);
+    assert_eq!(run.code, Some(0), "the pinned self-signed certificate: {}{}", run.stdout, run.stderr);
+    for (why, run) in
+        [("another certificate", siem_test(&stranger, None)), ("expired by then", siem_test(&good, Some("+3d")))]
+    {
+        assert_ne!(run.code, Some(0), "{why}: accepted: {}", run.stdout);
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    // The pinned certificate names another address than the one connected to.
+    let mut server = serve(&other_name, &other_name_key);
+    let run = siem_test(&other_name, None);
+    assert_ne!(run.code, Some(0), "a certificate for 127.0.0.2 used at 127.0.0.1: {}", run.stdout);
+    let _ = server.kill();
+    let _ = server.wait();
+}
