@@ -933,8 +933,18 @@ impl Ftpd {
         Ftpd::start(Security::Tls12)
     }
 
+    /// Plain FTP for an upload-only (drop-box) account: DELE is refused.
+    pub fn start_ftp_drop_box() -> Ftpd {
+        Ftpd::start_with(Security::Plain, "cmds_denied=DELE\n")
+    }
+
     #[track_caller]
     fn start(security: Security) -> Ftpd {
+        Ftpd::start_with(security, "")
+    }
+
+    #[track_caller]
+    fn start_with(security: Security, extra: &str) -> Ftpd {
         let tls = security != Security::Plain;
         require_executable(VSFTPD, "vsftpd");
         assert!(
@@ -994,7 +1004,7 @@ impl Ftpd {
         let mut server = Daemon::new(&VSFTPD_KIND, dir, env, VSFTPD_READY);
         server.start(|server| {
             let log = server.log.as_deref().expect("vsftpd has a log file");
-            vsftpd_config(server.port, &root, pasv_ports, &empty, log, tls.as_ref())
+            vsftpd_config(server.port, &root, pasv_ports, &empty, log, tls.as_ref()) + extra
         });
         Ftpd {
             port: server.port,

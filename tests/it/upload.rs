@@ -505,3 +505,18 @@ fn ftp_active_mode_uploads_too() {
     assert!(run.stdout.contains("uploaded 1 file(s)"), "{}", run.stdout);
     assert_same_as_local(&env, &files_in(&ftpd.root.join("act")));
 }
+
+/// An upload-only (drop-box) account may write and rename but not delete:
+/// `test-target` says the target works, names the probe it could not remove,
+/// and `upload` works against it.
+#[test]
+fn test_target_passes_on_an_account_that_may_not_delete() {
+    let ftpd = Ftpd::start_ftp_drop_box();
+    let env = Env::with_config(&format!("host_name = \"pbx01\"\n{}", ftp_target("dropbox", &ftpd, "in", "")));
+    env.run(&["append", "--app", "A", "--action", "B"]).success();
+    env.run(&["rotate"]).success();
+    let run = env.run(&["test-target", "dropbox"]).success();
+    assert!(run.stdout.contains("target dropbox works"), "{}", run.stdout);
+    assert!(run.stdout.contains("remove (note)") && run.stdout.contains("stays on the server"), "{}", run.stdout);
+    env.run(&["upload"]).success();
+}
