@@ -510,9 +510,15 @@ fn send_one(
              file; it is left as it is (move it away on the server to have this file uploaded)"
         )));
     }
-    // A `.part` left by a broken transfer is simply overwritten.
+    // A `.part` left by a broken transfer is overwritten; a server that
+    // refuses to overwrite (proftpd's default `AllowOverwrite off`) has it
+    // removed first, and the file is written once more.
     let src = file.open().map_err(local_err)?;
-    let (sent, sha256) = send_hashed(src, |r| remote.put(&part_path, r, &mut |n| progress.advance(n)));
+    let (mut sent, mut sha256) = send_hashed(src, |r| remote.put(&part_path, r, &mut |n| progress.advance(n)));
+    if sent.is_err() && matches!(remote.size(&part_path), Ok(Some(_))) && remote.remove(&part_path).is_ok() {
+        let src = file.open().map_err(local_err)?;
+        (sent, sha256) = send_hashed(src, |r| remote.put(&part_path, r, &mut |n| progress.advance(n)));
+    }
     // A failed transfer is the connection's problem, even though the reader then stopped too.
     let sent = sent?;
     let sha256 = sha256.map_err(local_err)?;
