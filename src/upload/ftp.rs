@@ -111,6 +111,28 @@ fn login<T: TlsStream + 'static>(
     Ok(Box::new(FtpRemote { ftp, timeout }))
 }
 
+impl<T: TlsStream> FtpRemote<T> {
+    /// A file's size from MLST (RFC 3659) or, without it, from a LIST line
+    /// (Unix or DOS form, parsed by suppaftp); `None` when the server says
+    /// there is no such file.
+    fn size_from_listing(&mut self, path: &str) -> RResult<Option<u64>> {
+        match self.ftp.mlst(Some(path)) {
+            Ok(line) => {
+                if let Ok(f) = suppaftp::list::ListParser::parse_mlst(&line) {
+                    return Ok(Some(f.size() as u64));
+                }
+            }
+            Err(FtpError::UnexpectedResponse(r)) if r.status == Status::FileUnavailable => return Ok(None),
+            Err(_) => {}
+        }
+        match self.ftp.list(Some(path)) {
+            Ok(lines) => Ok(lines.iter().find_map(|l| l.parse::<suppaftp::list::File>().ok()).map(|f| f.size() as u64)),
+            Err(FtpError::UnexpectedResponse(r)) if r.status == Status::FileUnavailable => Ok(None),
+            Err(e) => Err(ftp_err(&format!("LIST {path}"), e, self.timeout)),
+        }
+    }
+}
+
 impl<T: TlsStream> Remote for FtpRemote<T> {
     fn ensure_dir(&mut self, dir: &str) -> RResult<bool> {
         if dir.is_empty() {
@@ -149,7 +171,19 @@ impl<T: TlsStream> Remote for FtpRemote<T> {
     fn size(&mut self, path: &str) -> RResult<Option<u64>> {
         match self.ftp.size(path) {
             Ok(n) => Ok(Some(n as u64)),
-            Err(FtpError::UnexpectedResponse(r)) if r.status == Status::FileUnavailable => Ok(None),
+            // No SIZE (RFC 959 servers: 500/502), or a 550 that may mean "no
+            // such file" as well as "SIZE not allowed here": asked another way.
+            Err(FtpError::UnexpectedResponse(r))
+                if matches!(
+                    r.status,
+                    Status::FileUnavailable
+                        | Status::BadCommand
+                        | Status::NotImplemented
+                        | Status::NotImplementedParameter
+                ) =>
+            {
+                self.size_from_listing(path)
+            }
             Err(e) => Err(ftp_err(&format!("SIZE {path}"), e, self.timeout)),
         }
     }

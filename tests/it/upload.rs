@@ -520,3 +520,54 @@ fn test_target_passes_on_an_account_that_may_not_delete() {
     assert!(run.stdout.contains("remove (note)") && run.stdout.contains("stays on the server"), "{}", run.stdout);
     env.run(&["upload"]).success();
 }
+
+/// Servers without SIZE (RFC 959 only), or refusing it with 550: the size
+/// check falls back to MLST or LIST, so files still go, checked. A server
+/// that reports the wrong size is still refused.
+#[test]
+fn servers_without_size_still_receive_checked_files() {
+    let python = "/usr/bin/python3";
+    let ok = std::process::Command::new(python).args(["-c", "import pyftpdlib"]).status().is_ok_and(|s| s.success());
+    assert!(ok, "python3-pyftpdlib is needed (Debian package python3-pyftpdlib; .ci/run installs it)");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/ftpd_modes.py");
+    for (mode, works) in [("nosize", true), ("size550", true), ("sizewrong", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let port = servers::free_port();
+        let (lo, hi) = servers::free_port_range(10);
+        let mut server = std::process::Command::new(python)
+            .arg(&script)
+            .args([port.to_string(), root.display().to_string(), lo.to_string(), hi.to_string(), mode.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the {mode} FTP server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::write(dir.path().join("pw"), "secret\n").unwrap();
+        let env = Env::with_config(&format!(
+            "host_name = \"pbx01\"\n[targets.old]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             user = \"audit\"\npassword_file = \"{}\"\nremote_dir = \"in\"\nretries = 0\n",
+            dir.path().join("pw").display()
+        ));
+        env.run(&["append", "--app", "A", "--action", "B"]).success();
+        env.run(&["rotate"]).success();
+        env.run(&["archive"]).success();
+        let run = env.run(&["upload"]);
+        let _ = server.kill();
+        let _ = server.wait();
+        let archived = files_in(&env.data.join("archive"));
+        let sent = files_in(&root.join("in"));
+        if works {
+            assert_eq!(run.code, Some(0), "{mode}: {}{}", run.stdout, run.stderr);
+            let gz: Vec<_> = archived.iter().filter(|(n, _)| n.ends_with(".xml.gz")).cloned().collect();
+            assert_eq!(sent, gz, "{mode}: the file arrives whole under its name");
+        } else {
+            assert_ne!(run.code, Some(0), "{mode}: a wrong size is refused: {}", run.stdout);
+            assert!(!sent.iter().any(|(n, _)| n.ends_with(".xml.gz") && !n.starts_with('.')), "{mode}: {sent:?}");
+        }
+    }
+}
