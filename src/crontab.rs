@@ -92,11 +92,6 @@ impl Cron {
         Ok(Cron { parts, repeating })
     }
 
-    /// Whether the schedule repeats within the day (see the module docs).
-    pub fn is_repeating(&self) -> bool {
-        self.repeating
-    }
-
     /// Wall-clock times that match, strictly after `after`, in order.
     fn wall_times_after(&self, after: NaiveDateTime) -> impl Iterator<Item = NaiveDateTime> + '_ {
         let start = Utc.from_utc_datetime(&after);

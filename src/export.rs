@@ -57,10 +57,6 @@ impl Filter {
         Ok(Filter { from, to, text })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.from.is_none() && self.to.is_none() && self.text.is_empty()
-    }
-
     pub fn matches(&self, r: &Record<'_>) -> bool {
         for (f, want) in &self.text {
             if !r.get(*f).is_some_and(|v| v.eq_ignore_ascii_case(want)) {
@@ -182,6 +178,7 @@ impl<W: Write> Writer<W> {
     }
 
     /// Ends the document and flushes.
+    #[cfg(test)]
     pub fn finish(self) -> Result<W> {
         Ok(match self {
             Writer::Csv(w, _) => w.into_inner().map_err(|e| e.into_error())?,
@@ -203,13 +200,6 @@ pub fn json_line(buf: &mut Vec<u8>, r: &Record<'_>) {
     buf.extend_from_slice(b"{\"id\":");
     buf.extend_from_slice(itoa::Buffer::new().format(r.id).as_bytes());
     json_fields(buf, r, true);
-}
-
-/// The record as an ingest request: the same line without the id, which
-/// only the archiver assigns.
-pub fn json_request(buf: &mut Vec<u8>, r: &Record<'_>) {
-    buf.push(b'{');
-    json_fields(buf, r, false);
 }
 
 fn json_fields(buf: &mut Vec<u8>, r: &Record<'_>, mut comma: bool) {

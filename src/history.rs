@@ -27,16 +27,6 @@ pub enum FileKind {
     Active,
 }
 
-impl FileKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            FileKind::Archived => "archived",
-            FileKind::Sealed => "sealed",
-            FileKind::Active => "active",
-        }
-    }
-}
-
 /// One file of the history.
 #[derive(Debug, Clone)]
 pub struct LogFile {

@@ -169,6 +169,7 @@ impl Ledgers {
 
 /// Enabled targets whose ledger does not list `file_name` (in either its
 /// plain or its compressed form): the file is still waiting for them.
+#[cfg(test)]
 pub fn pending_targets(layout: &Layout, config: &Config, file_name: &str) -> Result<Vec<String>> {
     Ok(Ledgers::load(layout, config)?.pending(file_name))
 }

@@ -2,34 +2,34 @@
 //! systems. Records go into a circular log and hostname-named XML files that are
 //! sealed every `capacity` records; see README.md for the whole picture.
 
-pub mod archive;
-pub mod backup;
-pub mod chain;
+mod archive;
+mod backup;
+mod chain;
 pub mod cli;
-pub mod client;
+mod client;
 pub mod commands;
-pub mod config;
-pub mod crontab;
+mod config;
+mod crontab;
 pub mod error;
-pub mod export;
+mod export;
 pub mod fsx;
-pub mod history;
-pub mod ledger;
-pub mod log;
-pub mod maintenance;
-pub mod mask;
-pub mod purge;
-pub mod record;
-pub mod scheduler;
-pub mod selfaudit;
-pub mod server;
-pub mod siem;
-pub mod timestamp;
-pub mod tls;
-pub mod upload;
-pub mod verify;
-pub mod xml_read;
-pub mod xml_write;
+mod history;
+mod ledger;
+mod log;
+mod maintenance;
+mod mask;
+mod purge;
+mod record;
+mod scheduler;
+mod selfaudit;
+mod server;
+mod siem;
+mod timestamp;
+mod tls;
+mod upload;
+mod verify;
+mod xml_read;
+mod xml_write;
 
 /// The stylesheet shipped next to sealed files (schema/audit-trail.xsl).
 pub const STYLESHEET_XSL: &str = include_str!("../schema/audit-trail.xsl");

@@ -8,7 +8,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -89,12 +89,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(e);
     }
     sync_dir(dir)
-}
-
-/// `dir/.name.suffix` for `dir/name`: a name no reader of the directory lists.
-pub fn hidden_sibling(path: &Path, suffix: &str) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.{suffix}"))
 }
 
 /// The names in a directory (none when it does not exist), sorted.

@@ -1,8 +1,6 @@
 //! Time: the injectable clock, and the one stored timestamp form
 //! (RFC 3339, millisecond precision, the server's UTC offset at that instant).
 
-use std::sync::{Arc, Mutex};
-
 use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDateTime, TimeZone, Timelike};
 
 /// Where "now" comes from. Tests substitute a fixed or stepping clock so that
@@ -22,26 +20,6 @@ impl Clock for SystemClock {
 }
 
 /// A clock that stands still until moved.
-#[derive(Debug, Clone)]
-pub struct ManualClock(Arc<Mutex<DateTime<FixedOffset>>>);
-
-impl ManualClock {
-    pub fn new(at: DateTime<FixedOffset>) -> Self {
-        ManualClock(Arc::new(Mutex::new(at)))
-    }
-
-    pub fn advance(&self, by: chrono::Duration) {
-        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *t += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<FixedOffset> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// Formats an instant in the stored form, e.g. `2026-11-22T09:45:37.120+01:00`.
 pub fn format(t: &DateTime<FixedOffset>) -> String {
     let mut out = String::with_capacity(29);
@@ -201,6 +179,7 @@ fn local_millis(n: NaiveDateTime, s: &str, end: bool) -> Result<i64, String> {
 }
 
 /// The `YYYYMMDDHHMMSS` stamp of a file name.
+#[cfg(test)]
 pub fn file_stamp(t: &DateTime<FixedOffset>) -> String {
     t.format("%Y%m%d%H%M%S").to_string()
 }

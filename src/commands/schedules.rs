@@ -20,6 +20,9 @@ pub struct ScheduleStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     pub enabled: bool,
+    /// The schedule file's `description`, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     pub next: Vec<String>,
     pub last_run: Option<Run>,
 }
@@ -42,6 +45,7 @@ pub fn collect(ctx: &Ctx, n: usize) -> (Vec<ScheduleStatus>, Vec<String>) {
                 _ => None,
             },
             enabled: s.enabled,
+            description: s.description.clone(),
             next: if s.enabled {
                 let fired = last
                     .get(&s.name)
@@ -74,6 +78,9 @@ pub fn run(ctx: &Ctx, args: SchedulesArgs) -> Result<ExitCode> {
         for s in &list {
             let target = s.target.as_deref().map(|t| format!(" → {t}")).unwrap_or_default();
             crate::outln!("\n{}  ({}{target}, cron \"{}\")", s.name, s.job, s.cron)?;
+            if let Some(d) = &s.description {
+                crate::outln!("  {d}")?;
+            }
             if s.enabled {
                 for t in &s.next {
                     crate::outln!("  next      {t}")?;

@@ -330,6 +330,7 @@ pub const TRUNCATED: &str = "...[truncated, ";
 const TRUNCATED_END: &str = " bytes]";
 
 /// The record as a CEF event.
+#[cfg(test)]
 pub fn cef(r: &Record<'_>) -> String {
     let mut out = String::with_capacity(256 + r.get(Field::ActionData).map_or(0, str::len));
     cef_into(&mut out, r, Cap(None));
@@ -405,13 +406,6 @@ fn cef_into(out: &mut String, r: &Record<'_>, cap: Cap) {
             out.push_str(label);
         }
     }
-}
-
-/// The record as one JSON object (no trailing newline).
-pub fn json(r: &Record<'_>) -> String {
-    let mut out = String::with_capacity(256 + r.get(Field::ActionData).map_or(0, str::len));
-    json_into(&mut out, r, Cap(None));
-    out
 }
 
 /// The export's JSON line (fields in the order of SPEC §2, absent ones left
