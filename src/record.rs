@@ -305,6 +305,9 @@ impl<'de> serde::de::Visitor<'de> for RecordSeed<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut rec = Record::default();
         let mut problem = None;
+        // Fields seen so far, null ones included: a field given twice is an
+        // error whatever its first value was.
+        let mut seen = 0u64;
         while let Some(JsonStr(key)) = map.next_key::<JsonStr<'de>>()? {
             let field = Field::from_json(&key);
             self.current.set(field);
@@ -322,11 +325,11 @@ impl<'de> serde::de::Visitor<'de> for RecordSeed<'_> {
                 continue;
             };
             let value = map.next_value::<Option<JsonStr<'de>>>()?;
-            let slot = &mut rec.fields[field as usize];
-            if slot.is_some() {
+            if seen & (1 << field as u32) != 0 {
                 problem = Some(FieldError::new(field, "given more than once"));
             }
-            *slot = value.map(|v| v.0);
+            seen |= 1 << field as u32;
+            rec.fields[field as usize] = value.map(|v| v.0);
         }
         self.current.set(None);
         Ok(match problem {
@@ -396,6 +399,7 @@ fn parse_plain(line: &str) -> Option<Record<'_>> {
         return None;
     }
     let mut rec = Record::default();
+    let mut seen = 0u64;
     loop {
         i = skip_ws(b, i + 1);
         let (key, after) = plain_string(line, i)?;
@@ -405,12 +409,12 @@ fn parse_plain(line: &str) -> Option<Record<'_>> {
             return None;
         }
         i = skip_ws(b, i + 1);
-        let slot = &mut rec.fields[field as usize];
-        // Repeats go to serde_json, which words the error. (A field given as
-        // null leaves its slot empty there too, so a later value is no repeat.)
-        if slot.is_some() {
+        // Repeats (a null one included) go to serde_json, which words the error.
+        if seen & (1 << field as u32) != 0 {
             return None;
         }
+        seen |= 1 << field as u32;
+        let slot = &mut rec.fields[field as usize];
         if b[i..].starts_with(b"null") {
             i += 4;
         } else {
@@ -552,7 +556,6 @@ mod tests {
         let plain = [
             r#"{"app_name":"a","action_type":"b"}"#,
             " {\t\"app_name\" : \"a é 😀\" , \"user_name\":null,\"action_type\":\"\"}\r ",
-            r#"{"user_name":null,"user_name":"x","app_name":"a"}"#,
         ];
         let general = [
             r#"{}"#,
@@ -560,6 +563,7 @@ mod tests {
             r#"{"app_name":"a\nb"}"#,
             r#"{"app_na\u006de":"a"}"#,
             r#"{"app_name":"a","app_name":"b"}"#,
+            r#"{"user_name":null,"user_name":"x","app_name":"a"}"#,
             r#"{"id":"1"}"#,
             r#"{"session_id":10}"#,
             r#"{"app_name":"a",}"#,
@@ -707,6 +711,14 @@ mod tests {
     #[test]
     fn duplicate_and_trailing_garbage() {
         assert!(parse_json_line(br#"{"app_name":"a","app_name":"b"}"#).unwrap_err().reason.contains("more than once"));
+        for twice in [
+            r#"{"app_name":"A","action_type":"B","tenant":null,"tenant":"x"}"#,
+            r#"{"app_name":"A","action_type":"B","tenant":null,"tenant":null}"#,
+            r#"{"app_name":"A","action_type":"B","tenant":"x","tenant":null}"#,
+        ] {
+            let e = parse_json_line(twice.as_bytes()).unwrap_err();
+            assert!(e.reason.contains("more than once"), "{twice}: {e}");
+        }
         assert!(parse_json_line(br#"{"app_name":"a"} x"#).is_err());
         assert!(parse_json_line(br#"[1]"#).is_err());
     }
