@@ -7,8 +7,8 @@
 //! such as `=HYPERLINK(…)` from a failed login would become a live link. So,
 //! by default ([`CsvCells::Safe`], following OWASP's CSV-injection guidance),
 //! such a cell is written with a leading `'` (spreadsheets show it as text)
-//! and every cell is quoted, so a spreadsheet that splits on `;` or tab
-//! cannot start a new cell inside a value. [`CsvCells::Raw`] (`--csv-raw`)
+//! and every cell but a number (the id) is quoted, so a spreadsheet that
+//! splits on `;` or tab cannot start a new cell inside a value. [`CsvCells::Raw`] (`--csv-raw`)
 //! writes the exact values; JSON and XML are always exact. Records stream through, read and formatted on
 //! several cores and written in order: memory does not grow with the history.
 
@@ -101,7 +101,7 @@ pub fn spreadsheet_cell(v: &str) -> std::borrow::Cow<'_, str> {
 fn csv_writer<W: Write>(out: W, cells: CsvCells, capacity: usize) -> csv::Writer<W> {
     csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
-        .quote_style(if cells == CsvCells::Raw { csv::QuoteStyle::Necessary } else { csv::QuoteStyle::Always })
+        .quote_style(if cells == CsvCells::Raw { csv::QuoteStyle::Necessary } else { csv::QuoteStyle::NonNumeric })
         .buffer_capacity(capacity)
         .from_writer(out)
 }
@@ -397,7 +397,7 @@ mod tests {
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
         let row = out.split("\r\n").nth(1).unwrap();
         assert!(
-            row.starts_with("\"9\",\"2026-11-22T09:45:37.120+01:00\",\"\",\"'=1+1\",\"'+1\",\"'-2\",\"'@SUM(1)\""),
+            row.starts_with("9,\"2026-11-22T09:45:37.120+01:00\",\"\",\"'=1+1\",\"'+1\",\"'-2\",\"'@SUM(1)\""),
             "{row}"
         );
         assert!(row.contains("\"'\tx\"") && row.contains("\"'\rx"), "{row}");
