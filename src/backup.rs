@@ -834,15 +834,7 @@ pub fn restore(bundle: &Path, data_dir: &Path, force: bool) -> Result<RestoreRep
 /// records the gap (see `log`). Returns the restored directory's next id.
 fn carry_high_water(old: &Path, new: &Path, next_id: u64) -> Result<u64> {
     let old_layout = Layout::new(old);
-    let mark = fsx::open_read_nofollow(&old_layout.state.join(crate::log::HIGH_WATER))
-        .ok()
-        .and_then(|mut f| {
-            let mut t = String::new();
-            f.read_to_string(&mut t).ok()?;
-            t.trim().parse::<u64>().ok()
-        })
-        .filter(|m| *m <= crate::log::MAX_ID + 1)
-        .unwrap_or(0);
+    let mark = crate::log::read_high_water(&old_layout.state).ok().flatten().unwrap_or(0);
     let files = history::list(&old_layout).unwrap_or_default();
     let last = history::last_id(&old_layout, &files).unwrap_or(0);
     let old_next = mark.max(last + 1);
@@ -851,7 +843,7 @@ fn carry_high_water(old: &Path, new: &Path, next_id: u64) -> Result<u64> {
     }
     let state = new.join("state");
     fs::create_dir_all(&state).with_context(|| format!("cannot create {}", state.display()))?;
-    maintenance::write_atomic(&state.join(crate::log::HIGH_WATER), format!("{old_next}\n").as_bytes())?;
+    crate::log::write_high_water(&state, old_next)?;
     Ok(old_next)
 }
 

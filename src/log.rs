@@ -217,16 +217,7 @@ impl Log {
     /// and names the gap.
     fn apply_high_water(&mut self, notes: &mut Vec<String>) -> Result<()> {
         let path = self.layout.state.join(HIGH_WATER);
-        let read = crate::fsx::open_read_nofollow(&path).and_then(|mut f| {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut f, &mut text).map(|_| text)
-        });
-        let mark = match read {
-            Ok(text) => text.trim().parse::<u64>().ok(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        };
-        let mark = mark.filter(|m| *m <= MAX_ID + 1);
+        let mark = read_high_water(&self.layout.state).with_context(|| format!("cannot read {}", path.display()))?;
         let Some(mark) = mark else {
             if path.exists() {
                 notes.push(format!(
@@ -270,12 +261,15 @@ impl Log {
 
     /// Writes the high-water mark when the next id has passed it.
     pub fn save_high_water(&mut self) -> Result<()> {
-        if self.next_id <= self.mark_written {
-            return Ok(());
+        self.raise_high_water(self.next_id)
+    }
+
+    /// Writes `next` as the high-water mark when it is above the one written.
+    fn raise_high_water(&mut self, next: u64) -> Result<()> {
+        if next > self.mark_written {
+            write_high_water(&self.layout.state, next)?;
+            self.mark_written = next;
         }
-        let path = self.layout.state.join(HIGH_WATER);
-        crate::maintenance::write_atomic(&path, format!("{}\n", self.next_id).as_bytes())?;
-        self.mark_written = self.next_id;
         Ok(())
     }
 
@@ -696,15 +690,8 @@ impl Appender<'_> {
             self.first.saturating_sub(1)
         );
         log.incidents.push(msg.clone());
-        if self.first > log.mark_written
-            && crate::maintenance::write_atomic(
-                &log.layout.state.join(HIGH_WATER),
-                format!("{}\n", self.first).as_bytes(),
-            )
-            .is_ok()
-        {
-            log.mark_written = self.first;
-        }
+        // Best effort: the error below is what matters to the caller.
+        let _ = log.raise_high_water(self.first);
         bail!("{msg}")
     }
 
@@ -868,6 +855,24 @@ fn ensure_linked(layout: &Layout, a: &mut Active, incidents: &mut Vec<String>) -
         a.first_id + a.count.max(1) - 1
     ));
     Ok(())
+}
+
+/// The high-water mark kept in the state directory `state`: `None` when
+/// there is none, or it is not a number in the range of ids (never followed
+/// through a link).
+pub(crate) fn read_high_water(state: &Path) -> std::io::Result<Option<u64>> {
+    let mut text = String::new();
+    match crate::fsx::open_read_nofollow(&state.join(HIGH_WATER)) {
+        Ok(mut f) => std::io::Read::read_to_string(&mut f, &mut text)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(text.trim().parse::<u64>().ok().filter(|m| *m <= MAX_ID + 1))
+}
+
+/// Replaces the high-water mark in the state directory `state`, durably.
+pub(crate) fn write_high_water(state: &Path, next: u64) -> Result<()> {
+    crate::maintenance::write_atomic(&state.join(HIGH_WATER), format!("{next}\n").as_bytes())
 }
 
 /// Moves a file the log cannot use to `state/displaced/` (kept for an

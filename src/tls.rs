@@ -63,7 +63,6 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 struct ChainOrPinned {
     chain: Arc<rustls::client::WebPkiServerVerifier>,
     pinned: Vec<CertificateDer<'static>>,
-    provider: Arc<CryptoProvider>,
 }
 
 impl ServerCertVerifier for ChainOrPinned {
@@ -83,13 +82,14 @@ impl ServerCertVerifier for ChainOrPinned {
         Ok(ServerCertVerified::assertion())
     }
 
+    // Signatures are checked the same way whichever way the certificate was trusted.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        self.chain.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -98,11 +98,11 @@ impl ServerCertVerifier for ChainOrPinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        self.chain.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.chain.supported_verify_schemes()
     }
 }
 
@@ -155,7 +155,7 @@ pub fn client_config(ca_file: Option<&Path>, accept_any: bool) -> Result<(Client
         let chain = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-        let verifier = ChainOrPinned { chain, pinned, provider };
+        let verifier = ChainOrPinned { chain, pinned };
         let config = builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth();
         return Ok((
             config,
