@@ -41,8 +41,15 @@ pub const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
 /// rsyslogd's `maxMessageSize`: the longest message that arrives whole. A
 /// longer TCP or TLS message arrives cut to this many bytes, the rest of it
 /// is discarded, and rsyslogd logs "received oversize message" (see
-/// [`Rsyslog::log`]). A UDP datagram holds at most 65507 bytes.
-pub const MAX_MESSAGE_SIZE: usize = 65536;
+/// [`Rsyslog::log`]). A UDP datagram holds at most 65507 bytes. 512 KiB:
+/// the hostile records of `siem_interop` (13 values of up to 4 KiB, each up
+/// to seven times longer once CEF escapes its control characters) arrive
+/// whole.
+pub const MAX_MESSAGE_SIZE: usize = 512 << 10;
+
+/// imtcp's `maxFrameSize` (default 200000): an octet-counted frame whose count
+/// is larger is a framing error, not a message cut to `maxMessageSize`.
+const MAX_FRAME_SIZE: usize = 2 * MAX_MESSAGE_SIZE;
 
 /// The configuration routes messages containing this text to a file of their
 /// own instead of `output` (and [`Rsyslog::messages`] leaves out any line
@@ -212,7 +219,8 @@ fn config_text(
     }
     let tcp_input = format!(
         "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"received\"\n      \
-               supportOctetCountedFraming=\"on\" discardTruncatedMsg=\"on\")\n"
+               supportOctetCountedFraming=\"on\" discardTruncatedMsg=\"on\"\n      \
+               maxFrameSize=\"{MAX_FRAME_SIZE}\")\n"
     );
     let input = match probe.transport {
         Transport::Udp => format!(
