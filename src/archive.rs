@@ -23,10 +23,20 @@
 //!
 //! # Format
 //!
-//! The `.gz` is a standard gzip file made of several members (independently
-//! compressed slices of 512 KiB, concatenated), so that all cores compress
-//! and verify a file at once. `gzip -d`, `zcat` and every gzip library read it
-//! as one stream (RFC 1952 §2.2).
+//! The `.gz` is one gzip member (RFC 1952) holding one deflate stream
+//! (RFC 1951), so every gzip reader reads it whole, including those that
+//! decode a single member (zlib's `inflate`, Python's `zlib` with
+//! `wbits=31`, a browser's `DecompressionStream`). All cores still compress
+//! it at once, as `pigz` does: the plain file is cut into 512 KiB slices,
+//! each slice is deflated on its own and ended with a sync flush (an empty
+//! stored block that leaves the stream byte-aligned and not final), the
+//! slices are written in order, an empty final block closes the stream, and
+//! the trailer's CRC-32 is the slices' CRCs combined. A slice never refers
+//! back to an earlier one, so each is valid where it stands.
+//!
+//! Archives written by earlier versions are several members (one per
+//! slice), which `gzip -d`, `zcat` and multi-member readers read as one
+//! stream (RFC 1952 §2.2); audit-trail reads both.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -34,7 +44,7 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use flate2::Compression;
+use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -46,8 +56,14 @@ use crate::timestamp::{self, Clock};
 pub const MANIFEST: &str = "manifest.jsonl";
 /// Suffix of a compressed file being written.
 const PARTIAL_SUFFIX: &str = ".partial";
-/// Bytes of plain text compressed as one gzip member.
+/// Bytes of plain text deflated on their own (one slice per core at a time).
 const SLICE: usize = 1 << 19;
+/// The gzip header: deflate, no flags, no modification time, no extra flags,
+/// operating system unknown (RFC 1952 §2.3).
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+/// An empty final deflate block with fixed codes: BFINAL=1, BTYPE=01, then the
+/// end-of-block code (RFC 1951 §3.2.6).
+const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 /// gzip level, the same as `gzip -6` (the default of gzip and zlib).
 const LEVEL: u32 = 6;
 
@@ -319,7 +335,7 @@ fn archive_one(layout: &Layout, plain: &Path, gz: &Path, clock: &dyn Clock) -> R
         let _ = fs::remove_file(&partial);
         bail!("{} has no seal; it is left in place (run `audit-trail verify`)", plain.display());
     };
-    if let Err(e) = verify_members(&partial, &c) {
+    if let Err(e) = verify_written(&partial, &c) {
         let _ = fs::remove_file(&partial);
         return Err(e.context(format!("{} was left in place", plain.display())));
     }
@@ -350,8 +366,8 @@ struct Compressed {
     plain_size: u64,
     gz_sha: String,
     gz_size: u64,
-    /// Compressed length of each gzip member, in order.
-    members: Vec<u64>,
+    /// Deflated length of each slice, in order.
+    slices: Vec<u64>,
     scan: ContentScan,
 }
 
@@ -442,10 +458,25 @@ where
     })
 }
 
-fn gzip_member(data: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), Compression::new(LEVEL));
-    enc.write_all(data)?;
-    enc.finish()
+/// One slice deflated on its own, ended by a sync flush (byte-aligned, not
+/// final), with the slice's CRC-32.
+fn deflate_slice(data: &[u8]) -> Result<(Vec<u8>, Crc)> {
+    let mut z = Compress::new(Compression::new(LEVEL), false);
+    let mut out = Vec::with_capacity(data.len() / 3 + 64);
+    loop {
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity().max(4096));
+        }
+        let consumed = usize::try_from(z.total_in()).unwrap_or(usize::MAX).min(data.len());
+        z.compress_vec(&data[consumed..], &mut out, FlushCompress::Sync).context("compression failed")?;
+        // The flush is complete once all input is taken and output space is left over.
+        if z.total_in() == data.len() as u64 && out.len() < out.capacity() {
+            break;
+        }
+    }
+    let mut crc = Crc::new();
+    crc.update(data);
+    Ok((out, crc))
 }
 
 /// Reads up to `n` bytes (fewer only at the end of the input).
@@ -455,37 +486,43 @@ fn read_up_to(r: &mut impl Read, n: usize) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Compresses `plain` into `dest` (created new), one gzip member per slice,
-/// slices compressed on all cores, and fsyncs it.
+/// Compresses `plain` into `dest` (created new) as one gzip member, its
+/// slices deflated on all cores (module docs), and fsyncs it.
 fn compress_file(plain: &Path, dest: &Path) -> Result<Compressed> {
     let mut input =
         crate::fsx::open_read_nofollow(plain).with_context(|| format!("cannot open {}", plain.display()))?;
     let out = crate::fsx::create_new(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, out);
     let (mut plain_h, mut gz_h) = (Sha256::new(), Sha256::new());
-    let (mut plain_size, mut members, mut scan) = (0u64, Vec::new(), ContentScan::default());
-    let mut first = true;
+    let (mut plain_size, mut gz_size, mut scan, mut crc) = (0u64, 0u64, ContentScan::default(), Crc::new());
+    let mut slices = Vec::new();
+    let mut emit = |bytes: &[u8], out: &mut BufWriter<File>| -> Result<()> {
+        gz_h.update(bytes);
+        gz_size += bytes.len() as u64;
+        out.write_all(bytes).with_context(|| format!("cannot write {}", dest.display()))
+    };
+    emit(&GZIP_HEADER, &mut out)?;
     pipeline(
         || {
             let s = read_up_to(&mut input, SLICE).with_context(|| format!("cannot read {}", plain.display()))?;
-            // An empty input is still one (empty) gzip member.
-            let more = !s.is_empty() || std::mem::take(&mut first);
-            first = false;
-            Ok(more.then_some(s))
+            Ok((!s.is_empty()).then_some(s))
         },
         |s| {
             plain_h.update(s);
             scan.feed(s);
             plain_size += s.len() as u64;
         },
-        |s| gzip_member(s).context("compression failed"),
-        |m| {
-            gz_h.update(&m);
-            out.write_all(&m).with_context(|| format!("cannot write {}", dest.display()))?;
-            members.push(m.len() as u64);
-            Ok(())
+        |s| deflate_slice(s),
+        |(deflated, slice_crc)| {
+            crc.combine(&slice_crc);
+            slices.push(deflated.len() as u64);
+            emit(&deflated, &mut out)
         },
     )?;
+    emit(&FINAL_BLOCK, &mut out)?;
+    // ISIZE is the length modulo 2^32 (RFC 1952 §2.3.1), as `Crc::amount` keeps it.
+    let trailer: Vec<u8> = crc.sum().to_le_bytes().into_iter().chain(crc.amount().to_le_bytes()).collect();
+    emit(&trailer, &mut out)?;
     let out =
         out.into_inner().map_err(|e| e.into_error()).with_context(|| format!("cannot write {}", dest.display()))?;
     out.sync_all().with_context(|| format!("cannot sync {}", dest.display()))?;
@@ -493,53 +530,143 @@ fn compress_file(plain: &Path, dest: &Path) -> Result<Compressed> {
         plain_sha: hex::encode(plain_h.finalize()),
         plain_size,
         gz_sha: hex::encode(gz_h.finalize()),
-        gz_size: members.iter().sum(),
-        members,
+        gz_size,
+        slices,
         scan,
     })
 }
 
-/// Reads `path` back from disk, decompresses every member (on all cores) and
-/// checks that together they are exactly the plain content.
-fn verify_members(path: &Path, c: &Compressed) -> Result<()> {
+/// Reads `path` back from disk and checks it is exactly the plain content as
+/// one gzip member: the header, then each slice inflated on its own (on all
+/// cores) to its plain bytes without ending the stream, then the final block,
+/// and the trailer's CRC-32 and length of what was inflated, with nothing
+/// after it. What any gzip reader decodes is therefore the whole file.
+fn verify_written(path: &Path, c: &Compressed) -> Result<()> {
+    let fail = |why: &str| anyhow::anyhow!("verification of {} failed: {why}", path.display());
     let mut f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let on_disk = f.metadata()?.len();
     if on_disk != c.gz_size {
-        bail!("verification of {} failed: {on_disk} bytes on disk, {} written", path.display(), c.gz_size);
+        return Err(fail(&format!("{on_disk} bytes on disk, {} written", c.gz_size)));
     }
-    let mut h = Sha256::new();
-    let mut plain_size = 0u64;
-    let mut lens = c.members.iter();
+    let read = |f: &mut File, n: usize| read_up_to(f, n).with_context(|| format!("cannot read {}", path.display()));
+    if read(&mut f, GZIP_HEADER.len())? != GZIP_HEADER {
+        return Err(fail("the gzip header differs"));
+    }
+    let (mut h, mut plain_size, mut crc) = (Sha256::new(), 0u64, Crc::new());
+    let mut lens = c.slices.iter();
     pipeline(
         || match lens.next() {
-            Some(&len) => {
-                Ok(Some(read_up_to(&mut f, len as usize).with_context(|| format!("cannot read {}", path.display()))?))
-            }
+            Some(&len) => Ok(Some(read(&mut f, len as usize)?)),
             None => Ok(None),
         },
         |_| {},
-        |m| inflate_member(m),
-        |out| {
+        |d| inflate_slice(d),
+        |(out, slice_crc)| {
             h.update(&out);
             plain_size += out.len() as u64;
+            crc.combine(&slice_crc);
             Ok(())
         },
     )
-    .with_context(|| format!("verification of {} failed", path.display()))?;
-    let sha = hex::encode(h.finalize());
-    if sha != c.plain_sha || plain_size != c.plain_size {
-        bail!("verification of {} failed: its content differs from the plain file", path.display());
+    .map_err(|e| fail(&format!("{e:#}")))?;
+    let mut end = FINAL_BLOCK.to_vec();
+    end.extend(crc.sum().to_le_bytes());
+    end.extend(crc.amount().to_le_bytes());
+    if read(&mut f, end.len() + 1)? != end {
+        return Err(fail("the end of the gzip member differs"));
+    }
+    if hex::encode(h.finalize()) != c.plain_sha || plain_size != c.plain_size {
+        return Err(fail("its content differs from the plain file"));
     }
     Ok(())
 }
 
-/// Decompresses one whole gzip member (its CRC and length are checked by the decoder).
-fn inflate_member(m: &[u8]) -> Result<Vec<u8>> {
-    let mut dec = flate2::bufread::GzDecoder::new(m);
+/// Inflates one slice written by [`deflate_slice`], which must not end the
+/// stream, with the CRC-32 of what it holds.
+fn inflate_slice(data: &[u8]) -> Result<(Vec<u8>, Crc)> {
+    let mut z = Decompress::new(false);
     let mut out = Vec::with_capacity(SLICE);
-    dec.read_to_end(&mut out)?;
-    if !dec.into_inner().is_empty() {
-        bail!("a gzip member is followed by unexpected bytes");
+    loop {
+        if out.len() == out.capacity() {
+            out.reserve(SLICE);
+        }
+        let consumed = usize::try_from(z.total_in()).unwrap_or(usize::MAX).min(data.len());
+        if z.decompress_vec(&data[consumed..], &mut out, FlushDecompress::None)? == Status::StreamEnd {
+            bail!("a slice ends the deflate stream");
+        }
+        if z.total_in() == data.len() as u64 && out.len() < out.capacity() {
+            break;
+        }
     }
-    Ok(out)
+    let mut crc = Crc::new();
+    crc.update(&out);
+    Ok((out, crc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text that compresses (repeats) mixed with bytes that do not.
+    fn sample(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x.is_multiple_of(3) {
+                out.extend_from_slice(b"<Record id=\"1\"><UserName>admin</UserName></Record>\n");
+            } else {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        out.truncate(len);
+        out
+    }
+
+    #[test]
+    fn every_size_is_one_member_that_single_stream_readers_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, len) in [0, 1, 100, SLICE - 1, SLICE, SLICE + 1, 3 * SLICE + 7].into_iter().enumerate() {
+            let plain = dir.path().join(format!("p{i}"));
+            let gz = dir.path().join(format!("p{i}.gz"));
+            let data = sample(len, i as u64 + 7);
+            fs::write(&plain, &data).unwrap();
+            let c = compress_file(&plain, &gz).unwrap();
+            verify_written(&gz, &c).unwrap();
+            let bytes = fs::read(&gz).unwrap();
+            assert_eq!(c.gz_size, bytes.len() as u64);
+            // A reader of one member only gets everything, and nothing is left after it.
+            let mut dec = flate2::bufread::GzDecoder::new(&bytes[..]);
+            let mut out = Vec::new();
+            dec.read_to_end(&mut out).unwrap();
+            assert!(out == data, "size {len}: the member holds {} of {} bytes", out.len(), data.len());
+            assert!(dec.into_inner().is_empty(), "size {len}: bytes follow the member");
+            assert_eq!(bytes[..10], GZIP_HEADER);
+            assert_eq!(bytes[bytes.len() - 4..], (len as u32).to_le_bytes(), "ISIZE");
+        }
+    }
+
+    #[test]
+    fn a_changed_byte_fails_the_check_after_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, gz) = (dir.path().join("p"), dir.path().join("p.gz"));
+        fs::write(&plain, sample(2 * SLICE + 5, 3)).unwrap();
+        let c = compress_file(&plain, &gz).unwrap();
+        let mut bytes = fs::read(&gz).unwrap();
+        let n = bytes.len();
+        // The trailer's CRC, then a byte in the middle of the deflate data.
+        for at in [n - 6, n / 2] {
+            bytes[at] ^= 0x40;
+            fs::write(&gz, &bytes).unwrap();
+            assert!(verify_written(&gz, &c).is_err(), "a changed byte at {at} of {n} passed");
+            bytes[at] ^= 0x40;
+        }
+        // One byte appended.
+        bytes.push(0);
+        fs::write(&gz, &bytes).unwrap();
+        let c2 = Compressed { gz_size: bytes.len() as u64, ..c };
+        assert!(verify_written(&gz, &c2).is_err(), "a trailing byte passed");
+    }
 }

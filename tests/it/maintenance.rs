@@ -92,6 +92,51 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// A reader that decodes one gzip member only (CPython's `zlib` with
+/// `wbits=31`, as zlib's `inflate`, Java's `Inflater` or a browser's
+/// `DecompressionStream` do) gets the whole archived file, and nothing is left
+/// over: the archive is one member, however many slices were compressed at once.
+#[test]
+fn a_multi_megabyte_archive_is_read_whole_by_a_single_stream_reader() {
+    let env = Env::with_capacity(3000);
+    let mut input = Vec::new();
+    for i in 0..3000 {
+        let data = format!("Extension {}: COS 1 -> 2; {}", 2000 + i, "call forwarding profile updated ".repeat(10));
+        input.extend(
+            serde_json::to_vec(
+                &serde_json::json!({"app_name": "System Admin Tool", "action_type": "Change", "user_name": format!("op{i}"), "action_data": data}),
+            )
+            .unwrap(),
+        );
+        input.push(b'\n');
+    }
+    append(&env, &input);
+    env.run(&["rotate"]).success();
+    let sealed = env.sealed_files();
+    assert_eq!(sealed.len(), 1);
+    let original = std::fs::read(&sealed[0]).unwrap();
+    assert!(original.len() > 3 << 19, "the file spans several 512 KiB slices: {} bytes", original.len());
+    env.run(&["archive"]).success();
+    let gz = files_in(&env.data.join("archive"), ".xml.gz");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, zlib, hashlib\n\
+             data = open(sys.argv[1], 'rb').read()\n\
+             d = zlib.decompressobj(wbits=31)\n\
+             out = d.decompress(data) + d.flush()\n\
+             print(len(out), hashlib.sha256(out).hexdigest(), d.eof, len(d.unused_data))",
+        )
+        .arg(&gz[0])
+        .output()
+        .expect("python3 is required by the tests");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want = format!("{} {} True 0", original.len(), sha256_hex(&original));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want, "length, SHA-256, end of stream, bytes after it");
+    let t = Command::new("gzip").arg("-t").args(&gz).status().expect("gzip");
+    assert!(t.success(), "gzip -t");
+}
+
 #[test]
 fn archive_round_trip() {
     let env = Env::with_capacity(10);
