@@ -12,6 +12,12 @@
 //!               ‖ value length in bytes as 4 bytes big-endian ‖ value (UTF-8)
 //! ```
 //!
+//! From format 3 the value before a file's first record is not the bare
+//! `chain-start` but [`header_value`], a hash over every root attribute, and
+//! the seal's `chain-end` is [`seal_value`], a hash over the seal's
+//! attributes and the last record's value; so nothing a reader relies on
+//! stands outside the chain.
+//!
 //! The hash covers field *values* (after XML unescaping and base64 decoding),
 //! not the bytes of the file, so a copy that an XML tool re-indented or an FTP
 //! ASCII transfer re-ended still verifies, and anyone can recompute it with a
@@ -61,6 +67,69 @@ pub fn fields(rec: &Record<'_>, out: &mut Vec<u8>) {
 /// chain value before it.
 pub fn next(fields: &[u8], id: u64, prev: &Digest) -> Digest {
     Sha256::new().chain_update(fields).chain_update(id.to_be_bytes()).chain_update(prev).finalize().into()
+}
+
+/// What a format-3 header states, bound into the chain by [`header_value`].
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderFacts<'a> {
+    pub host: &'a str,
+    pub created: &'a str,
+    pub first_id: u64,
+    pub previous: Option<&'a str>,
+    /// `chain-origin="new"`: this file starts a chain rather than continuing one.
+    pub origin: bool,
+    pub chain_start: &'a Digest,
+}
+
+/// Appends a string as its length (4 bytes big-endian) and its UTF-8 bytes.
+fn put_str(h: &mut Sha256, s: &str) {
+    h.update((s.len() as u32).to_be_bytes());
+    h.update(s.as_bytes());
+}
+
+/// Format 3: the value a file's first record continues from, in place of
+/// the bare `chain-start`, so that every header attribute a reader relies on
+/// is covered by the chain:
+///
+/// ```text
+/// SHA-256( "audit-trail header v3" 0x00 ‖ str(host) ‖ str(created) ‖ first-id (8 bytes big-endian)
+///          ‖ 0x00, or 0x01 ‖ str(previous) ‖ origin (1 byte: 1 for chain-origin="new") ‖ chain-start )
+/// str(s) = length in bytes (4 bytes big-endian) ‖ s (UTF-8)
+/// ```
+pub fn header_value(h: &HeaderFacts<'_>) -> Digest {
+    let mut d = Sha256::new();
+    d.update(b"audit-trail header v3\0");
+    put_str(&mut d, h.host);
+    put_str(&mut d, h.created);
+    d.update(h.first_id.to_be_bytes());
+    match h.previous {
+        None => d.update([0u8]),
+        Some(p) => {
+            d.update([1u8]);
+            put_str(&mut d, p);
+        }
+    }
+    d.update([u8::from(h.origin)]);
+    d.update(h.chain_start);
+    d.finalize().into()
+}
+
+/// Format 3: the seal's `chain-end`, which the next file's `chain-start`
+/// repeats, so that the seal is covered by the chain too:
+///
+/// ```text
+/// SHA-256( "audit-trail seal v3" 0x00 ‖ first-id ‖ last-id ‖ records (8 bytes big-endian each)
+///          ‖ str(sealed) ‖ chain value of the last record (of the header, for none) )
+/// ```
+pub fn seal_value(first_id: u64, last_id: u64, records: u64, sealed: &str, last: &Digest) -> Digest {
+    let mut d = Sha256::new();
+    d.update(b"audit-trail seal v3\0");
+    for n in [first_id, last_id, records] {
+        d.update(n.to_be_bytes());
+    }
+    put_str(&mut d, sealed);
+    d.update(last);
+    d.finalize().into()
 }
 
 /// SHA-256's initial hash value (FIPS 180-4, 5.3.3).

@@ -138,7 +138,7 @@ pub fn last_sealed(layout: &Layout) -> Result<Option<LastSealed>> {
     let Some(newest) = files.into_iter().max_by_key(|f| f.first_id) else { return Ok(None) };
     let mut rd = XmlReader::new(newest.open(layout)?);
     let mut last = newest.first_id.saturating_sub(1);
-    let mut chain_end = rd.header().map_err(|e| anyhow!("{}: {e}", newest.path.display()))?.chain_start;
+    let mut chain_end = rd.header().map_err(|e| anyhow!("{}: {e}", newest.path.display()))?.chain_value();
     while let Some(r) = rd.next_record().map_err(|e| anyhow!("{}: {e}", newest.path.display()))? {
         last = r.id;
         chain_end = r.chain.or(chain_end);
@@ -206,15 +206,19 @@ pub fn last_id(layout: &Layout, files: &[LogFile]) -> Result<u64> {
 /// The last id of a listed history (0 when it holds no record) and that
 /// record's chain value (the anchor `status` shows).
 pub fn last_record(layout: &Layout, files: &[LogFile]) -> Result<(u64, Option<crate::chain::Digest>)> {
-    let Some(newest) = files.last() else { return Ok((0, None)) };
-    // A file with no record yet starts from its predecessor's last value.
-    let start = XmlReader::new(newest.open(layout)?).header().ok().and_then(|h| h.chain_start);
-    let mut last = (newest.first_id.saturating_sub(1), start);
-    for r in Records::new(layout, vec![newest.clone()], 0) {
-        let r = r?;
-        last = (r.id, r.chain);
+    // The newest file may hold no record yet (a file just started): the last
+    // record is then in the file before it.
+    for file in files.iter().rev().take(2) {
+        let mut last = None;
+        for r in Records::new(layout, vec![file.clone()], 0) {
+            let r = r?;
+            last = Some((r.id, r.chain));
+        }
+        if let Some(last) = last {
+            return Ok(last);
+        }
     }
-    Ok(last)
+    Ok((files.last().map_or(0, |f| f.first_id.saturating_sub(1)), None))
 }
 
 /// First id of the circular log (the newest `capacity` records) ending at `last`.

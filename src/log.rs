@@ -72,9 +72,12 @@ struct Active {
     /// The header's host and created attributes (covered by the seal MAC).
     host: String,
     created: String,
-    /// Chain value before the first record; `None` for a file written before
-    /// the format had a chain (it is sealed as it is and never appended to).
+    /// The header's `chain-start`; `None` for a file written before the
+    /// format had a chain (it is sealed as it is and never appended to).
     chain_start: Option<Digest>,
+    /// The header's format version: from 3 on, the seal is bound into the
+    /// chain ([`chain::seal_value`]).
+    format: u32,
     /// Chain value after the last record pushed (buffered ones included).
     chain: Option<Digest>,
 }
@@ -246,10 +249,7 @@ impl Log {
                     self.dirs_dirty = true;
                 } else {
                     let mut a = a;
-                    let info = self.seal_info(&a);
-                    write_all_at_end(&mut a, &xml_write::seal(&info))?;
-                    self.chain = a.chain;
-                    self.prev_stem = Some(a.stem.clone());
+                    self.write_seal(&mut a)?;
                     self.finish_seal(a)?;
                 }
                 self.sync_dirs()?;
@@ -318,12 +318,11 @@ impl Log {
             let mut a = self.reopen_active(stem, path, &scan, &mut notes)?;
             if scan.sealed {
                 notes.push(format!("finished sealing {} (it was sealed but not yet moved)", a.path.display()));
+                self.chain = scan.seal_chain_end.or(a.chain);
             } else {
-                let info = self.seal_info(&a);
-                write_all_at_end(&mut a, &xml_write::seal(&info))?;
+                self.write_seal(&mut a)?;
                 notes.push(format!("sealed {} (a newer file follows it)", a.path.display()));
             }
-            self.chain = a.chain;
             self.prev_stem = Some(a.stem.clone());
             self.finish_seal(a)?;
         }
@@ -336,12 +335,12 @@ impl Log {
             self.prev_stem = Some(a.stem.clone());
             if scan.sealed {
                 notes.push(format!("finished sealing {} (it was sealed but not yet moved)", a.path.display()));
+                self.chain = scan.seal_chain_end.or(a.chain);
                 self.finish_seal(a)?;
             } else if a.chain_start.is_none() {
                 // Written before files had a hash chain: sealed as it is, and
                 // the next record starts a chained file.
-                let info = self.seal_info(&a);
-                write_all_at_end(&mut a, &xml_write::seal(&info))?;
+                self.write_seal(&mut a)?;
                 notes.push(format!(
                     "sealed {} (written without a hash chain); a new file starts the chain",
                     a.path.display()
@@ -398,8 +397,19 @@ impl Log {
             host: scan.header.host.clone(),
             created: scan.header.created.clone(),
             chain_start: scan.header.chain_start,
-            chain: scan.last_chain.or(scan.header.chain_start),
+            format: scan.header.format.unwrap_or(1),
+            chain: scan.last_chain.or_else(|| scan.header.chain_value()),
         })
+    }
+
+    /// Writes the seal at the end of `a` and makes the next file continue
+    /// from it (its `chain-end`, its name).
+    fn write_seal(&mut self, a: &mut Active) -> Result<SealInfo> {
+        let info = self.seal_info(a);
+        write_all_at_end(a, &xml_write::seal(&info))?;
+        self.chain = info.chain_end;
+        self.prev_stem = Some(a.stem.clone());
+        Ok(info)
     }
 
     fn seal_info(&self, a: &Active) -> SealInfo {
@@ -411,6 +421,10 @@ impl Log {
             chain_end: a.chain,
             mac: None,
         };
+        if a.format >= 3 {
+            info.chain_end =
+                a.chain.map(|last| chain::seal_value(info.first_id, info.last_id, info.records, &info.sealed, &last));
+        }
         if let (Some(key), Some(start), Some(end)) = (&self.key, &a.chain_start, &a.chain) {
             let statement = SealStatement {
                 host: &a.host,
@@ -490,13 +504,21 @@ impl Log {
             .custom_flags(crate::fsx::NOFOLLOW)
             .open(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
-        let chain_start = match self.chain {
-            Some(c) => c,
-            None => chain::genesis()?,
+        let (chain_start, origin) = match self.chain {
+            Some(c) => (c, false),
+            None => (chain::genesis()?, true),
         };
         let created = timestamp::format(&now);
-        let start =
-            FileStart { first_id: self.next_id, chain_start: &chain_start, previous: self.prev_stem.as_deref() };
+        let previous = self.prev_stem.as_deref();
+        let start = FileStart { first_id: self.next_id, chain_start: &chain_start, previous, origin };
+        let first_value = chain::header_value(&chain::HeaderFacts {
+            host: &self.host,
+            created: &created,
+            first_id: self.next_id,
+            previous,
+            origin,
+            chain_start: &chain_start,
+        });
         let header = xml_write::header(&self.host, &created, Some(start));
         if let Err(e) = file.write_all(&header).and_then(|()| file.sync_all()) {
             // Never leave half a header behind for the next attempt to trip on.
@@ -515,7 +537,8 @@ impl Log {
             host: self.host.clone(),
             created,
             chain_start: Some(chain_start),
-            chain: Some(chain_start),
+            format: xml_write::FORMAT_VERSION,
+            chain: Some(first_value),
         });
         Ok(())
     }
@@ -528,10 +551,7 @@ impl Log {
                 return Ok(None);
             }
             Some(mut a) => {
-                let info = self.seal_info(&a);
-                write_all_at_end(&mut a, &xml_write::seal(&info))?;
-                self.chain = a.chain;
-                self.prev_stem = Some(a.stem.clone());
+                let info = self.write_seal(&mut a)?;
                 let mut s = self.finish_seal(a)?;
                 s.info = info;
                 Some(s)
@@ -701,13 +721,10 @@ impl Appender<'_> {
         let log = &mut *self.log;
         if let Some(mut a) = log.active.take() {
             if a.count > 0 {
-                let info = log.seal_info(&a);
-                write_all_at_end(&mut a, &xml_write::seal(&info))?;
+                log.write_seal(&mut a)?;
                 ensure_linked(&log.layout, &mut a, &mut log.incidents)?;
                 // Durable now, and closed: a batch of any size holds one file open.
                 a.file.sync_all().with_context(|| format!("cannot sync {}", a.path.display()))?;
-                log.chain = a.chain;
-                log.prev_stem = Some(a.stem.clone());
                 self.filled.push((a.path, a.stem));
             } else {
                 log.active = Some(a);
@@ -930,6 +947,8 @@ pub(crate) struct Scan {
     file_len: u64,
     /// Seal and closing tag complete: the file only needs its rename.
     sealed: bool,
+    /// The complete seal's `chain-end`: where the next file continues from.
+    seal_chain_end: Option<Digest>,
     problem: Option<String>,
 }
 
@@ -986,7 +1005,8 @@ pub(crate) fn scan_active_file(file: File, path: &Path) -> Result<Option<Scan>> 
     if problem.is_none() && !sealed && rd.seal_end().is_some() {
         problem = Some("trailer cut short".into());
     }
-    Ok(Some(Scan { header, last_chain, first_id, count, good_end, file_len, sealed, problem }))
+    let seal_chain_end = rd.seal().filter(|_| sealed).and_then(|s| s.chain_end);
+    Ok(Some(Scan { header, last_chain, first_id, count, good_end, file_len, sealed, seal_chain_end, problem }))
 }
 
 /// Puts the stylesheet next to the sealed files, so a browser that opens one

@@ -17,6 +17,10 @@
 //! exists the log always has an active file whose header carries the next
 //! first id, so ids are never reused after a purge.
 //!
+//! The manifest is a list, not evidence: a file the manifest calls old is
+//! removed only once the file itself verifies and its own seal gives the same
+//! time (an edited manifest or file is named in the report and left).
+//!
 //! Manifest entries of removed archive files are dropped by rewriting the
 //! manifest atomically, after the files are gone: a crash in between leaves
 //! entries that name missing files, which the next purge drops.
@@ -188,6 +192,10 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
             }
             continue;
         }
+        if let Err(why) = confirm_old(layout, c, sealed) {
+            report.notes.push(format!("{why}; left in place"));
+            continue;
+        }
         if let Some(p) = &c.plain {
             maintenance::remove_if_exists(&layout.sealed.join(p))?;
             touched_sealed = true;
@@ -220,6 +228,31 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
         archive::write_manifest(layout, &kept)?;
     }
     Ok(report)
+}
+
+/// Before a file goes, the file itself must say what the decision relied
+/// on: it verifies on its own (records, chain and seal), and its seal time is
+/// the one the decision used, which for an archived file came from the
+/// manifest. An edited manifest or file thus never gets a file removed.
+fn confirm_old(layout: &Layout, c: &Candidate, sealed: &str) -> std::result::Result<(), String> {
+    let paths = c.plain.iter().map(|p| (layout.sealed.join(p), format!("audit_trail/{p}")));
+    let paths = paths.chain(c.gz.iter().map(|g| (layout.archive.join(g), format!("archive/{g}"))));
+    for (path, name) in paths {
+        let target = crate::verify::Target { path: path.clone(), kind: crate::history::FileKind::Sealed };
+        let report = crate::verify::verify(vec![(0, target)], &crate::verify::Options::default());
+        if let Some(p) = report.problems.first() {
+            return Err(format!("{name} does not verify ({}: {})", p.kind.label(), p.what));
+        }
+        match seal_time(&path) {
+            Ok(Some((own, _))) if own == sealed => {}
+            Ok(Some((own, _))) => {
+                return Err(format!("{name} was sealed {own} by its own seal, but the manifest says {sealed}"));
+            }
+            Ok(None) => return Err(format!("{name} has no readable seal time")),
+            Err(e) => return Err(format!("{name}: {e:#}")),
+        }
+    }
+    Ok(())
 }
 
 /// Seal time and last id of a sealed file: from its last bytes when plain

@@ -7,7 +7,12 @@
 //!   run without a gap from the header's `first-id` to the seal's `last-id`.
 //! * The hash chain (see [`crate::chain`]): every record's `<Chain>` value is
 //!   recomputed from its content and the value before it, starting from the
-//!   header's `chain-start`, and the seal's `chain-end` must be the last one.
+//!   header's `chain-start` (from format 3, from the hash of the whole
+//!   header), and the seal's `chain-end` must follow from the last one (from
+//!   format 3, with the seal's own attributes).
+//! * No downgrade: once the set is chained, a file without chain data is
+//!   `unchained` damage, and so is an unchained file that a format-3 file
+//!   continues a chain from; an anchor needs every file up to it chained.
 //! * Across files, in id order: each file starts right after the previous
 //!   one ends, and from the chain value it ended with.
 //! * With keys (`verify --key`): every sealed file carries a seal MAC made
@@ -72,6 +77,9 @@ pub enum Damage {
     Unauthenticated,
     /// Not well-formed XML, or not an audit-trail file at all.
     Malformed,
+    /// A file without a hash chain where the set is chained: its chain data
+    /// was removed (a downgrade), or an anchor covers records it cannot vouch for.
+    Unchained,
 }
 
 impl Damage {
@@ -86,6 +94,7 @@ impl Damage {
             Damage::Forged => "forged",
             Damage::Unauthenticated => "unauthenticated",
             Damage::Malformed => "malformed",
+            Damage::Unchained => "unchained",
         }
     }
 }
@@ -161,6 +170,9 @@ struct Span {
     chain_start: Option<Digest>,
     chain_end: Option<Digest>,
     previous: Option<String>,
+    /// Format 3 and later: the header says whether the file starts a chain
+    /// (`chain-origin="new"`) or continues one.
+    says_origin: Option<bool>,
     /// Ids a `restore --force` recorded as handed out by the directory it
     /// replaced (its first record is the archiver's `Integrity` record saying
     /// so): a gap before this file that is not damage.
@@ -236,9 +248,19 @@ impl FileCheck<'_> {
     fn run(&mut self, report: &mut Report, wanted: &mut Wanted) -> FileResult {
         let header_first = self.header.first_id;
         let chained = self.header.chain_start.is_some();
+        if !chained && self.header.format.is_some_and(|f| f >= 2) {
+            return Err(self.problem(
+                None,
+                Damage::Unchained,
+                format!(
+                    "the header says format {} but has no chain-start: the file's chain data was removed",
+                    self.header.format.unwrap_or_default()
+                ),
+            ));
+        }
         // The chain value after the previous record, and the one before it
         // (to tell an insertion from an edit).
-        let mut running = self.header.chain_start;
+        let mut running = self.header.chain_value();
         let mut before_prev = None;
         let mut fields = Vec::with_capacity(1024);
         let mut first = None;
@@ -296,8 +318,9 @@ impl FileCheck<'_> {
         }
         let first = first.or(header_first).unwrap_or(1);
         let last = prev.unwrap_or(first - 1);
+        let mut chain_end = running;
         if self.t.kind != FileKind::Active {
-            self.check_seal(first, last, count, running)?;
+            chain_end = self.check_seal(first, last, count, running)?;
         }
         report.files += 1;
         report.records += count;
@@ -309,8 +332,9 @@ impl FileCheck<'_> {
             first,
             last,
             chain_start: self.header.chain_start,
-            chain_end: running,
+            chain_end,
             previous: self.header.previous.clone(),
+            says_origin: (chained && self.header.format.is_some_and(|f| f >= 3)).then_some(self.header.chain_origin),
             declared_gap: gap,
         })
     }
@@ -399,7 +423,15 @@ impl FileCheck<'_> {
         )
     }
 
-    fn check_seal(&self, first: u64, last: u64, count: u64, running: Option<Digest>) -> Result<(), Problem> {
+    /// Checks the seal against the records read; returns its `chain-end`,
+    /// where the next file continues from.
+    fn check_seal(
+        &self,
+        first: u64,
+        last: u64,
+        count: u64,
+        running: Option<Digest>,
+    ) -> Result<Option<Digest>, Problem> {
         let (seal, closed) = (self.rd.seal(), self.rd.closed());
         let Some(seal) = seal.filter(|_| closed) else {
             let after = if count == 0 { "its header".to_string() } else { format!("record {last}") };
@@ -424,15 +456,22 @@ impl FileCheck<'_> {
                 ),
             ));
         }
-        if running.is_some() && seal.chain_end != running {
+        // From format 3 the seal's chain-end covers the seal's own fields too.
+        let chain_end = match running {
+            Some(last_value) if self.header.format.is_some_and(|f| f >= 3) => {
+                Some(chain::seal_value(seal.first_id, seal.last_id, seal.records, &seal.sealed, &last_value))
+            }
+            other => other,
+        };
+        if chain_end.is_some() && seal.chain_end != chain_end {
             return Err(self.problem(
                 None,
                 Damage::Edited,
-                "the seal's chain-end is not the chain value of the last record: the seal was changed",
+                "the seal's chain-end does not follow from the last record and the seal: the seal was changed",
             ));
         }
         if self.opts.keys.is_empty() {
-            return Ok(());
+            return Ok(chain_end);
         }
         let (Some(start), Some(end)) = (self.header.chain_start, running) else {
             return Err(self.problem(
@@ -472,7 +511,7 @@ impl FileCheck<'_> {
                 "the seal MAC does not match: the file was altered and its chain recomputed",
             ));
         }
-        Ok(())
+        Ok(chain_end)
     }
 }
 
@@ -504,6 +543,9 @@ pub fn verify(mut targets: Vec<(u64, Target)>, opts: &Options) -> Report {
     let mut report = Report::default();
     let mut wanted = Wanted::new(&opts.anchors);
     let mut prev: Option<Span> = None;
+    // The first chained file of the set: every file after it must be chained.
+    let mut chained_since: Option<PathBuf> = None;
+    let mut unchained: Vec<Span> = Vec::new();
     for (_, t) in &targets {
         let span = match check_file(t, opts, &mut report, &mut wanted) {
             Ok(s) => s,
@@ -514,6 +556,37 @@ pub fn verify(mut targets: Vec<(u64, Target)>, opts: &Options) -> Report {
                 continue;
             }
         };
+        if span.chain_start.is_none() {
+            if let Some(since) = &chained_since {
+                report.problems.push(Problem {
+                    path: span.path.clone(),
+                    record: None,
+                    kind: Damage::Unchained,
+                    what: format!(
+                        "has no hash chain, but the set is chained from {} on: the file's chain data was removed",
+                        since.display()
+                    ),
+                });
+                prev = None;
+                continue;
+            }
+            unchained.push(span.clone());
+        } else {
+            chained_since.get_or_insert_with(|| span.path.clone());
+        }
+        if let (Some(p), Some(false)) = (&prev, span.says_origin)
+            && p.chain_start.is_none()
+        {
+            report.problems.push(Problem {
+                path: p.path.clone(),
+                record: None,
+                kind: Damage::Unchained,
+                what: format!(
+                    "has no hash chain, but {} continues a chain from it: the file's chain data was removed",
+                    span.path.display()
+                ),
+            });
+        }
         if let Some(p) = &prev {
             if span.first == p.first && span.last == p.last && span.chain_end == p.chain_end {
                 report.notes.push(format!("{} holds the same records as {}", t.path.display(), p.path.display()));
@@ -537,6 +610,21 @@ pub fn verify(mut targets: Vec<(u64, Target)>, opts: &Options) -> Report {
         prev = Some(span);
     }
     check_anchors(opts, &wanted, &mut report, targets.last().map(|(_, t)| t.path.as_path()));
+    // An anchor vouches for every record before it only through the chain.
+    if let Some(newest_anchor) = opts.anchors.iter().filter_map(|a| a.id).max() {
+        for s in unchained.iter().filter(|s| s.first <= newest_anchor && s.last >= s.first) {
+            report.problems.push(Problem {
+                path: s.path.clone(),
+                record: None,
+                kind: Damage::Unchained,
+                what: format!(
+                    "the anchor for record {newest_anchor} covers {} but this file has no hash chain, so nothing \
+                     vouches for them (a file written before format 2, or one whose chain data was removed)",
+                    id_range(s.first, s.last).trim_end_matches(" is").trim_end_matches(" are")
+                ),
+            });
+        }
+    }
     report
 }
 

@@ -31,6 +31,28 @@ pub struct Header {
     pub chain_start: Option<Digest>,
     /// The name of the file before this one (format 2).
     pub previous: Option<String>,
+    /// `chain-origin="new"`: the file starts a chain (format 3).
+    pub chain_origin: bool,
+}
+
+impl Header {
+    /// The chain value the first record continues from: the header's
+    /// [`chain::header_value`] from format 3 on, the bare `chain-start`
+    /// before; `None` for a file without a chain.
+    pub fn chain_value(&self) -> Option<Digest> {
+        let start = self.chain_start.as_ref()?;
+        if self.format.unwrap_or(1) < 3 {
+            return Some(*start);
+        }
+        Some(chain::header_value(&chain::HeaderFacts {
+            host: &self.host,
+            created: &self.created,
+            first_id: self.first_id.unwrap_or(0),
+            previous: self.previous.as_deref(),
+            origin: self.chain_origin,
+            chain_start: start,
+        }))
+    }
 }
 
 /// Why a document cannot be read; `offset` is the byte where it went wrong.
@@ -654,6 +676,11 @@ fn parse_header(s: &BytesStart<'_>) -> Result<Header, String> {
         format: num_attr(s, "format")?.map(|v| v as u32),
         chain_start: digest_attr(s, "chain-start")?,
         previous: attr(s, "previous")?,
+        chain_origin: match attr(s, "chain-origin")?.as_deref() {
+            None => false,
+            Some("new") => true,
+            Some(v) => return Err(format!("<AuditTrail> attribute chain-origin={v:?} is not \"new\"")),
+        },
     })
 }
 
@@ -704,7 +731,12 @@ mod tests {
 
     fn doc(records: &[Record<'_>], sealed: bool) -> Vec<u8> {
         let start = [0u8; 32];
-        let at = records.first().map(|r| xml_write::FileStart { first_id: r.id, chain_start: &start, previous: None });
+        let at = records.first().map(|r| xml_write::FileStart {
+            first_id: r.id,
+            chain_start: &start,
+            previous: None,
+            origin: true,
+        });
         let mut out = xml_write::header("pbx01", "2026-11-22T09:45:37.120+01:00", at);
         for r in records {
             xml_write::record(&mut out, r);

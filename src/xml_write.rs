@@ -19,8 +19,11 @@ use crate::record::{FIELDS, Record};
 
 /// Bumped when elements are added, so readers and the XSD can tell.
 /// Version 2 added the hash chain (`chain-start`, `<Chain>`, `chain-end`,
-/// the seal MAC); version 1 files are still read and verified without it.
-pub const FORMAT_VERSION: u32 = 2;
+/// the seal MAC); version 3 binds the header and the seal into the chain
+/// ([`chain::header_value`], [`chain::seal_value`]) and marks the file that
+/// starts a chain (`chain-origin="new"`). Files of versions 1 and 2 are still
+/// read and verified as what they are.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Name of the stylesheet the files point to (shipped next to them).
 pub const STYLESHEET: &str = "audit-trail.xsl";
@@ -103,6 +106,8 @@ pub struct FileStart<'a> {
     pub first_id: u64,
     pub chain_start: &'a Digest,
     pub previous: Option<&'a str>,
+    /// The file starts a new chain (`chain-start` is random, not a predecessor's seal).
+    pub origin: bool,
 }
 
 /// The XML declaration, stylesheet link and root start tag of a document.
@@ -125,6 +130,9 @@ pub fn header(host: &str, created: &str, start: Option<FileStart<'_>>) -> Vec<u8
             out.extend_from_slice(b" previous=\"");
             escape_attr(&mut out, prev);
             out.push(b'"');
+        }
+        if s.origin {
+            out.extend_from_slice(b" chain-origin=\"new\"");
         }
     }
     out.push(b'>');

@@ -287,6 +287,44 @@ fn purge_removes_old_files_and_ids_continue() {
     assert_eq!(next_append_id(&env.data), 11);
 }
 
+/// Retention acts on what the files say, never on the manifest alone: a
+/// fresh archived file the manifest was edited to call old stays, and so
+/// does an old one whose records were edited.
+#[test]
+fn purge_does_not_act_on_an_edited_manifest_or_file() {
+    let env = Env::with_config("host_name = \"pbx01\"\ncapacity = 5\nretention_days = 30\n");
+    append(&env, &records_at(10, 0, "fresh"));
+    env.run(&["rotate"]).success();
+    env.run(&["archive"]).success();
+    let gz = files_in(&env.data.join("archive"), ".xml.gz");
+    assert_eq!(gz.len(), 2);
+    let path = env.data.join("archive/manifest.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    lines[0]["sealed"] = Value::String("2020-01-01T00:00:00.000+00:00".into());
+    let edited: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, edited).unwrap();
+    let run = env.run(&["purge"]).success();
+    assert!(run.stdout.contains("removed 0 file(s)"), "{}", run.stdout);
+    let name = names(&gz[..1])[0].clone();
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains(&name) && all.contains("but the manifest says") && all.contains("left in place"), "{all}");
+    assert_eq!(files_in(&env.data.join("archive"), ".xml.gz"), gz);
+
+    // Old by its own seal, but its records were edited: it stays too.
+    let env = Env::with_config("host_name = \"pbx01\"\ncapacity = 5\nretention_days = 30\n");
+    append_at(&env, "-60d", &records_at(5, 60, "old"));
+    env.run_at("-60d", &["rotate"]).success();
+    let sealed = env.sealed_files();
+    let text = std::fs::read_to_string(&sealed[0]).unwrap();
+    std::fs::write(&sealed[0], text.replacen("old", "odd", 1)).unwrap();
+    let run = env.run(&["purge"]).success();
+    assert!(run.stdout.contains("removed 0 file(s)"), "{}", run.stdout);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("does not verify (edited"), "{all}");
+    assert_eq!(env.sealed_files(), sealed);
+}
+
 #[test]
 fn purge_keeps_files_pending_upload_and_retention_off() {
     let env = Env::with_config(

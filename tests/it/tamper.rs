@@ -187,6 +187,49 @@ mod chain {
         h.finalize().into()
     }
 
+    fn put_str(h: &mut Sha256, s: &str) {
+        h.update((s.len() as u32).to_be_bytes());
+        h.update(s.as_bytes());
+    }
+
+    /// Format 3: what the first record continues from, over the header.
+    pub fn header_value(
+        host: &str,
+        created: &str,
+        first_id: u64,
+        previous: Option<&str>,
+        origin: bool,
+        start: &Digest,
+    ) -> Digest {
+        let mut h = Sha256::new();
+        h.update(b"audit-trail header v3\0");
+        put_str(&mut h, host);
+        put_str(&mut h, created);
+        h.update(first_id.to_be_bytes());
+        match previous {
+            Some(p) => {
+                h.update([1]);
+                put_str(&mut h, p);
+            }
+            None => h.update([0]),
+        }
+        h.update([origin as u8]);
+        h.update(start);
+        h.finalize().into()
+    }
+
+    /// Format 3: the seal's chain-end, over the seal and the last record's value.
+    pub fn seal_value(first: u64, last: u64, records: u64, sealed: &str, last_value: &Digest) -> Digest {
+        let mut h = Sha256::new();
+        h.update(b"audit-trail seal v3\0");
+        for n in [first, last, records] {
+            h.update(n.to_be_bytes());
+        }
+        put_str(&mut h, sealed);
+        h.update(last_value);
+        h.finalize().into()
+    }
+
     pub fn parse_hex(s: &str) -> Digest {
         let mut d = [0u8; 32];
         hex::decode_to_slice(s, &mut d).unwrap_or_else(|e| panic!("{s:?} is not 64 hex digits: {e}"));
@@ -270,7 +313,16 @@ impl LogFile {
     /// without the key. The seal's key-id and mac are left as they were.
     fn rechain(&mut self) {
         let first: u64 = attr(&self.head, "first-id").parse().unwrap();
-        let mut prev = chain::parse_hex(attr(&self.head, "chain-start"));
+        let start = chain::parse_hex(attr(&self.head, "chain-start"));
+        let format3 = attr(&self.head, "format") == "3";
+        let mut prev = if format3 {
+            let previous = self.head.contains(" previous=\"").then(|| attr(&self.head, "previous"));
+            let origin = self.head.contains(" chain-origin=\"new\"");
+            let (host, created) = (attr(&self.head, "host"), attr(&self.head, "created"));
+            chain::header_value(host, created, first, previous, origin, &start)
+        } else {
+            start
+        };
         for (i, r) in self.records.iter_mut().enumerate() {
             r.id = first + i as u64;
             prev = chain::next(&r.values(), r.id, &prev);
@@ -279,7 +331,13 @@ impl LogFile {
         let last = first + self.records.len() as u64 - 1;
         self.seal = set_attr(&self.seal, "last-id", &last.to_string());
         self.seal = set_attr(&self.seal, "records", &self.records.len().to_string());
-        self.seal = set_attr(&self.seal, "chain-end", &hex::encode(prev));
+        let end = if format3 {
+            let (seal_first, sealed) = (attr(&self.seal, "first-id").parse().unwrap(), attr(&self.seal, "sealed"));
+            chain::seal_value(seal_first, last, self.records.len() as u64, sealed, &prev)
+        } else {
+            prev
+        };
+        self.seal = set_attr(&self.seal, "chain-end", &hex::encode(end));
     }
 }
 
@@ -580,6 +638,173 @@ fn an_anchor_reveals_the_newest_file_dropped() {
     let v = verify(&env.data, &["--anchor", &wrong]);
     let what = assert_first_problem(&v, "forged", Some(5), &sealed[0]);
     assert!(what.contains(value), "{what}");
+}
+
+/// `xml` without its chain data: chain-start, previous, chain-origin, every
+/// `<Chain>`, chain-end (what someone who edits records without
+/// recomputing anything removes).
+fn strip_chain(xml: &str) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml;
+    while let Some(at) = rest.find("\n    <Chain>") {
+        out.push_str(&rest[..at]);
+        let end = at + rest[at..].find("</Chain>").unwrap() + "</Chain>".len();
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    for name in ["chain-start", "previous", "chain-origin", "chain-end"] {
+        if out.contains(&format!(" {name}=\"")) {
+            let v = attr(&out, name).to_owned();
+            out = out.replacen(&format!(" {name}=\"{v}\""), "", 1);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_file_stripped_of_its_chain_is_unchained_damage_wherever_it_is() {
+    let env = plain_env(3, 10);
+    let st: Value = serde_json::from_str(&env.run(&["status", "--json"]).success().stdout).unwrap();
+    let anchor = st["chain"]["anchor"].as_str().unwrap().to_owned();
+    let sealed = env.sealed_files();
+    assert_eq!(sealed.len(), 3, "ids 1..9 sealed, 10 active");
+    assert!(read(&sealed[0]).contains(" chain-origin=\"new\""), "the first file starts the chain");
+    assert!(!read(&sealed[1]).contains(" chain-origin="), "later files continue it");
+
+    // The middle file, its records edited, its chain data gone, the format
+    // number kept or set to 1: with and without an anchor.
+    for format in ["3", "1"] {
+        let copy = copy_data(&env, &format!("stripped-middle-{format}"));
+        let file = in_copy(&copy, &sealed[1]);
+        let text = strip_chain(&read(&sealed[1])).replace("<UserName>user4<", "<UserName>MALLORY<");
+        std::fs::write(&file, text.replace(" format=\"3\"", &format!(" format=\"{format}\""))).unwrap();
+        assert!(read(&file).contains("MALLORY"));
+        for args in [vec![], vec!["--anchor", anchor.as_str()]] {
+            let v = verify(&copy, &args);
+            let what = assert_first_problem(&v, "unchained", None, &file);
+            assert!(what.contains("chain data was removed"), "{what}");
+        }
+    }
+
+    // The oldest file made to look like one written before the chain: the
+    // file after it continues a chain from it.
+    let copy = copy_data(&env, "stripped-oldest");
+    let file = in_copy(&copy, &sealed[0]);
+    std::fs::write(&file, strip_chain(&read(&sealed[0])).replace(" format=\"3\"", " format=\"1\"")).unwrap();
+    let v = verify(&copy, &[]);
+    let what = assert_first_problem(&v, "unchained", None, &file);
+    assert!(what.contains(sealed[1].file_name().unwrap().to_str().unwrap()), "names the file after it: {what}");
+
+    // Every file stripped, the active one too: consistent without the chain,
+    // but an anchor cannot vouch for records it cannot reach.
+    let copy = copy_data(&env, "stripped-all");
+    let mut files: Vec<PathBuf> = sealed.iter().map(|f| in_copy(&copy, f)).collect();
+    files.extend(std::fs::read_dir(copy.join("state/active")).unwrap().map(|e| e.unwrap().path()));
+    for f in &files {
+        std::fs::write(f, strip_chain(&read(f)).replace(" format=\"3\"", " format=\"1\"")).unwrap();
+    }
+    assert_clean(&verify(&copy, &[]), 10);
+    let v = verify(&copy, &["--anchor", &anchor]);
+    assert!(problem_kinds(&v).iter().any(|(k, p)| k == "unchained" && p == &files[0]), "{v:#}");
+}
+
+#[test]
+fn header_and_seal_attributes_are_bound_into_the_chain() {
+    let env = plain_env(3, 10);
+    let sealed = env.sealed_files();
+    let orig = read(&sealed[1]);
+    let f = LogFile::parse(&orig);
+    let first_record = f.records[0].id;
+    let edits: Vec<(&str, String)> = vec![
+        ("host", set_attr(&orig, "host", "pbx99")),
+        ("created", set_attr(&orig, "created", "2020-01-01T00:00:00.000+00:00")),
+        ("previous", set_attr(&orig, "previous", "pbx01_20200101000000")),
+        ("chain-origin", orig.replacen(" first-id=", " chain-origin=\"new\" first-id=", 1)),
+    ];
+    for (what, text) in edits {
+        assert_ne!(text, orig, "{what} changed");
+        let copy = copy_data(&env, &format!("header-{what}"));
+        let file = in_copy(&copy, &sealed[1]);
+        std::fs::write(&file, text).unwrap();
+        let v = verify(&copy, &[]);
+        assert_first_problem(&v, "edited", Some(first_record), &file);
+    }
+    // The seal's time: the seal no longer matches its chain-end.
+    let seal_at = orig.rfind("<Seal ").unwrap();
+    let sealed_time = attr(&orig[seal_at..], "sealed").to_owned();
+    let copy = copy_data(&env, "seal-time");
+    let file = in_copy(&copy, &sealed[1]);
+    let new_seal = orig[seal_at..].replacen(&sealed_time, "2099-01-01T00:00:00.000+00:00", 1);
+    std::fs::write(&file, format!("{}{new_seal}", &orig[..seal_at])).unwrap();
+    let what = assert_first_problem(&verify(&copy, &[]), "edited", None, &file);
+    assert!(what.contains("seal"), "{what}");
+    // Rewriting that seal's chain-end to match moves the break to the next
+    // file, whose chain-start repeats the old one.
+    let mut g = LogFile::parse(&read(&file));
+    g.rechain();
+    std::fs::write(&file, g.render()).unwrap();
+    assert_first_problem(&verify(&copy, &[]), "foreign", None, &in_copy(&copy, &sealed[2]));
+}
+
+/// The Python check printed in docs/tamper-evidence.md agrees with `verify`
+/// on a file this archiver wrote, and refuses it once a header attribute changed.
+#[test]
+fn the_documented_python_check_reproduces_the_chain() {
+    let doc = include_str!("../../docs/tamper-evidence.md");
+    let script = doc.split("```python\n").nth(1).and_then(|s| s.split("```").next()).expect("a python block");
+    let env = plain_env(3, 7);
+    let sealed = env.sealed_files();
+    let check = |path: &Path| {
+        Command::new("python3").arg("-c").arg(script).arg(path).output().expect("python3 is required by the tests")
+    };
+    for f in &sealed {
+        let out = check(f);
+        assert!(out.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&out.stderr));
+        let last = LogFile::parse(&read(f)).records.last().unwrap().chain.clone();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("OK {last}"));
+    }
+    let edited = env.dir.path().join("edited.xml");
+    std::fs::write(&edited, set_attr(&read(&sealed[1]), "host", "pbx99")).unwrap();
+    assert!(!check(&edited).status.success(), "a changed host fails the documented check");
+}
+
+/// Files of format 2 (`data/format2`, written by an earlier version: two
+/// sealed files and an active one, ids 1..7) verify as what they are; the
+/// log continues them, the active file in its own format, and the next file
+/// in format 3 chained to it; a stripped format-2 file is still found.
+#[test]
+fn format_2_files_verify_and_the_log_continues_them_in_format_3() {
+    let env = Env::with_capacity(3);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/format2");
+    let (sealed_dir, active_dir) = (env.data.join("audit_trail"), env.data.join("state/active"));
+    std::fs::create_dir_all(&sealed_dir).unwrap();
+    std::fs::create_dir_all(&active_dir).unwrap();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&fixture).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    for name in &names {
+        let dir = if name.ends_with(".open") { &active_dir } else { &sealed_dir };
+        let text = std::fs::read_to_string(fixture.join(name)).unwrap();
+        assert!(text.contains(" format=\"2\""), "{name} is a format 2 file");
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    assert_clean(&verify(&env.data, &[]), 7);
+    append(&env, 5);
+    let v = verify(&env.data, &[]);
+    assert_clean(&v, 12);
+    let files = env.sealed_files();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(read(&files[2]).contains(" format=\"2\""), "the active file keeps its format when sealed");
+    let active = std::fs::read_dir(&active_dir).unwrap().next().unwrap().unwrap().path();
+    let newest = read(&active);
+    assert!(newest.contains(" format=\"3\"") && !newest.contains("chain-origin"), "continues the chain: {newest}");
+    let st: Value = serde_json::from_str(&env.run(&["status", "--json"]).success().stdout).unwrap();
+    assert_clean(&verify(&env.data, &["--anchor", st["chain"]["anchor"].as_str().unwrap()]), 12);
+
+    let copy = copy_data(&env, "format2-stripped");
+    let file = in_copy(&copy, &files[1]);
+    std::fs::write(&file, strip_chain(&read(&files[1])).replace(" format=\"2\"", " format=\"1\"")).unwrap();
+    assert_first_problem(&verify(&copy, &[]), "unchained", None, &file);
 }
 
 // ---------------------------------------------------------------------------
