@@ -729,6 +729,18 @@ fn header_and_seal_attributes_are_bound_into_the_chain() {
         let v = verify(&copy, &[]);
         assert_first_problem(&v, "edited", Some(first_record), &file);
     }
+    // The first id: the records no longer follow it.
+    let copy = copy_data(&env, "header-first-id");
+    let file = in_copy(&copy, &sealed[1]);
+    std::fs::write(&file, set_attr(&orig, "first-id", &(first_record + 1).to_string())).unwrap();
+    let v = verify(&copy, &[]);
+    let kinds = problem_kinds(&v);
+    assert!(
+        kinds
+            .first()
+            .is_some_and(|(k, p)| p == &file && ["inserted", "reordered", "missing", "edited"].contains(&k.as_str())),
+        "{v:#}"
+    );
     // The seal's time: the seal no longer matches its chain-end.
     let seal_at = orig.rfind("<Seal ").unwrap();
     let sealed_time = attr(&orig[seal_at..], "sealed").to_owned();
