@@ -4,6 +4,19 @@
 //! `insecure_accept_any_certificate`. Transfers are binary; passive mode by
 //! default, with the data connection made to the control connection's
 //! address (as curl does), so servers behind NAT work.
+//!
+//! # TLS session reuse on data connections
+//!
+//! Servers such as vsftpd (`require_ssl_reuse=YES`, its default) and
+//! proftpd (`TLSOptions` without `NoSessionReuseRequired`) accept a data
+//! connection only when it resumes the control connection's TLS session.
+//! rustls resumes from the session tickets it holds for the server, and a
+//! TLS 1.3 ticket is used once; the server sends a fresh one on each
+//! resumed data connection, after the handshake. An upload only writes, so
+//! that ticket would never be read: each data connection is therefore
+//! closed the TLS way (close_notify, then reading until the server's
+//! close_notify or end of stream), which hands the new ticket to rustls for
+//! the next transfer.
 
 use std::collections::HashSet;
 use std::io::BufRead;
@@ -12,10 +25,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use suppaftp::types::FileType;
-use suppaftp::{FtpError, FtpStream, ImplFtpStream, Mode, RustlsConnector, RustlsFtpStream, Status, TlsStream};
+use suppaftp::{
+    DataStream, FtpError, FtpStream, ImplFtpStream, Mode, RustlsConnector, RustlsFtpStream, Status, TlsStream,
+};
 
 use super::remote::{self, Password, RResult, Remote, RemoteError};
 use crate::config::TargetConfig;
+
+/// How a data connection's TLS layer is closed after an upload (module docs).
+pub trait CloseData {
+    fn close_after_upload(&mut self, _timeout: Duration) {}
+}
+
+/// Plain FTP: nothing to do.
+impl CloseData for TcpStream {}
+
+impl CloseData for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    fn close_after_upload(&mut self, timeout: Duration) {
+        use std::io::{Read, Write};
+        if self.flush().is_err() {
+            return;
+        }
+        self.conn.send_close_notify();
+        if self.conn.write_tls(&mut self.sock).is_err() || self.sock.set_read_timeout(Some(timeout)).is_err() {
+            return;
+        }
+        // Reading processes what the server sent after the handshake (its
+        // session tickets) and ends at its close_notify or end of stream.
+        let mut buf = [0u8; 4096];
+        while matches!(self.read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
 
 pub struct FtpRemote<T: TlsStream> {
     ftp: ImplFtpStream<T>,
@@ -83,7 +123,10 @@ fn login<T: TlsStream + 'static>(
     addr: SocketAddr,
     password: &Password,
     step: &mut dyn FnMut(&str, String),
-) -> RResult<Box<dyn Remote>> {
+) -> RResult<Box<dyn Remote>>
+where
+    T::InnerStream: CloseData,
+{
     let timeout = Duration::from_secs(cfg.timeout_secs);
     let mut ftp = ftp.passive_stream_builder(move |a| {
         let s = TcpStream::connect_timeout(&a, timeout).map_err(FtpError::ConnectionError)?;
@@ -133,7 +176,10 @@ impl<T: TlsStream> FtpRemote<T> {
     }
 }
 
-impl<T: TlsStream> Remote for FtpRemote<T> {
+impl<T: TlsStream> Remote for FtpRemote<T>
+where
+    T::InnerStream: CloseData,
+{
     fn ensure_dir(&mut self, dir: &str) -> RResult<bool> {
         if dir.is_empty() {
             return Ok(false);
@@ -192,6 +238,9 @@ impl<T: TlsStream> Remote for FtpRemote<T> {
         let t = self.timeout;
         let mut stream = self.ftp.put_with_stream(path).map_err(|e| ftp_err(&format!("STOR {path}"), e, t))?;
         let n = remote::copy(src, &mut stream, progress).map_err(|e| e.into_remote(path, t))?;
+        if let DataStream::Ssl(tls) = stream.get_mut() {
+            tls.mut_ref().close_after_upload(t);
+        }
         stream.finish().map_err(|e| ftp_err(&format!("STOR {path}"), e, t))?;
         Ok(n)
     }

@@ -1071,7 +1071,6 @@ fn vsftpd_config(
              rsa_private_key_file={}\n\
              force_local_logins_ssl=YES\n\
              force_local_data_ssl=YES\n\
-             require_ssl_reuse=NO\n\
              ssl_request_cert=NO\n\
              ssl_sslv2=NO\n\
              ssl_sslv3=NO\n\

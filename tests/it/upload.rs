@@ -184,6 +184,21 @@ fn ftp_upload_plain_xml_format_and_second_run_changes_nothing() {
     assert_eq!(files_in(&ftpd.root.join("in/pbx01")), remote);
 }
 
+/// vsftpd with its default `require_ssl_reuse=YES` accepts a data connection
+/// only when it resumes the control connection's TLS session: with one
+/// login and no retry, eight files in a row still go.
+#[test]
+fn ftps_data_connections_resume_the_tls_session_file_after_file() {
+    let ftpd = Ftpd::start_ftps();
+    let env = env_with(&ftp_target("t", &ftpd, "in", &format!("{}retries = 0\n", ca_line(&ftpd))), 2, 18);
+    let run = env.run(&["upload"]).success();
+    assert!(run.stdout.contains("uploaded 8 file(s)"), "{}{}", run.stdout, run.stderr);
+    assert_same_as_local(&env, &files_in(&ftpd.root.join("in")));
+    let log = ftpd.log();
+    assert!(!log.contains("522"), "a data connection was refused:\n{log}");
+    assert_eq!(log.matches("OK LOGIN").count(), 1, "one login for all files:\n{log}");
+}
+
 #[test]
 fn ftps_upload_trusts_ca_file_and_refuses_an_untrusted_certificate() {
     let ftpd = Ftpd::start_ftps();
