@@ -47,6 +47,8 @@ impl CloseData for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
             return;
         }
         self.conn.send_close_notify();
+        // The last bytes go out at once rather than wait for an acknowledgement.
+        let _ = self.sock.set_nodelay(true);
         if self.conn.write_tls(&mut self.sock).is_err() || self.sock.set_read_timeout(Some(timeout)).is_err() {
             return;
         }
