@@ -406,7 +406,7 @@ impl Config {
         Ok(cfg)
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.capacity == 0 || self.capacity > MAX_CAPACITY {
             bail!("capacity = {} is out of range (1..={MAX_CAPACITY})", self.capacity);
         }

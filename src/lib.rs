@@ -13,6 +13,8 @@ mod crontab;
 pub mod error;
 mod export;
 pub mod fsx;
+#[cfg(test)]
+mod fuzz;
 mod history;
 mod ledger;
 mod log;

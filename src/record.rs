@@ -369,7 +369,7 @@ pub fn parse_json_line(line: &[u8]) -> Result<Record<'_>, FieldError> {
 }
 
 /// Any JSON, with a message naming the field for every problem.
-fn parse_with_serde(line: &str) -> Result<Record<'_>, FieldError> {
+pub(crate) fn parse_with_serde(line: &str) -> Result<Record<'_>, FieldError> {
     // Checked by the caller: the str reader does not validate UTF-8 again.
     let mut de = serde_json::Deserializer::from_str(line);
     let current = std::cell::Cell::new(None);
