@@ -29,6 +29,7 @@ mod tls;
 mod upload;
 mod verify;
 mod xml_read;
+mod xml_wf;
 mod xml_write;
 
 /// The stylesheet shipped next to sealed files (schema/audit-trail.xsl).

@@ -3,8 +3,11 @@
 //!
 //! # What is checked
 //!
-//! * Each file is well-formed, its records have the required fields, and ids
-//!   run without a gap from the header's `first-id` to the seal's `last-id`.
+//! * Each file is well-formed XML 1.0, every byte of it (see
+//!   [`crate::xml_wf`]), with nothing the schema of its format has no room
+//!   for (a newer format's unknown elements are skipped, with a note); its
+//!   records have the required fields, and ids run without a gap from the
+//!   header's `first-id` to the seal's `last-id`.
 //! * The hash chain (see [`crate::chain`]): every record's `<Chain>` value is
 //!   recomputed from its content and the value before it, starting from the
 //!   header's `chain-start`, and the seal's `chain-end` must be the last one.
@@ -43,6 +46,7 @@ use crate::chain::{self, Digest, MacKey, SealStatement};
 use crate::history::{self, FileKind, open_any};
 use crate::record::{Field, Record};
 use crate::xml_read::{Header, XmlError, XmlReader};
+use crate::xml_write::FORMAT_VERSION;
 
 /// One file to check.
 #[derive(Debug, Clone)]
@@ -70,7 +74,8 @@ pub enum Damage {
     Forged,
     /// A key was given, but the file carries no seal MAC.
     Unauthenticated,
-    /// Not well-formed XML, or not an audit-trail file at all.
+    /// Not well-formed XML, not what the schema of its format allows, or not
+    /// an audit-trail file at all.
     Malformed,
 }
 
@@ -294,6 +299,21 @@ impl FileCheck<'_> {
             prev = Some(r.id);
             count += 1;
         }
+        if let Some(m) = self.rd.misfit() {
+            match self.header.format {
+                Some(f) if f > FORMAT_VERSION => report.notes.push(format!(
+                    "{}: format {f} is newer than this version knows; it skipped {} (at byte {})",
+                    self.t.path.display(),
+                    m.what,
+                    m.offset
+                )),
+                f => {
+                    let f = f.map_or(String::new(), |f| format!(" {f}"));
+                    let what = format!("not what the schema of format{f} allows, at byte {}: {}", m.offset, m.what);
+                    return Err(self.problem(m.record, Damage::Malformed, what));
+                }
+            }
+        }
         let first = first.or(header_first).unwrap_or(1);
         let last = prev.unwrap_or(first - 1);
         if self.t.kind != FileKind::Active {
@@ -315,13 +335,18 @@ impl FileCheck<'_> {
         })
     }
 
+    /// Names what a read error means: in the record being read when there
+    /// was one, else after the last record read.
     fn parse_problem(&self, prev: Option<u64>, e: &XmlError) -> Problem {
-        let at = prev.map(|p| p + 1);
+        let after = match (e.record, prev) {
+            (None, Some(p)) => format!(" after record {p}"),
+            _ => String::new(),
+        };
         let reason = e.reason.to_ascii_lowercase();
         if reason.contains("cut off") || reason.contains("end of file") || reason.contains("unclosed") {
-            self.problem(at, Damage::Truncated, format!("the file is cut short {e}"))
+            self.problem(e.record, Damage::Truncated, format!("the file is cut short{after} {e}"))
         } else {
-            self.problem(at, Damage::Malformed, format!("not well-formed {e}"))
+            self.problem(e.record, Damage::Malformed, format!("not well-formed{after} {e}"))
         }
     }
 
@@ -488,7 +513,10 @@ fn check_file(t: &Target, opts: &Options, report: &mut Report, wanted: &mut Want
     let mut rd = XmlReader::new(input);
     let header = match rd.header() {
         Ok(h) => h.clone(),
-        Err(e) => return Err(problem(Damage::Foreign, format!("not an audit-trail file: {e}"))),
+        Err(e) if e.reason.starts_with("no <AuditTrail>") || e.reason.starts_with("expected <AuditTrail>") => {
+            return Err(problem(Damage::Foreign, format!("not an audit-trail file: {e}")));
+        }
+        Err(e) => return Err(problem(Damage::Malformed, format!("not well-formed {e}"))),
     };
     let mut check = FileCheck { t, opts, rd, header };
     let result = check.run(report, wanted);
@@ -643,7 +671,10 @@ fn check_anchors(opts: &Options, wanted: &Wanted, report: &mut Report, newest: O
 
 /// The files of a data directory, by first id.
 pub fn data_dir_targets(layout: &crate::config::Layout) -> Result<Vec<(u64, Target)>> {
-    Ok(history::list(layout)?.into_iter().map(|f| (f.first_id, Target { path: f.path, kind: f.kind })).collect())
+    Ok(history::list_lenient(layout)?
+        .into_iter()
+        .map(|f| (f.first_id, Target { path: f.path, kind: f.kind }))
+        .collect())
 }
 
 /// Files given on the command line (directories are searched for log files).
@@ -666,7 +697,7 @@ pub fn path_targets(paths: &[PathBuf]) -> Result<Vec<(u64, Target)>> {
         .into_iter()
         .map(|path| {
             let kind = kind_from_name(&path);
-            let first = first_record_id(&path).unwrap_or(0);
+            let first = first_record_id(&path).or_else(|| history::guess_first_id(&path)).unwrap_or(0);
             (first, Target { path, kind })
         })
         .collect())
