@@ -13,9 +13,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use flate2::read::MultiGzDecoder;
 
 use crate::config::Layout;
+use crate::gzread;
 use crate::log::kind_of;
 use crate::record::Record;
 use crate::xml_read::XmlReader;
@@ -40,13 +40,23 @@ pub struct LogFile {
 
 const READ_BUF: usize = 256 * 1024;
 
-/// Opens any history file (plain or gzip) for reading.
+/// Opens any history file (plain or gzip) for reading. Bytes after the end
+/// of a `.gz` file's gzip data are a read error that names them.
 pub fn open_any(path: &Path) -> std::io::Result<Box<dyn BufRead + Send>> {
+    Ok(open_watched(path, false)?.0)
+}
+
+/// Opens any history file for reading; for a `.gz` file, also where its
+/// reader reports damage to the compressed data. With `quiet`, bytes after
+/// the end of the gzip data end the stream and are only reported there.
+pub fn open_watched(path: &Path, quiet: bool) -> std::io::Result<(Box<dyn BufRead + Send>, Option<gzread::Watch>)> {
     let file = File::open(path)?;
     if path.extension().is_some_and(|e| e == "gz") {
-        Ok(Box::new(BufReader::with_capacity(READ_BUF, MultiGzDecoder::new(BufReader::with_capacity(READ_BUF, file)))))
+        let gz = gzread::GzReader::new(file, quiet);
+        let watch = gz.watch();
+        Ok((Box::new(BufReader::with_capacity(READ_BUF, gz)), Some(watch)))
     } else {
-        Ok(Box::new(BufReader::with_capacity(READ_BUF, file)))
+        Ok((Box::new(BufReader::with_capacity(READ_BUF, file)), None))
     }
 }
 

@@ -13,6 +13,7 @@ mod crontab;
 pub mod error;
 mod export;
 pub mod fsx;
+mod gzread;
 mod history;
 mod ledger;
 mod log;

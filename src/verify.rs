@@ -8,6 +8,9 @@
 //!   for (a newer format's unknown elements are skipped, with a note); its
 //!   records have the required fields, and ids run without a gap from the
 //!   header's `first-id` to the seal's `last-id`.
+//! * A `.gz` file is its gzip data and nothing more: bytes after it are
+//!   damage of their own kind, told apart from data cut short
+//!   ([`crate::gzread`]).
 //! * The hash chain (see [`crate::chain`]): every record's `<Chain>` value is
 //!   recomputed from its content and the value before it, starting from the
 //!   header's `chain-start`, and the seal's `chain-end` must be the last one.
@@ -43,6 +46,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::chain::{self, Digest, MacKey, SealStatement};
+use crate::gzread;
 use crate::history::{self, FileKind, open_any};
 use crate::record::{Field, Record};
 use crate::xml_read::{Header, XmlError, XmlReader};
@@ -77,6 +81,9 @@ pub enum Damage {
     /// Not well-formed XML, not what the schema of its format allows, or not
     /// an audit-trail file at all.
     Malformed,
+    /// Bytes after the end of a `.gz` file's gzip data (padding, a copy
+    /// tool's or someone's addition): the records before them are intact.
+    Trailing,
 }
 
 impl Damage {
@@ -91,6 +98,7 @@ impl Damage {
             Damage::Forged => "forged",
             Damage::Unauthenticated => "unauthenticated",
             Damage::Malformed => "malformed",
+            Damage::Trailing => "trailing",
         }
     }
 }
@@ -219,6 +227,8 @@ struct FileCheck<'a> {
     opts: &'a Options,
     rd: XmlReader<Box<dyn std::io::BufRead + Send>>,
     header: Header,
+    /// Damage to a `.gz` file's compressed data, as its reader found it.
+    gz: Option<gzread::Watch>,
 }
 
 /// The outcome of one file: its span when it checked out, else the problem.
@@ -342,6 +352,21 @@ impl FileCheck<'_> {
             (None, Some(p)) => format!(" after record {p}"),
             _ => String::new(),
         };
+        // What the gzip reader found says more than what the XML reader made of it.
+        match self.gz.as_ref().and_then(|w| w.get()) {
+            // A member that gave nothing, after the whole document: bytes
+            // after the data that merely start like a gzip member.
+            Some(
+                d @ (gzread::Damage::Cut { member, yielded: 0 } | gzread::Damage::Corrupt { member, yielded: 0, .. }),
+            ) if *member > 0 && self.rd.closed() => {
+                return self.problem(None, Damage::Trailing, format!("after the end of the document: {d}"));
+            }
+            Some(d @ gzread::Damage::Cut { .. }) => return self.problem(e.record, Damage::Truncated, d.to_string()),
+            Some(d @ gzread::Damage::Corrupt { .. }) => {
+                return self.problem(e.record, Damage::Malformed, format!("{d}{after}"));
+            }
+            _ => {}
+        }
         let reason = e.reason.to_ascii_lowercase();
         if reason.contains("cut off") || reason.contains("end of file") || reason.contains("unclosed") {
             self.problem(e.record, Damage::Truncated, format!("the file is cut short{after} {e}"))
@@ -507,23 +532,39 @@ fn fields_of(r: &Record<'_>) -> Vec<u8> {
     out
 }
 
-fn check_file(t: &Target, opts: &Options, report: &mut Report, wanted: &mut Wanted) -> FileResult {
+/// Checks one file; also returns the bytes after a `.gz` file's gzip data,
+/// damage of its own beside whatever else is wrong.
+fn check_file(t: &Target, opts: &Options, report: &mut Report, wanted: &mut Wanted) -> (FileResult, Option<Problem>) {
     let problem = |kind, what: String| Problem { path: t.path.clone(), record: None, kind, what };
-    let input = open_any(&t.path).map_err(|e| problem(Damage::Malformed, format!("cannot open: {e}")))?;
+    let (input, gz) = match history::open_watched(&t.path, true) {
+        Ok(opened) => opened,
+        Err(e) => return (Err(problem(Damage::Malformed, format!("cannot open: {e}"))), None),
+    };
     let mut rd = XmlReader::new(input);
     let header = match rd.header() {
         Ok(h) => h.clone(),
-        Err(e) if e.reason.starts_with("no <AuditTrail>") || e.reason.starts_with("expected <AuditTrail>") => {
-            return Err(problem(Damage::Foreign, format!("not an audit-trail file: {e}")));
+        Err(e) => {
+            let (kind, what) = match gz.as_ref().and_then(|w| w.get()) {
+                Some(d @ gzread::Damage::Cut { .. }) => (Damage::Truncated, d.to_string()),
+                Some(d) => (Damage::Malformed, format!("cannot read it: {d}")),
+                None if e.reason.starts_with("no <AuditTrail>") || e.reason.starts_with("expected <AuditTrail>") => {
+                    (Damage::Foreign, format!("not an audit-trail file: {e}"))
+                }
+                None => (Damage::Malformed, format!("not well-formed {e}")),
+            };
+            return (Err(problem(kind, what)), None);
         }
-        Err(e) => return Err(problem(Damage::Malformed, format!("not well-formed {e}"))),
     };
-    let mut check = FileCheck { t, opts, rd, header };
+    let mut check = FileCheck { t, opts, rd, header, gz };
     let result = check.run(report, wanted);
-    if result.is_ok() && t.kind != FileKind::Active && !opts.keys.is_empty() {
+    let trailing = match check.gz.as_ref().and_then(|w| w.get()) {
+        Some(d @ gzread::Damage::Trailing { .. }) => Some(problem(Damage::Trailing, d.to_string())),
+        _ => None,
+    };
+    if result.is_ok() && trailing.is_none() && t.kind != FileKind::Active && !opts.keys.is_empty() {
         report.authenticated += 1;
     }
-    result
+    (result, trailing)
 }
 
 /// Checks files in id order, each alone and each against the one before.
@@ -533,10 +574,15 @@ pub fn verify(mut targets: Vec<(u64, Target)>, opts: &Options) -> Report {
     let mut wanted = Wanted::new(&opts.anchors);
     let mut prev: Option<Span> = None;
     for (_, t) in &targets {
-        let span = match check_file(t, opts, &mut report, &mut wanted) {
-            Ok(s) => s,
+        let (result, trailing) = check_file(t, opts, &mut report, &mut wanted);
+        let span = match result {
+            Ok(s) => {
+                report.problems.extend(trailing);
+                s
+            }
             Err(p) => {
                 report.problems.push(p);
+                report.problems.extend(trailing);
                 // Already reported; do not blame the next file for its damage.
                 prev = None;
                 continue;
