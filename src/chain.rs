@@ -72,6 +72,8 @@ pub fn next(fields: &[u8], id: u64, prev: &Digest) -> Digest {
 /// What a format-3 header states, bound into the chain by [`header_value`].
 #[derive(Debug, Clone, Copy)]
 pub struct HeaderFacts<'a> {
+    /// The root's `format` (3 for the files this version writes).
+    pub format: u32,
     pub host: &'a str,
     pub created: &'a str,
     pub first_id: u64,
@@ -92,13 +94,14 @@ fn put_str(h: &mut Sha256, s: &str) {
 /// is covered by the chain:
 ///
 /// ```text
-/// SHA-256( "audit-trail header v3" 0x00 ‖ str(host) ‖ str(created) ‖ first-id (8 bytes big-endian)
+/// SHA-256( "audit-trail header v3" 0x00 ‖ format (4 bytes big-endian) ‖ str(host) ‖ str(created) ‖ first-id (8 bytes big-endian)
 ///          ‖ 0x00, or 0x01 ‖ str(previous) ‖ origin (1 byte: 1 for chain-origin="new") ‖ chain-start )
 /// str(s) = length in bytes (4 bytes big-endian) ‖ s (UTF-8)
 /// ```
 pub fn header_value(h: &HeaderFacts<'_>) -> Digest {
     let mut d = Sha256::new();
     d.update(b"audit-trail header v3\0");
+    d.update(h.format.to_be_bytes());
     put_str(&mut d, h.host);
     put_str(&mut d, h.created);
     d.update(h.first_id.to_be_bytes());

@@ -13,9 +13,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use flate2::read::MultiGzDecoder;
 
 use crate::config::Layout;
+use crate::gzread;
 use crate::log::kind_of;
 use crate::record::Record;
 use crate::xml_read::XmlReader;
@@ -40,13 +40,23 @@ pub struct LogFile {
 
 const READ_BUF: usize = 256 * 1024;
 
-/// Opens any history file (plain or gzip) for reading.
+/// Opens any history file (plain or gzip) for reading. Bytes after the end
+/// of a `.gz` file's gzip data are a read error that names them.
 pub fn open_any(path: &Path) -> std::io::Result<Box<dyn BufRead + Send>> {
+    Ok(open_watched(path, false)?.0)
+}
+
+/// Opens any history file for reading; for a `.gz` file, also where its
+/// reader reports damage to the compressed data. With `quiet`, bytes after
+/// the end of the gzip data end the stream and are only reported there.
+pub fn open_watched(path: &Path, quiet: bool) -> std::io::Result<(Box<dyn BufRead + Send>, Option<gzread::Watch>)> {
     let file = File::open(path)?;
     if path.extension().is_some_and(|e| e == "gz") {
-        Ok(Box::new(BufReader::with_capacity(READ_BUF, MultiGzDecoder::new(BufReader::with_capacity(READ_BUF, file)))))
+        let gz = gzread::GzReader::new(file, quiet);
+        let watch = gz.watch();
+        Ok((Box::new(BufReader::with_capacity(READ_BUF, gz)), Some(watch)))
     } else {
-        Ok(Box::new(BufReader::with_capacity(READ_BUF, file)))
+        Ok((Box::new(BufReader::with_capacity(READ_BUF, file)), None))
     }
 }
 
@@ -81,7 +91,33 @@ pub fn first_id_of(path: &Path) -> Result<Option<u64>> {
     Ok(rd.header().ok().and_then(|h| h.first_id))
 }
 
-fn list_dir(dir: &Path, want: FileKind, seen: &mut HashSet<String>, out: &mut Vec<LogFile>) -> Result<()> {
+/// The `first-id` the head of a file whose header cannot be read seems to
+/// state, to put it where it belongs among the others.
+pub fn guess_first_id(path: &Path) -> Option<u64> {
+    let mut head = Vec::with_capacity(1024);
+    open_any(path).ok()?.take(1024).read_to_end(&mut head).ok()?;
+    let at = memchr::memmem::find(&head, b" first-id=\"")? + b" first-id=\"".len();
+    let digits: Vec<u8> = head[at..].iter().copied().take_while(u8::is_ascii_digit).collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
+/// Whether a file is too long to be a header cut short by a crash (the
+/// log's recovery draws the same line).
+fn longer_than_a_header(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() >= 512)
+}
+
+/// With `lenient`, a file whose header cannot be read (an active one only
+/// when too long to be a torn header) is listed, placed by [`guess_first_id`],
+/// instead of being an error or skipped (for `verify`, which names what is
+/// wrong).
+fn list_dir(
+    dir: &Path,
+    want: FileKind,
+    lenient: bool,
+    seen: &mut HashSet<String>,
+    out: &mut Vec<LogFile>,
+) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -100,8 +136,9 @@ fn list_dir(dir: &Path, want: FileKind, seen: &mut HashSet<String>, out: &mut Ve
             // Moved away between listing and opening: its next home is listed next.
             Err(_) if !path.exists() => continue,
             // An active file whose header a crash cut short holds no record;
-            // the next writer removes it.
-            Ok(None) | Err(_) if kind == FileKind::Active => continue,
+            // the next writer removes it (one this long is damaged instead).
+            Ok(None) | Err(_) if kind == FileKind::Active && !(lenient && longer_than_a_header(&path)) => continue,
+            Ok(None) | Err(_) if lenient => guess_first_id(&path).unwrap_or(0),
             Ok(None) => return Err(anyhow!("{} has no first-id in its header", path.display())),
             Err(e) => return Err(e),
         };
@@ -113,10 +150,20 @@ fn list_dir(dir: &Path, want: FileKind, seen: &mut HashSet<String>, out: &mut Ve
 
 /// Every file of the history, oldest first.
 pub fn list(layout: &Layout) -> Result<Vec<LogFile>> {
+    list_all(layout, false)
+}
+
+/// Every file of the history, oldest first; files whose header cannot be
+/// read are placed by what their head seems to say (see `list_dir`).
+pub fn list_lenient(layout: &Layout) -> Result<Vec<LogFile>> {
+    list_all(layout, true)
+}
+
+fn list_all(layout: &Layout, lenient: bool) -> Result<Vec<LogFile>> {
     let (mut files, mut seen) = (Vec::new(), HashSet::new());
-    list_dir(&layout.active, FileKind::Active, &mut seen, &mut files)?;
-    list_dir(&layout.sealed, FileKind::Sealed, &mut seen, &mut files)?;
-    list_dir(&layout.archive, FileKind::Archived, &mut seen, &mut files)?;
+    list_dir(&layout.active, FileKind::Active, lenient, &mut seen, &mut files)?;
+    list_dir(&layout.sealed, FileKind::Sealed, lenient, &mut seen, &mut files)?;
+    list_dir(&layout.archive, FileKind::Archived, lenient, &mut seen, &mut files)?;
     files.sort_by_key(|f| (f.first_id, f.kind));
     Ok(files)
 }
@@ -133,8 +180,8 @@ pub struct LastSealed {
 /// Last id, stem and chain value of the newest sealed or archived file.
 pub fn last_sealed(layout: &Layout) -> Result<Option<LastSealed>> {
     let (mut files, mut seen) = (Vec::new(), HashSet::new());
-    list_dir(&layout.sealed, FileKind::Sealed, &mut seen, &mut files)?;
-    list_dir(&layout.archive, FileKind::Archived, &mut seen, &mut files)?;
+    list_dir(&layout.sealed, FileKind::Sealed, false, &mut seen, &mut files)?;
+    list_dir(&layout.archive, FileKind::Archived, false, &mut seen, &mut files)?;
     let Some(newest) = files.into_iter().max_by_key(|f| f.first_id) else { return Ok(None) };
     let mut rd = XmlReader::new(newest.open(layout)?);
     let mut last = newest.first_id.saturating_sub(1);

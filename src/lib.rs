@@ -15,6 +15,7 @@ mod export;
 pub mod fsx;
 #[cfg(test)]
 mod fuzz;
+mod gzread;
 mod history;
 mod ledger;
 mod log;
@@ -31,6 +32,7 @@ mod tls;
 mod upload;
 mod verify;
 mod xml_read;
+mod xml_wf;
 mod xml_write;
 
 /// The stylesheet shipped next to sealed files (schema/audit-trail.xsl).

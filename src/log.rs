@@ -512,6 +512,7 @@ impl Log {
         let previous = self.prev_stem.as_deref();
         let start = FileStart { first_id: self.next_id, chain_start: &chain_start, previous, origin };
         let first_value = chain::header_value(&chain::HeaderFacts {
+            format: xml_write::FORMAT_VERSION,
             host: &self.host,
             created: &created,
             first_id: self.next_id,

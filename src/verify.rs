@@ -3,8 +3,15 @@
 //!
 //! # What is checked
 //!
-//! * Each file is well-formed, its records have the required fields, and ids
-//!   run without a gap from the header's `first-id` to the seal's `last-id`.
+//! * Each file is well-formed XML 1.0, every byte of it (see
+//!   [`crate::xml_wf`]), with nothing the schema of its format has no room
+//!   for (a file of a newer format than this version knows fails: nothing
+//!   in it can be vouched for); its
+//!   records have the required fields, and ids run without a gap from the
+//!   header's `first-id` to the seal's `last-id`.
+//! * A `.gz` file is its gzip data and nothing more: bytes after it are
+//!   damage of their own kind, told apart from data cut short
+//!   ([`crate::gzread`]).
 //! * The hash chain (see [`crate::chain`]): every record's `<Chain>` value is
 //!   recomputed from its content and the value before it, starting from the
 //!   header's `chain-start` (from format 3, from the hash of the whole
@@ -45,9 +52,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::chain::{self, Digest, MacKey, SealStatement};
+use crate::gzread;
 use crate::history::{self, FileKind, open_any};
 use crate::record::{Field, Record};
 use crate::xml_read::{Header, XmlError, XmlReader};
+use crate::xml_write::FORMAT_VERSION;
 
 /// One file to check.
 #[derive(Debug, Clone)]
@@ -75,11 +84,15 @@ pub enum Damage {
     Forged,
     /// A key was given, but the file carries no seal MAC.
     Unauthenticated,
-    /// Not well-formed XML, or not an audit-trail file at all.
+    /// Not well-formed XML, not what the schema of its format allows, or not
+    /// an audit-trail file at all.
     Malformed,
     /// A file without a hash chain where the set is chained: its chain data
     /// was removed (a downgrade), or an anchor covers records it cannot vouch for.
     Unchained,
+    /// Bytes after the end of a `.gz` file's gzip data (padding, a copy
+    /// tool's or someone's addition): the records before them are intact.
+    Trailing,
 }
 
 impl Damage {
@@ -95,6 +108,7 @@ impl Damage {
             Damage::Unauthenticated => "unauthenticated",
             Damage::Malformed => "malformed",
             Damage::Unchained => "unchained",
+            Damage::Trailing => "trailing",
         }
     }
 }
@@ -226,6 +240,8 @@ struct FileCheck<'a> {
     opts: &'a Options,
     rd: XmlReader<Box<dyn std::io::BufRead + Send>>,
     header: Header,
+    /// Damage to a `.gz` file's compressed data, as its reader found it.
+    gz: Option<gzread::Watch>,
 }
 
 /// The outcome of one file: its span when it checked out, else the problem.
@@ -247,6 +263,15 @@ impl FileCheck<'_> {
 
     fn run(&mut self, report: &mut Report, wanted: &mut Wanted) -> FileResult {
         let header_first = self.header.first_id;
+        // What a newer format binds into its chain, or may add, is not known
+        // here: nothing in such a file can be vouched for (it fails closed).
+        if let Some(f) = self.header.format.filter(|&f| f > FORMAT_VERSION) {
+            return Err(self.problem(
+                None,
+                Damage::Malformed,
+                format!("format {f} is newer than this version of audit-trail knows ({FORMAT_VERSION}): verify it with a newer version"),
+            ));
+        }
         let chained = self.header.chain_start.is_some();
         if !chained && self.header.format.is_some_and(|f| f >= 2) {
             return Err(self.problem(
@@ -316,6 +341,11 @@ impl FileCheck<'_> {
             prev = Some(r.id);
             count += 1;
         }
+        if let Some(m) = self.rd.misfit() {
+            let f = self.header.format.map_or(String::new(), |f| format!(" {f}"));
+            let what = format!("not what the schema of format{f} allows, at byte {}: {}", m.offset, m.what);
+            return Err(self.problem(m.record, Damage::Malformed, what));
+        }
         let first = first.or(header_first).unwrap_or(1);
         let last = prev.unwrap_or(first - 1);
         let mut chain_end = running;
@@ -339,13 +369,33 @@ impl FileCheck<'_> {
         })
     }
 
+    /// Names what a read error means: in the record being read when there
+    /// was one, else after the last record read.
     fn parse_problem(&self, prev: Option<u64>, e: &XmlError) -> Problem {
-        let at = prev.map(|p| p + 1);
+        let after = match (e.record, prev) {
+            (None, Some(p)) => format!(" after record {p}"),
+            _ => String::new(),
+        };
+        // What the gzip reader found says more than what the XML reader made of it.
+        match self.gz.as_ref().and_then(|w| w.get()) {
+            // A member that gave nothing, after the whole document: bytes
+            // after the data that merely start like a gzip member.
+            Some(
+                d @ (gzread::Damage::Cut { member, yielded: 0 } | gzread::Damage::Corrupt { member, yielded: 0, .. }),
+            ) if *member > 0 && self.rd.closed() => {
+                return self.problem(None, Damage::Trailing, format!("after the end of the document: {d}"));
+            }
+            Some(d @ gzread::Damage::Cut { .. }) => return self.problem(e.record, Damage::Truncated, d.to_string()),
+            Some(d @ gzread::Damage::Corrupt { .. }) => {
+                return self.problem(e.record, Damage::Malformed, format!("{d}{after}"));
+            }
+            _ => {}
+        }
         let reason = e.reason.to_ascii_lowercase();
         if reason.contains("cut off") || reason.contains("end of file") || reason.contains("unclosed") {
-            self.problem(at, Damage::Truncated, format!("the file is cut short {e}"))
+            self.problem(e.record, Damage::Truncated, format!("the file is cut short{after} {e}"))
         } else {
-            self.problem(at, Damage::Malformed, format!("not well-formed {e}"))
+            self.problem(e.record, Damage::Malformed, format!("not well-formed{after} {e}"))
         }
     }
 
@@ -521,20 +571,39 @@ fn fields_of(r: &Record<'_>) -> Vec<u8> {
     out
 }
 
-fn check_file(t: &Target, opts: &Options, report: &mut Report, wanted: &mut Wanted) -> FileResult {
+/// Checks one file; also returns the bytes after a `.gz` file's gzip data,
+/// damage of its own beside whatever else is wrong.
+fn check_file(t: &Target, opts: &Options, report: &mut Report, wanted: &mut Wanted) -> (FileResult, Option<Problem>) {
     let problem = |kind, what: String| Problem { path: t.path.clone(), record: None, kind, what };
-    let input = open_any(&t.path).map_err(|e| problem(Damage::Malformed, format!("cannot open: {e}")))?;
+    let (input, gz) = match history::open_watched(&t.path, true) {
+        Ok(opened) => opened,
+        Err(e) => return (Err(problem(Damage::Malformed, format!("cannot open: {e}"))), None),
+    };
     let mut rd = XmlReader::new(input);
     let header = match rd.header() {
         Ok(h) => h.clone(),
-        Err(e) => return Err(problem(Damage::Foreign, format!("not an audit-trail file: {e}"))),
+        Err(e) => {
+            let (kind, what) = match gz.as_ref().and_then(|w| w.get()) {
+                Some(d @ gzread::Damage::Cut { .. }) => (Damage::Truncated, d.to_string()),
+                Some(d) => (Damage::Malformed, format!("cannot read it: {d}")),
+                None if e.reason.starts_with("no <AuditTrail>") || e.reason.starts_with("expected <AuditTrail>") => {
+                    (Damage::Foreign, format!("not an audit-trail file: {e}"))
+                }
+                None => (Damage::Malformed, format!("not well-formed {e}")),
+            };
+            return (Err(problem(kind, what)), None);
+        }
     };
-    let mut check = FileCheck { t, opts, rd, header };
+    let mut check = FileCheck { t, opts, rd, header, gz };
     let result = check.run(report, wanted);
-    if result.is_ok() && t.kind != FileKind::Active && !opts.keys.is_empty() {
+    let trailing = match check.gz.as_ref().and_then(|w| w.get()) {
+        Some(d @ gzread::Damage::Trailing { .. }) => Some(problem(Damage::Trailing, d.to_string())),
+        _ => None,
+    };
+    if result.is_ok() && trailing.is_none() && t.kind != FileKind::Active && !opts.keys.is_empty() {
         report.authenticated += 1;
     }
-    result
+    (result, trailing)
 }
 
 /// Checks files in id order, each alone and each against the one before.
@@ -547,10 +616,15 @@ pub fn verify(mut targets: Vec<(u64, Target)>, opts: &Options) -> Report {
     let mut chained_since: Option<PathBuf> = None;
     let mut unchained: Vec<Span> = Vec::new();
     for (_, t) in &targets {
-        let span = match check_file(t, opts, &mut report, &mut wanted) {
-            Ok(s) => s,
+        let (result, trailing) = check_file(t, opts, &mut report, &mut wanted);
+        let span = match result {
+            Ok(s) => {
+                report.problems.extend(trailing);
+                s
+            }
             Err(p) => {
                 report.problems.push(p);
+                report.problems.extend(trailing);
                 // Already reported; do not blame the next file for its damage.
                 prev = None;
                 continue;
@@ -731,7 +805,10 @@ fn check_anchors(opts: &Options, wanted: &Wanted, report: &mut Report, newest: O
 
 /// The files of a data directory, by first id.
 pub fn data_dir_targets(layout: &crate::config::Layout) -> Result<Vec<(u64, Target)>> {
-    Ok(history::list(layout)?.into_iter().map(|f| (f.first_id, Target { path: f.path, kind: f.kind })).collect())
+    Ok(history::list_lenient(layout)?
+        .into_iter()
+        .map(|f| (f.first_id, Target { path: f.path, kind: f.kind }))
+        .collect())
 }
 
 /// Files given on the command line (directories are searched for log files).
@@ -754,7 +831,7 @@ pub fn path_targets(paths: &[PathBuf]) -> Result<Vec<(u64, Target)>> {
         .into_iter()
         .map(|path| {
             let kind = kind_from_name(&path);
-            let first = first_record_id(&path).unwrap_or(0);
+            let first = first_record_id(&path).or_else(|| history::guess_first_id(&path)).unwrap_or(0);
             (first, Target { path, kind })
         })
         .collect())

@@ -194,6 +194,7 @@ mod chain {
 
     /// Format 3: what the first record continues from, over the header.
     pub fn header_value(
+        format: u32,
         host: &str,
         created: &str,
         first_id: u64,
@@ -203,6 +204,7 @@ mod chain {
     ) -> Digest {
         let mut h = Sha256::new();
         h.update(b"audit-trail header v3\0");
+        h.update(format.to_be_bytes());
         put_str(&mut h, host);
         put_str(&mut h, created);
         h.update(first_id.to_be_bytes());
@@ -319,7 +321,7 @@ impl LogFile {
             let previous = self.head.contains(" previous=\"").then(|| attr(&self.head, "previous"));
             let origin = self.head.contains(" chain-origin=\"new\"");
             let (host, created) = (attr(&self.head, "host"), attr(&self.head, "created"));
-            chain::header_value(host, created, first, previous, origin, &start)
+            chain::header_value(3, host, created, first, previous, origin, &start)
         } else {
             start
         };
@@ -1009,4 +1011,98 @@ fn offboard_copies_downloaded_from_sftp_and_ftp_verify_with_the_key() {
         assert_first_problem(&v, "edited", Some(8), &file);
         assert_eq!(v["problems"].as_array().unwrap().len(), 1, "{via}: {v:#}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// 6. Damage to the compressed data of archived files
+
+/// `.gz` files made of several members (as archive writes large files) with
+/// the plain text split at `cuts`.
+fn gzip_members(plain: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    for &to in cuts.iter().chain([plain.len()].iter()) {
+        out.extend(gzip(&plain[from..to]));
+        from = to;
+    }
+    out
+}
+
+/// Every record a report names is one the file holds (`ids`), or none.
+#[track_caller]
+fn names_only_records_in(v: &Value, ids: std::ops::RangeInclusive<u64>) {
+    for p in v["problems"].as_array().unwrap() {
+        if let Some(id) = p["record"].as_u64() {
+            assert!(ids.contains(&id), "names record {id}, which the file (ids {ids:?}) does not hold: {v:#}");
+        }
+    }
+}
+
+#[test]
+fn bytes_after_the_gzip_data_are_named_as_such_apart_from_a_file_cut_short() {
+    let env = plain_env(3, 7);
+    env.run(&["archive"]).success();
+    let archived = gz_files(&env.data.join("archive"));
+    assert_eq!(archived.len(), 2, "ids 1..3 and 4..6 archived, 7 active");
+    let (name, gz) = &archived[0];
+    let plain = gunzip(gz);
+    let dir = env.dir.path().join("offboard");
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join(name);
+    let check = |bytes: &[u8]| -> Value {
+        std::fs::write(&file, bytes).unwrap();
+        verify(&env.data, &[arg(&file)])
+    };
+    assert_clean(&check(gz), 3);
+    // Several members read as one stream, as gzip -d reads them.
+    let members = gzip_members(&plain, &[100, 101, plain.len() / 2]);
+    assert_clean(&check(&members), 3);
+
+    for (what, base) in [("one member", gz.clone()), ("four members", members)] {
+        let end = base.len();
+        for (tail, words) in [
+            (vec![0u8], "1 byte after the end of the gzip data, from offset {end}: a zero byte (padding)"),
+            (vec![0u8; 4096], "4096 bytes after the end of the gzip data, from offset {end}: all zero (padding)"),
+            (b"trailing text\n".to_vec(), "14 bytes after the end of the gzip data, from offset {end}: not gzip data"),
+            (vec![0x1f], "1 byte after the end of the gzip data, from offset {end}: not gzip data"),
+        ] {
+            let v = check(&[&base[..], &tail].concat());
+            let said = assert_first_problem(&v, "trailing", None, &file);
+            assert_eq!(said, words.replace("{end}", &end.to_string()), "{what}: {v:#}");
+            assert_eq!(v["problems"].as_array().unwrap().len(), 1, "{what}: the records are intact: {v:#}");
+            assert_eq!(v["records"].as_u64(), Some(3), "{what}: {v:#}");
+            // The text report says the same, and not that the file was cut short.
+            let run = run_in(&env.data, &["verify", arg(&file)]).failure();
+            assert!(run.stderr.contains(&format!("{}: trailing: ", file.display())), "{}", run.stderr);
+            assert!(!run.stderr.contains("truncated") && !run.stderr.contains("record 4"), "{}", run.stderr);
+        }
+    }
+
+    // Cut short inside the gzip data: truncated, naming a record the file holds.
+    for cut in [gz.len() - 4, gz.len() / 2, 30] {
+        let v = check(&gz[..cut]);
+        assert_eq!(v["problems"][0]["kind"], "truncated", "cut at {cut}: {v:#}");
+        assert!(v["problems"][0]["what"].as_str().unwrap().contains("cut short"), "{v:#}");
+        names_only_records_in(&v, 1..=3);
+    }
+    // The second member's header destroyed: the XML ends early, and what
+    // follows the first member is not gzip data.
+    let members = gzip_members(&plain, &[plain.len() / 2]);
+    let second = gzip(&plain[..plain.len() / 2]).len();
+    let mut broken = members.clone();
+    broken[second] = b'X';
+    let v = check(&broken);
+    let kinds: Vec<_> = problem_kinds(&v).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kinds, ["truncated", "trailing"], "{v:#}");
+    assert!(v["problems"][1]["what"].as_str().unwrap().contains(&format!("from offset {second}: not gzip data")));
+    names_only_records_in(&v, 1..=3);
+
+    // In the data directory itself the same words, and export refuses the file naming them.
+    let in_archive = env.data.join("archive").join(name);
+    std::fs::write(&in_archive, [&gz[..], &[0u8]].concat()).unwrap();
+    let v = verify(&env.data, &[]);
+    assert_first_problem(&v, "trailing", None, &in_archive);
+    assert_eq!(v["problems"].as_array().unwrap().len(), 1, "{v:#}");
+    let run = env.run(&["export", "--all", "--format", "csv"]).failure();
+    assert!(run.stderr.contains("1 byte after the end of the gzip data"), "{}", run.stderr);
 }
