@@ -564,7 +564,7 @@ fn open_bundle(bundle: &Path) -> Result<tar::Archive<flate2::read::GzDecoder<io:
 }
 
 /// Every entry of the bundle, checked; fails naming every refused entry.
-fn check_bundle(bundle: &Path) -> Result<usize> {
+pub(crate) fn check_bundle(bundle: &Path) -> Result<usize> {
     let mut problems = Vec::new();
     let mut seen = BTreeSet::new();
     let mut count = 0;

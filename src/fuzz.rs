@@ -148,6 +148,22 @@ proptest! {
     }
 
     #[test]
+    fn schedule_files_never_panic(text in schedule_like()) {
+        if let Ok(s) = crate::scheduler::parse_file(std::path::Path::new("schedules/x.toml"), &text) {
+            let from = chrono::Local::now();
+            let _ = s.next_after(&from, None);
+        }
+    }
+
+    #[test]
+    fn backup_bundles_are_checked_without_panicking(bytes in Just(sample_bundle()).prop_flat_map(mutated)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.tar.gz");
+        std::fs::write(&path, &bytes).unwrap();
+        let _ = crate::backup::check_bundle(&path);
+    }
+
+    #[test]
     fn configuration_files_never_panic(text in toml_like()) {
         if let Ok(cfg) = toml::from_str::<crate::config::Config>(&text) {
             let _ = cfg.validate();
@@ -208,6 +224,41 @@ fn toml_like() -> impl Strategy<Value = String> {
     let section = proptest::sample::select(vec!["", "[siem]\n", "[targets.t]\n", "[web]\n"]);
     proptest::collection::vec((section, key, value), 0..10)
         .prop_map(|v| v.into_iter().map(|(s, k, val)| format!("{s}{k} = {val}\n")).collect())
+}
+
+fn schedule_like() -> impl Strategy<Value = String> {
+    let line = prop_oneof![
+        cron_like().prop_map(|c| format!("cron = \"{c}\"\n")),
+        proptest::sample::select(vec!["rotate", "archive", "purge", "backup", "upload", "reboot", ""])
+            .prop_map(|j| format!("job = \"{j}\"\n")),
+        Just("target = \"t\"\n".to_owned()),
+        Just("keep = 3\n".to_owned()),
+        Just("keep = -1\n".to_owned()),
+        Just("out = \"/tmp\"\n".to_owned()),
+        Just("enabled = false\n".to_owned()),
+        Just("description = \"x\"\n".to_owned()),
+        Just("[x]\n".to_owned()),
+        Just("cron = 5\n".to_owned()),
+    ];
+    proptest::collection::vec(line, 0..8).prop_map(|v| v.concat())
+}
+
+/// A backup bundle of the shape `backup` writes: a sealed file and state.
+fn sample_bundle() -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for (name, data) in [
+        ("audit_trail/pbx01_20260101000000.xml", sample_log()),
+        ("state/next-id", b"4\n".to_vec()),
+        ("archive/manifest.jsonl", b"".to_vec()),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o640);
+        h.set_cksum();
+        tar.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
 }
 
 /// A small sealed log file as the writer makes it.

@@ -122,11 +122,16 @@ pub fn load_dir(dir: &Path) -> Loaded {
 
 /// Reads one schedule file; the error names the file and, where it can, the line.
 pub fn load_file(path: &Path) -> Result<Schedule, String> {
-    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let at = |span: std::ops::Range<usize>| format!("{}:{}", path.display(), line_of(&text, span.start));
-    let file: ScheduleFile = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| format!(":{}", line_of(&text, s.start))).unwrap_or_default();
+    parse_file(path, &text)
+}
+
+/// A schedule file's text (`path` names it in errors and gives its name).
+pub(crate) fn parse_file(path: &Path, text: &str) -> Result<Schedule, String> {
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+    let at = |span: std::ops::Range<usize>| format!("{}:{}", path.display(), line_of(text, span.start));
+    let file: ScheduleFile = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| format!(":{}", line_of(text, s.start))).unwrap_or_default();
         format!("{}{line}: {}", path.display(), e.message())
     })?;
     let cron = parse_cron(file.cron.get_ref()).map_err(|e| format!("{}: {e}", at(file.cron.span())))?;
