@@ -153,10 +153,17 @@ pub fn list(layout: &Layout) -> Result<Vec<LogFile>> {
     list_all(layout, false)
 }
 
-/// Every file of the history, oldest first; files whose header cannot be
-/// read are placed by what their head seems to say (see `list_dir`).
-pub fn list_lenient(layout: &Layout) -> Result<Vec<LogFile>> {
-    list_all(layout, true)
+/// Every file of the history, oldest first, an archived copy beside its
+/// plain twin too (`verify` checks both: readers take the plain one).
+pub fn list_with_twins(layout: &Layout) -> Result<Vec<LogFile>> {
+    let mut files = Vec::new();
+    for (dir, kind) in
+        [(&layout.active, FileKind::Active), (&layout.sealed, FileKind::Sealed), (&layout.archive, FileKind::Archived)]
+    {
+        list_dir(dir, kind, true, &mut HashSet::new(), &mut files)?;
+    }
+    files.sort_by_key(|f| (f.first_id, f.kind));
+    Ok(files)
 }
 
 fn list_all(layout: &Layout, lenient: bool) -> Result<Vec<LogFile>> {

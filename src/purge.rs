@@ -148,6 +148,7 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
         described.push((stem.clone(), sealed, last_id));
     }
 
+    let history = crate::history::list(layout)?;
     let has_active = maintenance::dir_names(&layout.active)?.iter().any(|n| n.ends_with(ACTIVE_SUFFIX));
     let newest_stem =
         if has_active { None } else { described.iter().max_by_key(|(_, _, last)| *last).map(|(s, _, _)| s.clone()) };
@@ -192,7 +193,7 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
             }
             continue;
         }
-        if let Err(why) = confirm_old(layout, c, sealed) {
+        if let Err(why) = confirm_old(layout, &history, c, sealed) {
             report.notes.push(format!("{why}; left in place"));
             continue;
         }
@@ -231,28 +232,50 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
 }
 
 /// Before a file goes, the file itself must say what the decision relied
-/// on: it verifies on its own (records, chain and seal), and its seal time is
-/// the one the decision used, which for an archived file came from the
-/// manifest. An edited manifest or file thus never gets a file removed.
-fn confirm_old(layout: &Layout, c: &Candidate, sealed: &str) -> std::result::Result<(), String> {
+/// on: its seal element (read by the XML reader, not found by a text search)
+/// gives the time the decision used, which for an archived file came from
+/// the manifest; and it verifies together with the file after it (records,
+/// chain, seal, and the link the next file's `chain-start` makes). An edited
+/// manifest, or a file whose seal was rewritten, thus never gets a file
+/// removed.
+fn confirm_old(
+    layout: &Layout,
+    history: &[crate::history::LogFile],
+    c: &Candidate,
+    sealed: &str,
+) -> std::result::Result<(), String> {
+    use crate::history::FileKind;
+    use crate::verify::{Options, Target, verify};
     let paths = c.plain.iter().map(|p| (layout.sealed.join(p), format!("audit_trail/{p}")));
     let paths = paths.chain(c.gz.iter().map(|g| (layout.archive.join(g), format!("archive/{g}"))));
     for (path, name) in paths {
-        let target = crate::verify::Target { path: path.clone(), kind: crate::history::FileKind::Sealed };
-        let report = crate::verify::verify(vec![(0, target)], &crate::verify::Options::default());
+        let (first, last, own) = match own_seal(&path) {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err(format!("{name} has no seal")),
+            Err(e) => return Err(format!("{name} cannot be read ({e:#})")),
+        };
+        if own != sealed {
+            return Err(format!(
+                "{name} was sealed {own} by its own seal element, not {sealed} as the manifest or the file's text said"
+            ));
+        }
+        let mut targets = vec![(first, Target { path: path.clone(), kind: FileKind::Sealed })];
+        if let Some(next) = history.iter().find(|f| f.first_id == last + 1) {
+            targets.push((next.first_id, Target { path: next.path.clone(), kind: next.kind }));
+        }
+        let report = verify(targets, &Options::default());
         if let Some(p) = report.problems.first() {
             return Err(format!("{name} does not verify ({}: {})", p.kind.label(), p.what));
         }
-        match seal_time(&path) {
-            Ok(Some((own, _))) if own == sealed => {}
-            Ok(Some((own, _))) => {
-                return Err(format!("{name} was sealed {own} by its own seal, but the manifest says {sealed}"));
-            }
-            Ok(None) => return Err(format!("{name} has no readable seal time")),
-            Err(e) => return Err(format!("{name}: {e:#}")),
-        }
     }
     Ok(())
+}
+
+/// First id, last id and seal time of a sealed file, from its seal element.
+fn own_seal(path: &Path) -> Result<Option<(u64, u64, String)>> {
+    let mut rd = crate::xml_read::XmlReader::new(crate::history::open_any(path)?);
+    while rd.next_record().map_err(|e| anyhow::anyhow!("{e}"))?.is_some() {}
+    Ok(rd.seal().map(|s| (s.first_id, s.last_id, s.sealed.clone())))
 }
 
 /// Seal time and last id of a sealed file: from its last bytes when plain

@@ -608,7 +608,9 @@ fn check_file(t: &Target, opts: &Options, report: &mut Report, wanted: &mut Want
 
 /// Checks files in id order, each alone and each against the one before.
 pub fn verify(mut targets: Vec<(u64, Target)>, opts: &Options) -> Report {
-    targets.sort_by_key(|(first, t)| (*first, t.kind));
+    // Of twins (one file plain and archived), the plain one first: it is
+    // what readers take, and a differing archived copy is named as the damage.
+    targets.sort_by_key(|(first, t)| (*first, t.kind == FileKind::Archived, t.kind));
     let mut report = Report::default();
     let mut wanted = Wanted::new(&opts.anchors);
     let mut prev: Option<Span> = None;
@@ -664,6 +666,22 @@ pub fn verify(mut targets: Vec<(u64, Target)>, opts: &Options) -> Report {
         if let Some(p) = &prev {
             if span.first == p.first && span.last == p.last && span.chain_end == p.chain_end {
                 report.notes.push(format!("{} holds the same records as {}", t.path.display(), p.path.display()));
+                // Counted once: the copy adds no file or record to the set.
+                report.files -= 1;
+                report.records -= (span.last + 1).saturating_sub(span.first);
+                continue;
+            }
+            if file_stem(&span.path).is_some() && file_stem(&span.path) == file_stem(&p.path) {
+                report.problems.push(Problem {
+                    path: span.path.clone(),
+                    record: None,
+                    kind: Damage::Edited,
+                    what: format!(
+                        "is a copy of {} under the same name, but holds other records or another chain: one of \
+                         the two was changed",
+                        p.path.display()
+                    ),
+                });
                 continue;
             }
             if span.declared_gap.is_some_and(|(a, b)| a == p.last + 1 && b + 1 == span.first) {
@@ -805,7 +823,7 @@ fn check_anchors(opts: &Options, wanted: &Wanted, report: &mut Report, newest: O
 
 /// The files of a data directory, by first id.
 pub fn data_dir_targets(layout: &crate::config::Layout) -> Result<Vec<(u64, Target)>> {
-    Ok(history::list_lenient(layout)?
+    Ok(history::list_with_twins(layout)?
         .into_iter()
         .map(|f| (f.first_id, Target { path: f.path, kind: f.kind }))
         .collect())

@@ -308,8 +308,45 @@ fn purge_does_not_act_on_an_edited_manifest_or_file() {
     assert!(run.stdout.contains("removed 0 file(s)"), "{}", run.stdout);
     let name = names(&gz[..1])[0].clone();
     let all = format!("{}{}", run.stdout, run.stderr);
-    assert!(all.contains(&name) && all.contains("but the manifest says") && all.contains("left in place"), "{all}");
+    assert!(all.contains(&name) && all.contains("by its own seal element") && all.contains("left in place"), "{all}");
     assert_eq!(files_in(&env.data.join("archive"), ".xml.gz"), gz);
+
+    // A seal that only looks like one (inside a comment after the root) does
+    // not make a fresh file old.
+    let env2 = Env::with_config("host_name = \"pbx01\"\ncapacity = 5\nretention_days = 30\n");
+    append(&env2, &records_at(10, 0, "fresh"));
+    env2.run(&["rotate"]).success();
+    let sealed = env2.sealed_files();
+    let mut text = std::fs::read_to_string(&sealed[0]).unwrap();
+    text.push_str(
+        "<!-- <Seal first-id=\"1\" last-id=\"5\" records=\"5\" sealed=\"2000-01-01T00:00:00.000+00:00\"/> -->\n",
+    );
+    std::fs::write(&sealed[0], text).unwrap();
+    env2.run(&["verify"]).success();
+    let run = env2.run(&["purge"]).success();
+    assert!(run.stdout.contains("removed 0 file(s)"), "{}{}", run.stdout, run.stderr);
+    assert_eq!(env2.sealed_files(), sealed);
+
+    // An old seal rewritten with a matching chain-end: the next file's
+    // chain-start no longer agrees, and the file stays.
+    let env3 = Env::with_config("host_name = \"pbx01\"\ncapacity = 5\nretention_days = 30\n");
+    append(&env3, &records_at(10, 0, "fresh"));
+    env3.run(&["rotate"]).success();
+    let sealed = env3.sealed_files();
+    let text = std::fs::read_to_string(&sealed[0]).unwrap();
+    let at = text.rfind("<Seal ").unwrap();
+    let seal_time = text[at..].split("sealed=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let first_chain = |t: &str| t.split("<Chain>").last().unwrap().split('<').next().unwrap().to_owned();
+    let last_value = first_chain(&text[..at]);
+    let old = "2000-01-01T00:00:00.000+00:00";
+    let end = audit_trail_seal_value(1, 5, 5, old, &last_value);
+    let old_end = text[at..].split("chain-end=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let forged = format!("{}{}", &text[..at], text[at..].replacen(&seal_time, old, 1).replacen(&old_end, &end, 1));
+    std::fs::write(&sealed[0], forged).unwrap();
+    let run = env3.run(&["purge"]).success();
+    assert!(run.stdout.contains("removed 0 file(s)"), "{}{}", run.stdout, run.stderr);
+    assert!(format!("{}{}", run.stdout, run.stderr).contains("does not verify (foreign"), "{}", run.stderr);
+    assert_eq!(env3.sealed_files(), sealed);
 
     // Old by its own seal, but its records were edited: it stays too.
     let env = Env::with_config("host_name = \"pbx01\"\ncapacity = 5\nretention_days = 30\n");
@@ -323,6 +360,20 @@ fn purge_does_not_act_on_an_edited_manifest_or_file() {
     let all = format!("{}{}", run.stdout, run.stderr);
     assert!(all.contains("does not verify (edited"), "{all}");
     assert_eq!(env.sealed_files(), sealed);
+}
+
+/// The seal's `chain-end` of format 3 (docs/tamper-evidence.md), from the
+/// last record's chain value in hex: what someone rewriting a seal computes.
+fn audit_trail_seal_value(first: u64, last: u64, records: u64, sealed: &str, last_hex: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"audit-trail seal v3\0");
+    for n in [first, last, records] {
+        h.update(n.to_be_bytes());
+    }
+    h.update((sealed.len() as u32).to_be_bytes());
+    h.update(sealed.as_bytes());
+    h.update(hex::decode(last_hex).unwrap());
+    hex::encode(h.finalize())
 }
 
 #[test]

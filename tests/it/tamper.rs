@@ -782,6 +782,31 @@ fn the_documented_python_check_reproduces_the_chain() {
     assert!(!check(&edited).status.success(), "a changed host fails the documented check");
 }
 
+/// A data directory holding a file both plain and archived (as a crash
+/// between archiving and removing the plain file leaves it): verify reads
+/// both, and a twin that differs is damage, whichever of the two it is.
+#[test]
+fn an_archived_twin_that_differs_from_its_plain_file_is_found() {
+    let env = plain_env(3, 10);
+    let sealed = env.sealed_files();
+    let plain = read(&sealed[1]);
+    let archive = env.data.join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    let twin = archive.join(format!("{}.gz", sealed[1].file_name().unwrap().to_str().unwrap()));
+    std::fs::write(&twin, gzip(plain.as_bytes())).unwrap();
+    let v = verify(&env.data, &[]);
+    assert_clean(&v, 10);
+    assert!(v["notes"].to_string().contains("holds the same records"), "{v:#}");
+    // Edited, chain recomputed to its end: the plain file still links on.
+    let mut f = LogFile::parse(&plain);
+    f.records[1].set("UserName", "MALLORY");
+    f.rechain();
+    std::fs::write(&twin, gzip(f.render().as_bytes())).unwrap();
+    assert_first_problem(&verify(&env.data, &[]), "edited", None, &twin);
+    std::fs::write(&twin, b"not gzip at all").unwrap();
+    assert!(verify(&env.data, &[])["ok"] == false);
+}
+
 /// Files of format 2 (`data/format2`, written by an earlier version: two
 /// sealed files and an active one, ids 1..7) verify as what they are; the
 /// log continues them, the active file in its own format, and the next file
