@@ -470,3 +470,27 @@ fn elements_and_attributes_the_schema_does_not_have_are_refused_in_a_known_forma
     assert_eq!(v["problems"][0]["kind"], "malformed", "{v:#}");
     assert!(v["problems"][0]["what"].as_str().unwrap().contains("format 4 is newer"), "{v:#}");
 }
+
+/// The issue's own case, in a data directory: the damaged file is named in
+/// its place among the others, the files around it are not blamed, and the
+/// exit status is the one for damage (not a failure to list the files).
+#[test]
+fn a_data_directory_with_a_malformed_root_tag_fails_verify_naming_that_file_only() {
+    let (env, key) = corpus();
+    let sealed = env.sealed_files();
+    let text = std::fs::read_to_string(&sealed[1]).unwrap();
+    let at = text.find(" previous=\"").unwrap();
+    let end = at + text[at + 11..].find('"').unwrap() + 12;
+    std::fs::write(&sealed[1], format!("{} junk\"<<<&&&\"{}", &text[..end], &text[end..])).unwrap();
+    assert!(!well_formed_errors(std::slice::from_ref(&sealed[1])).is_empty(), "xmllint refuses it");
+    for args in [vec!["--json"], vec!["--json", "--key", key.to_str().unwrap()]] {
+        let (code, stdout) = run_verify(&env.data, &args);
+        let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        assert_eq!(code, Some(3), "{v:#}");
+        let problems = v["problems"].as_array().unwrap();
+        assert_eq!(problems.len(), 1, "only the damaged file: {v:#}");
+        assert_eq!(problems[0]["kind"], "malformed", "{v:#}");
+        assert_eq!(Path::new(problems[0]["path"].as_str().unwrap()), sealed[1], "{v:#}");
+        assert!(problems[0]["what"].as_str().unwrap().contains("attribute junk"), "{v:#}");
+    }
+}
