@@ -691,6 +691,23 @@ pub fn verify(mut targets: Vec<(u64, Target)>, opts: &Options) -> Report {
                     id_range(p.last + 1, span.first - 1),
                     span.first
                 ));
+                // The ids jump, but the chain still links the two files.
+                if let (Some(end), Some(start)) = (p.chain_end, span.chain_start)
+                    && end != start
+                {
+                    report.problems.push(Problem {
+                        path: span.path.clone(),
+                        record: None,
+                        kind: Damage::Foreign,
+                        what: format!(
+                            "does not continue the chain of {} across the ids a restore replaced: it starts from {} \
+                             but that file ends with {}",
+                            p.path.display(),
+                            chain::hex(&start),
+                            chain::hex(&end)
+                        ),
+                    });
+                }
             } else if let Some(problem) = continuity(p, &span) {
                 report.problems.push(problem);
             }
