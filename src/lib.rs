@@ -14,6 +14,7 @@ pub mod error;
 mod export;
 pub mod fsx;
 mod history;
+mod html;
 mod ledger;
 mod log;
 mod maintenance;
