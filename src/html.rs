@@ -499,4 +499,46 @@ mod tests {
         assert!(page.contains("<title>Audit trail of h&quot;&lt;x&gt;, exported c</title>"));
         assert!(!style.contains("</") && !script.contains("</"), "no end tag inside the style or script");
     }
+
+    #[test]
+    fn the_xsl_report_has_the_same_stylesheet_and_allows_only_it() {
+        let xsl = crate::STYLESHEET_XSL;
+        assert!(
+            xsl.contains(&format!("<style>{CSS}</style>")),
+            "schema/audit-trail.xsl must embed src/html/viewer.css exactly (copy it between <style> and </style>)"
+        );
+        assert!(
+            xsl.contains(&format!("default-src 'none'; style-src 'sha256-{}';", sha256_b64(CSS))),
+            "the Content-Security-Policy of schema/audit-trail.xsl must carry the sha256 of viewer.css"
+        );
+        assert!(!CSS.contains('<') && !CSS.contains('&'), "the stylesheet must be plain text in XSLT too");
+    }
+
+    #[test]
+    fn the_xsl_marks_the_same_characters() {
+        // The XSL's list, read back from its character references.
+        let xsl = crate::STYLESHEET_XSL;
+        let start = xsl.find("<xsl:variable name=\"marked\" select=\"'").unwrap();
+        let list = &xsl[start..];
+        let list = &list[list.find('\'').unwrap() + 1..];
+        let list = &list[..list.find('\'').unwrap()];
+        let chars: Vec<char> = list
+            .split(';')
+            .filter(|s| !s.is_empty())
+            .map(|r| char::from_u32(u32::from_str_radix(r.trim_start_matches("&#x"), 16).unwrap()).unwrap())
+            .collect();
+        // Every character XML 1.0 can carry raw, but the tag characters.
+        let xml_chars = (0u32..0x10000)
+            .filter_map(char::from_u32)
+            .filter(|&c| (c >= ' ' || matches!(c, '\t' | '\r')) && !matches!(c, '\u{fffe}' | '\u{ffff}'));
+        let expected: Vec<char> = xml_chars.filter(|&c| marked(c)).collect();
+        let mut got = chars.clone();
+        got.sort();
+        assert_eq!(got, expected);
+        let nbidi = chars.iter().take_while(|&&c| bidi_control(c)).count();
+        assert_eq!(chars.iter().filter(|&&c| bidi_control(c)).count(), nbidi, "bidi controls come first");
+        assert!(xsl.contains(&format!("<xsl:variable name=\"nbidi\" select=\"{nbidi}\"/>")));
+        let codes: String = chars.iter().map(|&c| format!("{:04X}", c as u32)).collect();
+        assert!(xsl.contains(&format!("<xsl:variable name=\"codes\" select=\"'{codes}'\"/>")));
+    }
 }
