@@ -18,3 +18,4 @@ mod syslog;
 mod syslogng;
 mod tamper;
 mod upload;
+mod viewer;
