@@ -61,7 +61,7 @@
   <xsl:template match="AuditTrail">
     <html lang="en">
       <head>
-        <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'sha256-TsUCdXiMEmCBKRV9aGxoAZl8mBL+O40et75gsYpZynk='; img-src 'none'; base-uri 'none'; form-action 'none'"/>
+        <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'sha256-Nl/Kf3JwUI9PbQQvV4jp7DbGOszInRxRStW4DuCK9QA='; img-src 'none'; base-uri 'none'; form-action 'none'"/>
         <meta name="referrer" content="no-referrer"/>
         <title>
           <xsl:text>Audit trail of </xsl:text>
@@ -88,22 +88,20 @@ dl.meta dd { color: #1f2328; font-weight: 600; }
 .tools input[type=search] { width: 18em; }
 .tools .col input { width: 9em; }
 .view { font-size: 12px; color: #57606a; margin: 0 0 .4em; }
-table.at { border-collapse: collapse; width: 100%; }
+div.chunk { content-visibility: auto; contain-intrinsic-size: auto 40000px; }
+table.at { border-collapse: collapse; width: 100%; min-width: 80em; table-layout: fixed; }
 table.at th, table.at td { border: 1px solid #d0d7de; padding: 3px 6px; text-align: left; vertical-align: top; }
 table.at th { background: #f0f3f6; position: sticky; top: 0; z-index: 1; font-weight: 600; }
 table.at th.sort { cursor: pointer; }
 table.at th.sort:focus-visible { outline: 2px solid #0969da; outline-offset: -2px; }
 table.at th[aria-sort=ascending]::after { content: " \25B2"; font-size: .8em; }
 table.at th[aria-sort=descending]::after { content: " \25BC"; font-size: .8em; }
-table.at td { white-space: pre-wrap; overflow-wrap: break-word; tab-size: 4; -moz-tab-size: 4; }
-table.at td.data { overflow-wrap: anywhere; }
+table.at td { white-space: pre-wrap; overflow-wrap: anywhere; tab-size: 4; -moz-tab-size: 4; }
 table.at tbody.r:nth-of-type(even) { background: #f9fafb; }
 table.at tbody.f, table.at tbody.f:nth-of-type(even) { background: #fdecec; }
 table.at tr.d td { border-top: 0; padding-top: 0; font-size: 11px; color: #57606a; }
-table.at td.id, table.at td.ts { white-space: nowrap; font-variant-numeric: tabular-nums; }
-table.at td.ts wbr { display: none; }
+table.at td.id, table.at td.ts { font-variant-numeric: tabular-nums; }
 table.at td.ts, table.at td.ip, table.at td.data, .h, .b64 { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, "DejaVu Sans Mono", monospace; font-size: 12px; }
-table.at td.data { min-width: 16em; }
 table.at td.none { color: #8c959f; font-style: italic; }
 .sub { display: block; color: #57606a; font-size: 12px; }
 .kv { margin-right: 1em; }
@@ -117,27 +115,35 @@ bdi { unicode-bidi: isolate; }
 .b64 { color: #6e4a00; word-break: break-all; }
 .b64 .tag { display: inline-block; background: #fff4d6; border: 1px solid #e3c26b; border-radius: 3px; padding: 0 3px; font-size: 11px; }
 .foot { margin-top: 1em; color: #57606a; font-size: 12px; }
+col.c-id { width: 6%; }
+col.c-ts { width: 12%; }
+col.c-user { width: 8%; }
+col.c-tenant { width: 6%; }
+col.c-ip { width: 9%; }
+col.c-app { width: 8%; }
+col.c-ctx { width: 7%; }
+col.c-action { width: 7%; }
+col.c-data { width: 22%; }
+col.c-cat { width: 7%; }
+col.c-outcome { width: 8%; }
 @page { margin: 10mm 8mm; }
 @media print {
   body { margin: 0; font-size: 7pt; line-height: 1.25; -webkit-print-color-adjust: exact; print-color-adjust: exact; }
   h1 { font-size: 10pt; }
   dl.meta, .note, .view, .foot { font-size: 7pt; }
   .tools, noscript { display: none !important; }
-  table.at { table-layout: fixed; width: 100%; }
+  div.chunk { content-visibility: visible; }
+  table.at { min-width: 0; }
   table.at thead { display: table-header-group; }
   table.at th { position: static; font-size: 6.5pt; overflow-wrap: normal; }
   table.at th::after { content: none !important; }
   table.at th, table.at td { padding: 1px 2px; }
-  table.at td { overflow-wrap: anywhere; }
-  table.at td.id, table.at td.ts { white-space: pre-wrap; }
-  table.at td.ts wbr { display: inline; }
   table.at td.ts, table.at td.ip, table.at td.data { font-size: 6.5pt; }
-  table.at td.data { min-width: 0; }
   table.at tr.d td { font-size: 6pt; }
   table.at tbody.r { break-inside: avoid; }
   .sub { font-size: 6.5pt; }
   .h { font-size: 5.5pt; }
-  col.c-id { width: 5%; }
+  col.c-id { width: 6%; }
   col.c-ts { width: 9%; }
   col.c-user { width: 9%; }
   col.c-tenant { width: 7%; }
@@ -145,7 +151,7 @@ bdi { unicode-bidi: isolate; }
   col.c-app { width: 9%; }
   col.c-ctx { width: 8%; }
   col.c-action { width: 8%; }
-  col.c-data { width: 21%; }
+  col.c-data { width: 20%; }
   col.c-cat { width: 8%; }
   col.c-outcome { width: 7%; }
 }

@@ -279,6 +279,10 @@ pub fn run_files<W: Write + ?Sized>(
     let threads = threads.clamp(1, files.len().max(1));
     let mut n = 0;
     let mut ids: Option<(u64, u64)> = None;
+    // HTML: records in the current table.
+    let mut in_table = 0;
+    let mut table_break = Vec::new();
+    html::table_break(&mut table_break);
     std::thread::scope(|s| -> Result<()> {
         let mut receivers = Vec::new();
         for k in 0..threads {
@@ -298,6 +302,11 @@ pub fn run_files<W: Write + ?Sized>(
             loop {
                 let chunk =
                     receivers[i % threads].recv().map_err(|_| anyhow::anyhow!("an export worker stopped"))??;
+                if matches!(format, ExportFormat::Html) && in_table >= html::TABLE_ROWS && chunk.records > 0 {
+                    out.write_all(&table_break)?;
+                    in_table = 0;
+                }
+                in_table += chunk.records;
                 out.write_all(&chunk.bytes)?;
                 n += chunk.records;
                 if let Some((first, last)) = chunk.ids {
@@ -342,6 +351,8 @@ fn format_file(
     let mut w = Writer::body(format, cells, Vec::with_capacity(CHUNK + 64 * 1024));
     let mut count = 0;
     let mut ids: Option<(u64, u64)> = None;
+    // HTML pages are cut into tables between chunks: keep chunks that short.
+    let max_records = if matches!(format, ExportFormat::Html) { html::TABLE_ROWS } else { u64::MAX };
     for r in Records::new(layout, vec![file], from_id) {
         let r = r?;
         if !filter.matches(&r) {
@@ -350,7 +361,7 @@ fn format_file(
         w.write(&r)?;
         count += 1;
         ids = Some((ids.map_or(r.id, |i| i.0), r.id));
-        if count % 256 == 0 && w.len() >= CHUNK {
+        if (count % 256 == 0 && w.len() >= CHUNK) || count >= max_records {
             send(
                 std::mem::replace(&mut w, Writer::body(format, cells, Vec::with_capacity(CHUNK + 64 * 1024))),
                 count,

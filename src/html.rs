@@ -26,8 +26,9 @@
 //!   need them and they do not reorder text.
 //!
 //! The page is written as the records are read (one `<tbody>` per record, a
-//! row of columns and a detail line), so memory does not grow with the
-//! export; what the export held (count and ids) is stated at its end.
+//! row of columns and a detail line; a new table every [`TABLE_ROWS`] or so,
+//! see there), so memory does not grow with the export; what the export held
+//! (count and ids) is stated at its end.
 
 use sha2::Digest as _;
 
@@ -153,7 +154,29 @@ pub fn header(out: &mut Vec<u8>, head: &Head<'_>) {
           in id order; sorting and filtering need scripts.</p></noscript>\n",
     );
     out.extend_from_slice(b"<div class=\"tools\" id=\"tools\" hidden></div>\n<p class=\"view\" id=\"view\"></p>\n");
-    out.extend_from_slice(b"<table class=\"at\" id=\"records\">\n<colgroup>");
+    table_start(out, true);
+}
+
+/// Records per table, about: the rows are cut into tables of this many (the
+/// export cuts between the pieces it writes), each in a `div.chunk` that the
+/// browser lays out only when it comes into view (`content-visibility`), so
+/// a page of a million records opens in seconds instead of laying out one
+/// huge table again and again as it loads.
+pub const TABLE_ROWS: u64 = 512;
+
+/// Ends one table of records and starts the next.
+pub fn table_break(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"</table></div>\n");
+    table_start(out, false);
+}
+
+/// The start of a table of records: its columns and header row.
+fn table_start(out: &mut Vec<u8>, first: bool) {
+    out.extend_from_slice(if first {
+        b"<div class=\"chunk\"><table class=\"at\" id=\"records\">\n<colgroup>".as_slice()
+    } else {
+        b"<div class=\"chunk\"><table class=\"at\">\n<colgroup>"
+    });
     for (class, ..) in COLUMNS {
         out.extend_from_slice(format!("<col class=\"c-{class}\">").as_bytes());
     }
@@ -249,7 +272,7 @@ pub fn end(out: &mut Vec<u8>, s: &Summary) {
             b"<tbody class=\"none\"><tr><td class=\"none\" colspan=\"11\">No record matches the selection.</td></tr></tbody>\n",
         );
     }
-    out.extend_from_slice(b"</table>\n<p class=\"foot\" id=\"summary\">");
+    out.extend_from_slice(b"</table></div>\n<p class=\"foot\" id=\"summary\">");
     match (s.first, s.last) {
         (Some(first), Some(last)) => out.extend_from_slice(
             format!(

@@ -4,19 +4,28 @@
 // markup or used as a URL. Without this script the table shows every record.
 (function () {
   'use strict';
-  var table = document.getElementById('records');
+  var first = document.getElementById('records');
   var tools = document.getElementById('tools');
   var view = document.getElementById('view');
-  if (!table || !tools || !view) return;
-  var rows = Array.prototype.filter.call(table.tBodies, function (b) { return b.classList.contains('r'); });
-  var heads = Array.prototype.slice.call(table.tHead.rows[0].cells);
+  if (!first || !tools || !view) return;
+  var rows = Array.prototype.slice.call(document.querySelectorAll('table.at tbody.r'));
   var total = rows.length;
+  if (total === 0) return;
+  // The file holds the records in several tables (see the export); the page
+  // shows one table, with the rows of the current page in it.
+  var chunks = Array.prototype.slice.call(document.querySelectorAll('div.chunk'));
+  var table = first.cloneNode(false);
+  table.appendChild(first.querySelector('colgroup').cloneNode(true));
+  table.appendChild(first.tHead.cloneNode(true));
+  chunks[0].parentNode.insertBefore(table, chunks[0]);
+  chunks.forEach(function (c) { c.remove(); });
+  var heads = Array.prototype.slice.call(table.tHead.rows[0].cells);
   var collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
   var columns = [];
   var full = null;
   var order = rows.map(function (_, i) { return i; });
   var shown = order;
-  var displayed = rows.slice();
+  var displayed = [];
   var page = 0;
   var size = 500;
   var printing = false;
