@@ -14,11 +14,14 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 
+# Stopped from outside: still close Chromium and remove its profile.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
 cfg = json.load(open(sys.argv[1], encoding="utf-8"))
 chromium = shutil.which("chromium") or shutil.which("chromium-browser")
 if not chromium:
