@@ -6,7 +6,7 @@
 //! - bulk `append --json FILE` (records/s, best of 3);
 //! - `export --all --format csv` over the resulting files (MB/s of XML, peak
 //!   memory), side by side with `xmlstarlet sel` extracting the same columns
-//!   from the same files.
+//!   from the same files; the same for JSON, XML and HTML.
 //!
 //! Peak memory comes from GNU time (`/usr/bin/time`, Debian package `time`).
 //! Figures are printed, never asserted: speed is not a test. Each figure also
@@ -96,10 +96,15 @@ fn main() {
         rows
     );
     let mut exports = vec![("csv", ours.0, ours.1)];
-    for fmt in ["json", "xml"] {
+    for fmt in ["json", "xml", "html"] {
         let mut c = Command::new(BIN);
         c.arg("--data-dir").arg(&data).args(["export", "--all", "--format", fmt]);
         let (t, rss) = measure(c, Some(&out));
+        if fmt == "html" {
+            let page = std::fs::read(&out).unwrap();
+            let rows = memchr::memmem::find_iter(&page, b"<tbody class=\"r").count();
+            assert_eq!(rows, n, "HTML export: one table body per record");
+        }
         exports.push((fmt, t, rss));
         println!(
             "{:<44} {:>8.3} s {:>12.1} MB/s of XML  peak {}",
@@ -148,7 +153,7 @@ fn main() {
     }
     // The largest of the three formats' peaks: the aim holds for any of them.
     let peak = exports.iter().filter_map(|e| e.2).max();
-    let what = &format!("export peak memory, {count} (largest of csv/json/xml)");
+    let what = &format!("export peak memory, {count} (largest of csv/json/xml/html)");
     match xmlstarlet {
         Some((_, x)) => {
             let ratio = x.zip(peak).map(|(x, p)| x as f64 / p as f64);

@@ -39,7 +39,7 @@ pub enum Command {
     Append(Box<AppendArgs>),
     /// Show the circular log as a table
     Show(ShowArgs),
-    /// Export records as CSV, JSON Lines or XML
+    /// Export records as CSV, JSON Lines, XML or a self-contained HTML page
     Export(ExportArgs),
     /// Seal the active file now
     Rotate,
@@ -248,6 +248,9 @@ pub enum ExportFormat {
     Csv,
     Json,
     Xml,
+    /// One self-contained HTML page (table, sorting, filters, print layout)
+    /// that opens from disk in any browser
+    Html,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! Export formats (SPEC §8): CSV (RFC 4180, header row), JSON Lines (the
-//! field names of §2 plus `id`) and XML (the file format, without a seal),
-//! with the record filters.
+//! field names of §2 plus `id`), XML (the file format, without a seal) and
+//! HTML (a self-contained page for browsers, see [`crate::html`]), with the
+//! record filters.
 //!
 //! CSV files are opened in spreadsheets, which run a cell that starts with
 //! `=`, `+`, `-` or `@` (and, in some, tab or CR) as a formula: a user name
@@ -20,7 +21,9 @@ use crate::cli::{ExportFormat, FilterArgs};
 use crate::config::Layout;
 use crate::history::{LogFile, Records};
 use crate::record::{FIELDS, Field, Record};
-use crate::{timestamp, xml_write};
+use crate::{html, timestamp, xml_write};
+
+pub use crate::html::Head;
 
 /// Which records to keep. Text filters match the whole value, ignoring case.
 #[derive(Debug, Default, Clone)]
@@ -111,11 +114,12 @@ pub enum Writer<W: Write> {
     Csv(Box<csv::Writer<W>>, CsvCells),
     Json(W, Vec<u8>),
     Xml(W, Vec<u8>),
+    Html(W, Vec<u8>),
 }
 
 impl<W: Write> Writer<W> {
-    /// Starts a document (CSV header row, XML header).
-    pub fn new(format: ExportFormat, cells: CsvCells, mut out: W, host: &str, created: &str) -> Result<Self> {
+    /// Starts a document (CSV header row, XML header, HTML page head).
+    pub fn new(format: ExportFormat, cells: CsvCells, mut out: W, head: &Head<'_>) -> Result<Self> {
         Ok(match format {
             ExportFormat::Csv => {
                 let mut w = csv_writer(out, cells, 256 * 1024);
@@ -126,8 +130,15 @@ impl<W: Write> Writer<W> {
             }
             ExportFormat::Json => Writer::Json(out, Vec::with_capacity(4096)),
             ExportFormat::Xml => {
-                out.write_all(&xml_write::header(host, created, None))?;
+                out.write_all(&xml_write::header(head.host, head.created, None))?;
                 Writer::Xml(out, Vec::with_capacity(4096))
+            }
+            ExportFormat::Html => {
+                let mut buf = Vec::with_capacity(16 * 1024);
+                html::header(&mut buf, head);
+                out.write_all(&buf)?;
+                buf.clear();
+                Writer::Html(out, buf)
             }
         })
     }
@@ -156,6 +167,11 @@ impl<W: Write> Writer<W> {
                 xml_write::record(buf, r);
                 out.write_all(buf)?;
             }
+            Writer::Html(out, buf) => {
+                buf.clear();
+                html::record(buf, r);
+                out.write_all(buf)?;
+            }
         }
         Ok(())
     }
@@ -166,6 +182,7 @@ impl<W: Write> Writer<W> {
             ExportFormat::Csv => Writer::Csv(Box::new(csv_writer(out, cells, 64 * 1024)), cells),
             ExportFormat::Json => Writer::Json(out, Vec::with_capacity(4096)),
             ExportFormat::Xml => Writer::Xml(out, Vec::with_capacity(4096)),
+            ExportFormat::Html => Writer::Html(out, Vec::with_capacity(4096)),
         }
     }
 
@@ -173,7 +190,7 @@ impl<W: Write> Writer<W> {
     pub fn into_body(self) -> Result<W> {
         Ok(match self {
             Writer::Csv(w, _) => w.into_inner().map_err(|e| e.into_error())?,
-            Writer::Json(out, _) | Writer::Xml(out, _) => out,
+            Writer::Json(out, _) | Writer::Xml(out, _) | Writer::Html(out, _) => out,
         })
     }
 
@@ -188,6 +205,13 @@ impl<W: Write> Writer<W> {
             }
             Writer::Xml(mut out, _) => {
                 out.write_all(xml_write::EXPORT_END)?;
+                out.flush()?;
+                out
+            }
+            Writer::Html(mut out, mut buf) => {
+                buf.clear();
+                html::end(&mut buf, &html::Summary::default());
+                out.write_all(&buf)?;
                 out.flush()?;
                 out
             }
@@ -226,6 +250,8 @@ const CHUNK: usize = 1 << 20;
 struct Chunk {
     bytes: Vec<u8>,
     records: u64,
+    /// Ids of its first and last record (when it has records).
+    ids: Option<(u64, u64)>,
     done: bool,
 }
 
@@ -243,15 +269,20 @@ pub fn run_files<W: Write + ?Sized>(
     filter: &Filter,
     format: ExportFormat,
     cells: CsvCells,
-    head: (&str, &str),
+    head: &Head<'_>,
     threads: usize,
     out: &mut W,
     progress: &dyn Fn(u64),
 ) -> Result<u64> {
-    let header = Writer::new(format, cells, Vec::new(), head.0, head.1)?.into_body()?;
+    let header = Writer::new(format, cells, Vec::new(), head)?.into_body()?;
     out.write_all(&header)?;
     let threads = threads.clamp(1, files.len().max(1));
     let mut n = 0;
+    let mut ids: Option<(u64, u64)> = None;
+    // HTML: records in the current table.
+    let mut in_table = 0;
+    let mut table_break = Vec::new();
+    html::table_break(&mut table_break);
     std::thread::scope(|s| -> Result<()> {
         let mut receivers = Vec::new();
         for k in 0..threads {
@@ -271,8 +302,16 @@ pub fn run_files<W: Write + ?Sized>(
             loop {
                 let chunk =
                     receivers[i % threads].recv().map_err(|_| anyhow::anyhow!("an export worker stopped"))??;
+                if matches!(format, ExportFormat::Html) && in_table >= html::TABLE_ROWS && chunk.records > 0 {
+                    out.write_all(&table_break)?;
+                    in_table = 0;
+                }
+                in_table += chunk.records;
                 out.write_all(&chunk.bytes)?;
                 n += chunk.records;
+                if let Some((first, last)) = chunk.ids {
+                    ids = Some((ids.map_or(first, |i| i.0), last));
+                }
                 progress(n);
                 if chunk.done {
                     break;
@@ -281,8 +320,15 @@ pub fn run_files<W: Write + ?Sized>(
         }
         Ok(())
     })?;
-    if let ExportFormat::Xml = format {
-        out.write_all(xml_write::EXPORT_END)?;
+    match format {
+        ExportFormat::Xml => out.write_all(xml_write::EXPORT_END)?,
+        ExportFormat::Html => {
+            let mut end = Vec::new();
+            let summary = html::Summary { records: n, first: ids.map(|i| i.0), last: ids.map(|i| i.1) };
+            html::end(&mut end, &summary);
+            out.write_all(&end)?;
+        }
+        ExportFormat::Csv | ExportFormat::Json => {}
     }
     out.flush()?;
     Ok(n)
@@ -298,12 +344,15 @@ fn format_file(
     (format, cells): (ExportFormat, CsvCells),
     tx: &std::sync::mpsc::SyncSender<Result<Chunk>>,
 ) -> Result<()> {
-    let send = |w: Writer<Vec<u8>>, records: u64, done: bool| -> Result<()> {
+    let send = |w: Writer<Vec<u8>>, records: u64, ids: Option<(u64, u64)>, done: bool| -> Result<()> {
         let bytes = w.into_body()?;
-        tx.send(Ok(Chunk { bytes, records, done })).map_err(|_| anyhow::anyhow!("export stopped"))
+        tx.send(Ok(Chunk { bytes, records, ids, done })).map_err(|_| anyhow::anyhow!("export stopped"))
     };
     let mut w = Writer::body(format, cells, Vec::with_capacity(CHUNK + 64 * 1024));
     let mut count = 0;
+    let mut ids: Option<(u64, u64)> = None;
+    // HTML pages are cut into tables between chunks: keep chunks that short.
+    let max_records = if matches!(format, ExportFormat::Html) { html::TABLE_ROWS } else { u64::MAX };
     for r in Records::new(layout, vec![file], from_id) {
         let r = r?;
         if !filter.matches(&r) {
@@ -311,16 +360,18 @@ fn format_file(
         }
         w.write(&r)?;
         count += 1;
-        if count % 256 == 0 && w.len() >= CHUNK {
+        ids = Some((ids.map_or(r.id, |i| i.0), r.id));
+        if (count % 256 == 0 && w.len() >= CHUNK) || count >= max_records {
             send(
                 std::mem::replace(&mut w, Writer::body(format, cells, Vec::with_capacity(CHUNK + 64 * 1024))),
                 count,
+                ids.take(),
                 false,
             )?;
             count = 0;
         }
     }
-    send(w, count, true)
+    send(w, count, ids, true)
 }
 
 impl Writer<Vec<u8>> {
@@ -328,7 +379,7 @@ impl Writer<Vec<u8>> {
     fn len(&self) -> usize {
         match self {
             Writer::Csv(w, _) => w.get_ref().len(),
-            Writer::Json(out, _) | Writer::Xml(out, _) => out.len(),
+            Writer::Json(out, _) | Writer::Xml(out, _) | Writer::Html(out, _) => out.len(),
         }
     }
 }
@@ -336,6 +387,10 @@ impl Writer<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn head() -> Head<'static> {
+        Head { host: "h", created: "c", ..Default::default() }
+    }
 
     fn rec() -> Record<'static> {
         let mut r = Record { id: 9, ..Default::default() };
@@ -348,7 +403,7 @@ mod tests {
 
     #[test]
     fn csv_header_and_quoting() {
-        let mut w = Writer::new(ExportFormat::Csv, CsvCells::Raw, Vec::new(), "h", "c").unwrap();
+        let mut w = Writer::new(ExportFormat::Csv, CsvCells::Raw, Vec::new(), &head()).unwrap();
         w.write(&rec()).unwrap();
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
         let mut lines = out.splitn(2, "\r\n");
@@ -392,7 +447,7 @@ mod tests {
         r.set(Field::AppContext, "\tx");
         r.set(Field::SessionId, "\rx");
         r.set(Field::ActionData, "a;=cmd|' /C calc'!A0");
-        let mut w = Writer::new(ExportFormat::Csv, CsvCells::Safe, Vec::new(), "h", "c").unwrap();
+        let mut w = Writer::new(ExportFormat::Csv, CsvCells::Safe, Vec::new(), &head()).unwrap();
         w.write(&r).unwrap();
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
         let row = out.split("\r\n").nth(1).unwrap();
@@ -402,7 +457,7 @@ mod tests {
         );
         assert!(row.contains("\"'\tx\"") && row.contains("\"'\rx"), "{row}");
         assert!(row.contains("\"a;=cmd|' /C calc'!A0\""), "{row}");
-        let mut w = Writer::new(ExportFormat::Csv, CsvCells::Raw, Vec::new(), "h", "c").unwrap();
+        let mut w = Writer::new(ExportFormat::Csv, CsvCells::Raw, Vec::new(), &head()).unwrap();
         w.write(&r).unwrap();
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
         assert!(out.contains(",=1+1,+1,-2,@SUM(1),"), "{out}");

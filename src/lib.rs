@@ -17,6 +17,7 @@ pub mod fsx;
 mod fuzz;
 mod gzread;
 mod history;
+mod html;
 mod ledger;
 mod log;
 mod maintenance;

@@ -1010,11 +1010,17 @@ pub(crate) fn scan_active_file(file: File, path: &Path) -> Result<Option<Scan>> 
     Ok(Some(Scan { header, last_chain, first_id, count, good_end, file_len, sealed, seal_chain_end, problem }))
 }
 
-/// Puts the stylesheet next to the sealed files, so a browser that opens one
-/// shows it as a table.
+/// Puts the stylesheet next to the sealed files (for xsltproc, or a browser
+/// when the files are served over http), and replaces one that this version
+/// does not ship (an older version's), so every data directory gets the
+/// fixes the stylesheet receives.
 fn install_stylesheet(dir: &Path) -> Result<()> {
     let path = dir.join(xml_write::STYLESHEET);
-    if !path.exists() {
+    let current = crate::fsx::open_read_nofollow(&path).ok().and_then(|mut f| {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut text).ok().map(|_| text)
+    });
+    if current.as_deref() != Some(crate::STYLESHEET_XSL.as_bytes()) {
         // Written aside (created exclusively under a random name, so never
         // through a planted link) and renamed, so a crash never leaves half a
         // stylesheet.

@@ -1,5 +1,5 @@
 //! `export`: the circular log (default) or the whole history (`--all`) as
-//! CSV, JSON Lines or XML, filtered. With `--out`, the file appears complete
+//! CSV, JSON Lines, XML or an HTML page, filtered. With `--out`, the file appears complete
 //! or not at all.
 
 use std::fs::File;
@@ -18,7 +18,7 @@ use crate::timestamp;
 pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
     let filter = Filter::from_args(&args.filter)?;
     if args.csv_raw && !matches!(args.format, crate::cli::ExportFormat::Csv) {
-        anyhow::bail!("--csv-raw applies to --format csv only (JSON and XML exports are always exact)");
+        anyhow::bail!("--csv-raw applies to --format csv only (JSON, XML and HTML exports are always exact)");
     }
     let cells = if args.csv_raw { export::CsvCells::Raw } else { export::CsvCells::Safe };
     let (files, from_id, last_id) = if args.all {
@@ -40,11 +40,33 @@ pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let created = timestamp::format(&ctx.clock.now());
+    let f = &args.filter;
+    let head = export::Head {
+        host: &ctx.host,
+        created: &created,
+        selection: if args.all {
+            "the whole history (--all): archived, sealed and active files".to_owned()
+        } else {
+            format!("the circular log (the newest {} records)", ctx.config.capacity)
+        },
+        filters: [
+            ("from", &f.from),
+            ("to", &f.to),
+            ("tenant", &f.tenant),
+            ("app", &f.app),
+            ("user", &f.user),
+            ("action", &f.action),
+            ("category", &f.category),
+        ]
+        .into_iter()
+        .filter_map(|(flag, v)| v.clone().map(|v| (flag, v)))
+        .collect(),
+        ids: (last_id >= from_id && last_id > 0).then_some((from_id, last_id)),
+    };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
     let progress = |n: u64| bar.set_position(n);
     let export = |out: &mut dyn Write| {
-        let head = (ctx.host.as_str(), created.as_str());
-        export::run_files(&ctx.layout, files, from_id, &filter, args.format, cells, head, threads, out, &progress)
+        export::run_files(&ctx.layout, files, from_id, &filter, args.format, cells, &head, threads, out, &progress)
     };
     match &args.out {
         None => {

@@ -18,4 +18,5 @@ mod syslog;
 mod syslogng;
 mod tamper;
 mod upload;
+mod viewer;
 mod wellformed;
