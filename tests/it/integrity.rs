@@ -103,28 +103,52 @@ fn idle_clients_beyond_the_descriptors_are_refused_not_left_hanging() {
         ))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+    // Stopped when the test ends, also when an assertion fails first.
+    struct Service(std::process::Child);
+    impl Drop for Service {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Service(cmd.spawn().unwrap());
     let sock = env.data.join("ingest.sock");
     let deadline = Instant::now() + Duration::from_secs(20);
     while UnixStream::connect(&sock).is_err() {
         assert!(Instant::now() < deadline, "serve did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut held = Vec::new();
-    for _ in 0..300 {
-        if let Ok(s) = UnixStream::connect(&sock) {
-            held.push(s);
-        }
-    }
+    // The idle clients live in a process of their own, so the descriptors
+    // of the tests running beside this one never limit how many it holds.
+    let mut held = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import socket, sys\n\
+             held = []\n\
+             for _ in range(300):\n    \
+                 s = socket.socket(socket.AF_UNIX)\n    \
+                 s.connect(sys.argv[1])\n    \
+                 held.append(s)\n\
+             print(len(held), flush=True)\n\
+             sys.stdin.read()\n",
+        )
+        .arg(&sock)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is required by the tests");
+    let mut count = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(held.stdout.as_mut().unwrap()), &mut count).unwrap();
+    assert_eq!(count.trim(), "300", "the idle clients connected");
     std::thread::sleep(Duration::from_millis(500));
     let ticks = |pid: u32| -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
         let rest = stat.rsplit_once(')').unwrap().1;
         rest.split_whitespace().skip(11).take(2).map(|v| v.parse::<u64>().unwrap()).sum()
     };
-    let before = ticks(child.id());
+    let before = ticks(child.0.id());
     std::thread::sleep(Duration::from_secs(2));
-    let used = ticks(child.id()) - before;
+    let used = ticks(child.0.id()) - before;
     assert!(used < 100, "the service used {used} clock ticks in 2 s with only idle clients");
     for i in 0..3 {
         let started = Instant::now();
@@ -133,12 +157,12 @@ fn idle_clients_beyond_the_descriptors_are_refused_not_left_hanging() {
         assert_eq!(run.code, Some(TEMPORARY), "refused with a retry: {} {}", run.stdout, run.stderr);
         assert!(run.stdout.is_empty());
     }
-    drop(held);
+    drop(held.stdin.take());
+    let _ = held.wait();
     std::thread::sleep(Duration::from_millis(500));
     let id = env.run(&["append", "--app", "A", "--action", "B", "--user", "after"]).success();
     assert!(id.stdout.trim().parse::<u64>().is_ok(), "{}", id.stdout);
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
+    drop(child);
     let users: Vec<String> = ids_and_users(&env).into_iter().map(|(_, u)| u).collect();
     assert!(users.contains(&"after".to_owned()));
     assert!(!users.iter().any(|u| u.starts_with('p')), "refused appends stored nothing: {users:?}");
