@@ -892,7 +892,7 @@ impl<R: BufRead> SlowReader<R> {
             host: t.get("host").unwrap_or_default().to_owned(),
             created: t.get("created").unwrap_or_default().to_owned(),
             first_id: num_attr(t, "first-id")?,
-            format: num_attr(t, "format")?.map(|v| v as u32),
+            format: format_attr(t)?,
             chain_start: digest_attr(t, "chain-start")?,
             previous: t.get("previous").map(str::to_owned),
             chain_origin: match t.get("chain-origin") {
@@ -912,6 +912,19 @@ fn describe(p: &Piece) -> String {
         Piece::Chars { .. } => "text".into(),
         Piece::Misc => "markup".into(),
         Piece::Eof => "end of file".into(),
+    }
+}
+
+/// The root's `format`, written as the writer writes it (digits, no sign,
+/// no leading zero): the format number is bound into the chain as a number,
+/// and a reader that compares the text ("3") must read what verify read.
+fn format_attr(t: &OwnedTag) -> Result<Option<u32>, String> {
+    match t.get("format") {
+        None => Ok(None),
+        Some(v) if !v.starts_with('0') && !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+            v.parse::<u32>().map(Some).map_err(|_| format!("<AuditTrail> attribute format={v:?} is out of range"))
+        }
+        Some(v) => Err(format!("<AuditTrail> attribute format={v:?} is not a format number such as \"3\"")),
     }
 }
 

@@ -731,6 +731,16 @@ fn header_and_seal_attributes_are_bound_into_the_chain() {
         let v = verify(&copy, &[]);
         assert_first_problem(&v, "edited", Some(first_record), &file);
     }
+    // The format number written otherwise than the writer writes it: a
+    // reader comparing the text ("3") and verify must not disagree.
+    for bad in ["03", "+3", " 3"] {
+        let copy = copy_data(&env, &format!("header-format-{}", bad.trim()));
+        let file = in_copy(&copy, &sealed[1]);
+        std::fs::write(&file, set_attr(&orig, "format", bad)).unwrap();
+        let v = verify(&copy, &[]);
+        let what = v["problems"][0]["what"].as_str().unwrap_or_default().to_owned();
+        assert!(v["ok"] == false && what.contains("format"), "format={bad:?}: {v:#}");
+    }
     // The first id: the records no longer follow it.
     let copy = copy_data(&env, "header-first-id");
     let file = in_copy(&copy, &sealed[1]);
