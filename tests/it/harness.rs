@@ -409,3 +409,30 @@ pub fn submit(stream: std::os::unix::net::UnixStream, input: Vec<u8>) -> Vec<ser
     let _ = writer.join();
     answers
 }
+
+/// A small deterministic generator (xorshift64*) for generated test inputs.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// A number below `n` (0 for `n` = 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// The seed of a generated test: `AUDIT_TRAIL_TEST_SEED`, else the clock
+/// (the tests print it on failure so a run can be repeated).
+pub fn seed() -> u64 {
+    std::env::var("AUDIT_TRAIL_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    })
+}

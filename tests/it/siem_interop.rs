@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use crate::harness::Env;
+use crate::harness::{Env, Rng, seed};
 use crate::syslog::{Rsyslog, Transport};
 use crate::syslogng::SyslogNg;
 
@@ -40,21 +40,6 @@ const TEXT_FIELDS: [&str; 13] = [
 
 fn controls() -> String {
     (0u32..0x20).chain([0x7f]).chain(0x80..0xa0).chain([0x2028, 0x2029]).filter_map(char::from_u32).collect()
-}
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 fn record(pairs: &[(&str, String)]) -> Value {
@@ -241,12 +226,6 @@ fn forward_and_check(rx: Receiver<'_>, port: u16, protocol: &str, framing: &str,
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{what}: the checker failed: {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.trim().is_empty(), "{what}: the receiver's copy differs:\n{stdout}\n{}", rx.log());
-}
-
-fn seed() -> u64 {
-    std::env::var("AUDIT_TRAIL_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    })
 }
 
 #[test]

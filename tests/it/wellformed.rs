@@ -17,31 +17,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{BIN, Env, well_formed_errors};
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("AUDIT_TRAIL_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    })
-}
+use crate::harness::{BIN, Env, Rng, seed, well_formed_errors};
 
 fn mutant_count() -> usize {
     std::env::var("AUDIT_TRAIL_FUZZ_MUTANTS").ok().and_then(|s| s.parse().ok()).unwrap_or(2500)
