@@ -307,7 +307,7 @@ pub struct VerifyArgs {
     /// A chain value kept earlier, as ID:VALUE from `status --json` (or VALUE
     /// alone): the set must hold that record with that value
     #[arg(long = "anchor", value_name = "ID:VALUE")]
-    pub anchors: Vec<crate::verify::Anchor>,
+    pub anchors: Vec<crate::store::verify::Anchor>,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,

@@ -11,20 +11,20 @@ use anyhow::{Result, anyhow, bail};
 
 use crate::commands::Ctx;
 use crate::error::{Kind, ServiceLink, failure};
-use crate::server;
+use crate::service;
 
 /// How long to wait for a service that is starting to open its socket.
 const STARTING: Duration = Duration::from_secs(5);
 
 /// The ingest socket of the running service, or `None` when no service runs.
 pub fn ingest(ctx: &Ctx) -> Result<Option<UnixStream>> {
-    let path = server::ingest_socket_path(&ctx.layout, &ctx.config);
+    let path = service::ingest_socket_path(&ctx.layout, &ctx.config);
     let deadline = Instant::now() + STARTING;
     loop {
         match UnixStream::connect(&path) {
             Ok(s) => return Ok(Some(s)),
             Err(e) => {
-                let Some(pid) = server::running_pid(&ctx.layout) else { return Ok(None) };
+                let Some(pid) = service::running_pid(&ctx.layout) else { return Ok(None) };
                 if Instant::now() >= deadline {
                     return Err(failure(
                         Kind::Temporary,
@@ -51,8 +51,8 @@ pub fn control(ctx: &Ctx, command: &str) -> Result<Option<String>> {
 /// Sends a control request (a JSON object with `command`) to the running
 /// service; `None` when no service runs.
 pub fn control_request(ctx: &Ctx, request: &serde_json::Value) -> Result<Option<String>> {
-    let Some(pid) = server::running_pid(&ctx.layout) else { return Ok(None) };
-    let path = server::control_socket_path(&ctx.layout);
+    let Some(pid) = service::running_pid(&ctx.layout) else { return Ok(None) };
+    let path = service::control_socket_path(&ctx.layout);
     let deadline = Instant::now() + STARTING;
     let stream = loop {
         match UnixStream::connect(&path) {

@@ -10,7 +10,7 @@ use anyhow::Result;
 
 use crate::cli::{Command, Opts};
 use crate::config::{Config, Layout};
-use crate::log::Log;
+use crate::store::writer::Log;
 use crate::timestamp::{Clock, SystemClock};
 
 mod append;
@@ -156,7 +156,7 @@ pub fn run(opts: Opts) -> Result<ExitCode> {
         Command::Rotate => rotate::run(&ctx),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Keygen(a) => {
-            let key = crate::chain::generate_key(&a.path)?;
+            let key = crate::store::chain::generate_key(&a.path)?;
             crate::outln!(
                 "wrote {} (key id {}); set hmac_key_file to it and keep a copy off this host",
                 a.path.display(),
@@ -165,7 +165,7 @@ pub fn run(opts: Opts) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(a) => status::run(&ctx, a),
-        Command::Serve => crate::server::run(&ctx),
+        Command::Serve => crate::service::run(&ctx),
         Command::Schedules(a) => schedules::run(&ctx, a),
         Command::Archive => archive::run(&ctx),
         Command::Purge => purge::run(&ctx),

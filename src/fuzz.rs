@@ -111,18 +111,18 @@ proptest! {
         }
         rec.id = 7;
         let start = [0u8; 32];
-        let head = crate::xml_write::FileStart { first_id: 7, chain_start: &start, previous: None, origin: true };
-        let mut doc = crate::xml_write::header("pbx01", DEFAULTS.now, Some(head));
-        crate::xml_write::record(&mut doc, &rec);
+        let head = crate::store::xml::write::FileStart { first_id: 7, chain_start: &start, previous: None, origin: true };
+        let mut doc = crate::store::xml::write::header("pbx01", DEFAULTS.now, Some(head));
+        crate::store::xml::write::record(&mut doc, &rec);
         doc.extend_from_slice(b"\n</AuditTrail>\n");
-        let mut rd = crate::xml_read::XmlReader::new(&doc[..]);
+        let mut rd = crate::store::xml::read::XmlReader::new(&doc[..]);
         let back = rd.next_record();
         prop_assert!(matches!(&back, Ok(Some(b)) if same_fields(b, &rec)), "{line:?} came back as {back:?}");
     }
 
     #[test]
     fn xml_reader_never_panics_or_hangs_on_mutated_files(bytes in Just(sample_log()).prop_flat_map(mutated)) {
-        let mut rd = crate::xml_read::XmlReader::new(&bytes[..]);
+        let mut rd = crate::store::xml::read::XmlReader::new(&bytes[..]);
         let _ = rd.header();
         // Every call consumes input or ends: a bounded number of records.
         for _ in 0..=bytes.len() {
@@ -141,7 +141,7 @@ proptest! {
 
     #[test]
     fn cron_expressions_never_panic_and_next_fire_ends(expr in cron_like()) {
-        if let Ok(cron) = crate::scheduler::parse_cron(&expr) {
+        if let Ok(cron) = crate::schedules::parse_cron(&expr) {
             let from = chrono::DateTime::parse_from_rfc3339("2026-03-29T00:30:00+01:00").unwrap();
             let _ = cron.next_after(&from, None);
         }
@@ -149,7 +149,7 @@ proptest! {
 
     #[test]
     fn schedule_files_never_panic(text in schedule_like()) {
-        if let Ok(s) = crate::scheduler::parse_file(std::path::Path::new("schedules/x.toml"), &text) {
+        if let Ok(s) = crate::schedules::parse_file(std::path::Path::new("schedules/x.toml"), &text) {
             let from = chrono::Local::now();
             let _ = s.next_after(&from, None);
         }
@@ -160,7 +160,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.tar.gz");
         std::fs::write(&path, &bytes).unwrap();
-        let _ = crate::backup::check_bundle(&path);
+        let _ = crate::maintenance::backup::check_bundle(&path);
     }
 
     #[test]
@@ -264,9 +264,13 @@ fn sample_bundle() -> Vec<u8> {
 /// A small sealed log file as the writer makes it.
 fn sample_log() -> Vec<u8> {
     let start = [7u8; 32];
-    let head =
-        crate::xml_write::FileStart { first_id: 1, chain_start: &start, previous: Some("pbx01_x"), origin: false };
-    let mut doc = crate::xml_write::header("pbx01", DEFAULTS.now, Some(head));
+    let head = crate::store::xml::write::FileStart {
+        first_id: 1,
+        chain_start: &start,
+        previous: Some("pbx01_x"),
+        origin: false,
+    };
+    let mut doc = crate::store::xml::write::header("pbx01", DEFAULTS.now, Some(head));
     for id in 1..=3 {
         let mut r = Record { id, ..Default::default() };
         for (i, spec) in FIELDS.iter().enumerate() {
@@ -274,9 +278,9 @@ fn sample_log() -> Vec<u8> {
         }
         r.set(crate::record::Field::Timestamp, DEFAULTS.now);
         r.chain = Some([id as u8; 32]);
-        crate::xml_write::record(&mut doc, &r);
+        crate::store::xml::write::record(&mut doc, &r);
     }
-    let info = crate::xml_write::SealInfo {
+    let info = crate::store::xml::write::SealInfo {
         first_id: 1,
         last_id: 3,
         records: 3,
@@ -284,7 +288,7 @@ fn sample_log() -> Vec<u8> {
         chain_end: Some([9; 32]),
         mac: None,
     };
-    doc.extend(crate::xml_write::seal(&info));
+    doc.extend(crate::store::xml::write::seal(&info));
     doc
 }
 

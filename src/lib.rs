@@ -1,40 +1,27 @@
 //! audit-trail: an audit-trail archiver for telephony and unified-communications
 //! systems. Records go into a circular log and hostname-named XML files that are
-//! sealed every `capacity` records; see README.md for the whole picture.
+//! sealed every `capacity` records; see README.md for the whole picture and
+//! ARCHITECTURE.md for how the modules below fit together.
 
-mod archive;
-mod backup;
-mod chain;
 pub mod cli;
 mod client;
 pub mod commands;
 mod config;
-mod crontab;
 pub mod error;
 mod export;
 pub mod fsx;
 #[cfg(test)]
 mod fuzz;
-mod gzread;
-mod history;
-mod html;
-mod ledger;
-mod log;
 mod maintenance;
-mod mask;
-mod purge;
 mod record;
-mod scheduler;
+mod schedules;
 mod selfaudit;
-mod server;
+mod service;
 mod siem;
+mod store;
 mod timestamp;
 mod tls;
 mod upload;
-mod verify;
-mod xml_read;
-mod xml_wf;
-mod xml_write;
 
 /// The stylesheet shipped next to sealed files (schema/audit-trail.xsl).
 pub const STYLESHEET_XSL: &str = include_str!("../schema/audit-trail.xsl");

@@ -139,7 +139,7 @@ pub struct Record<'a> {
     pub id: u64,
     pub fields: [Option<Cow<'a, str>>; NFIELDS],
     /// The hash chain value read from a log file (`<Chain>`, SPEC §9).
-    pub chain: Option<crate::chain::Digest>,
+    pub chain: Option<crate::store::chain::Digest>,
 }
 
 impl<'a> Record<'a> {

@@ -54,10 +54,10 @@ impl Event {
         rec.into_owned()
     }
 
-    /// The rendered record, ready for [`crate::log::Appender::push_entry`].
+    /// The rendered record, ready for [`crate::store::writer::Appender::push_entry`].
     pub fn entry(&self, defaults: &Defaults<'_>) -> Vec<u8> {
         let mut out = Vec::with_capacity(512);
-        crate::log::render_entry(&mut out, &self.record(defaults));
+        crate::store::writer::render_entry(&mut out, &self.record(defaults));
         out
     }
 
@@ -79,7 +79,7 @@ impl Event {
 /// Appends events straight to an open log (no service in between); returns
 /// the first and last id.
 pub fn append_to(
-    log: &mut crate::log::Log,
+    log: &mut crate::store::writer::Log,
     events: &[Event],
     node: &str,
     clock: &dyn crate::timestamp::Clock,

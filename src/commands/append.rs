@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 use super::Ctx;
 use crate::cli::AppendArgs;
 use crate::client::{self, Answer};
+use crate::config::mask::{self, EventMask};
 use crate::error::{Kind, failure};
-use crate::log::Log;
-use crate::mask::{self, EventMask};
 use crate::record::{self, Defaults, Field, FieldError, Record};
+use crate::store::writer::Log;
 use crate::timestamp;
 
 pub fn run(ctx: &Ctx, args: AppendArgs) -> Result<ExitCode> {
@@ -177,7 +177,7 @@ fn render(chunk: &[u8], defaults: &Defaults<'_>, mask: &EventMask) -> Result<Ren
         if !mask.admits(rec.get(Field::Category)) {
             continue;
         }
-        crate::log::render_entry(&mut r.bodies, &rec);
+        crate::store::writer::render_entry(&mut r.bodies, &rec);
         r.ends.push(r.bodies.len());
     }
     Ok(r)

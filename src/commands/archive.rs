@@ -7,7 +7,7 @@ use anyhow::Result;
 use super::Ctx;
 
 pub fn run(ctx: &Ctx) -> Result<ExitCode> {
-    let report = crate::archive::archive(&ctx.layout, ctx.clock.as_ref())?;
+    let report = crate::maintenance::archive::archive(&ctx.layout, ctx.clock.as_ref())?;
     for n in &report.notes {
         eprintln!("audit-trail: {n}");
     }

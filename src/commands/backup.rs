@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use super::Ctx;
-use crate::backup::{self, BackupOptions};
 use crate::cli::BackupArgs;
+use crate::maintenance::backup::{self, BackupOptions};
 
 pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<ExitCode> {
     let opts = BackupOptions {

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::Ctx;
 use crate::cli::ExportArgs;
 use crate::export::{self, Filter};
-use crate::history;
+use crate::store::reader;
 use crate::timestamp;
 
 pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
@@ -22,12 +22,12 @@ pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
     }
     let cells = if args.csv_raw { export::CsvCells::Raw } else { export::CsvCells::Safe };
     let (files, from_id, last_id) = if args.all {
-        let files = history::list(&ctx.layout)?;
+        let files = reader::list(&ctx.layout)?;
         let first = files.first().map_or(1, |f| f.first_id);
-        let last = history::last_id(&ctx.layout, &files)?;
+        let last = reader::last_id(&ctx.layout, &files)?;
         (files, first, last)
     } else {
-        history::circular(&ctx.layout, ctx.config.capacity)?
+        reader::circular(&ctx.layout, ctx.config.capacity)?
     };
     // Progress on a terminal only, and only when the data is not going there too.
     let bar = if args.out.is_some() && std::io::stderr().is_terminal() {

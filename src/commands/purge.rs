@@ -7,12 +7,12 @@ use anyhow::Result;
 use super::Ctx;
 
 pub fn run(ctx: &Ctx) -> Result<ExitCode> {
-    let report = crate::purge::purge(&ctx.layout, &ctx.config, ctx.clock.as_ref())?;
+    let report = crate::maintenance::purge::purge(&ctx.layout, &ctx.config, ctx.clock.as_ref())?;
     for n in &report.notes {
         eprintln!("audit-trail: {n}");
     }
     crate::outln!("{report}")?;
-    if let Some(event) = crate::purge::audit_event(&report) {
+    if let Some(event) = crate::maintenance::purge::audit_event(&report) {
         ctx.record_events(&[event])?;
     }
     Ok(ExitCode::SUCCESS)

@@ -7,11 +7,11 @@ use anyhow::{Context, Result};
 
 use super::Ctx;
 use crate::cli::RestoreArgs;
-use crate::log::Log;
 use crate::selfaudit::{self, Event};
+use crate::store::writer::Log;
 
 pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
-    let report = crate::backup::restore(&args.bundle, &ctx.layout.data_dir, args.force)?;
+    let report = crate::maintenance::backup::restore(&args.bundle, &ctx.layout.data_dir, args.force)?;
     for n in &report.verify.notes {
         eprintln!("audit-trail: note: {n}");
     }
@@ -22,7 +22,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     let host = cfg.host();
     let (mut log, notes) = Log::open(&ctx.layout, &host, cfg.capacity, ctx.clock.clone(), cfg.mac_key()?)?;
     for n in notes {
-        eprintln!("audit-trail: {}", n.replace(crate::log::GAP_LOST, crate::log::GAP_REPLACED));
+        eprintln!("audit-trail: {}", n.replace(crate::store::writer::GAP_LOST, crate::store::writer::GAP_REPLACED));
     }
     let name =
         args.bundle.file_name().map_or_else(|| args.bundle.display().to_string(), |n| n.to_string_lossy().into());
@@ -35,7 +35,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     let mut events: Vec<Event> = log
         .take_incidents()
         .into_iter()
-        .map(|i| i.replace(crate::log::GAP_LOST, crate::log::GAP_REPLACED))
+        .map(|i| i.replace(crate::store::writer::GAP_LOST, crate::store::writer::GAP_REPLACED))
         .map(|i| Event::new("Log", "Integrity", i).failed())
         .collect();
     events.push(Event::new("Restore", "Restore", data));

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::cli::SchedulesArgs;
-use crate::scheduler::{self, Run};
+use crate::schedules::{self, Run};
 
 #[derive(Debug, Serialize)]
 pub struct ScheduleStatus {
@@ -29,8 +29,8 @@ pub struct ScheduleStatus {
 
 /// The schedules of `ctx` with `n` next fire times each, and load errors.
 pub fn collect(ctx: &Ctx, n: usize) -> (Vec<ScheduleStatus>, Vec<String>) {
-    let loaded = scheduler::load_dir(&ctx.schedules_dir);
-    let mut last = scheduler::last_runs(&ctx.layout);
+    let loaded = schedules::load_dir(&ctx.schedules_dir);
+    let mut last = schedules::last_runs(&ctx.layout);
     let now = ctx.clock.now().with_timezone(&Local);
     let list = loaded
         .schedules
@@ -41,7 +41,7 @@ pub fn collect(ctx: &Ctx, n: usize) -> (Vec<ScheduleStatus>, Vec<String>) {
             cron: s.cron_text.clone(),
             job: s.job.name().into(),
             target: match &s.job {
-                scheduler::Job::Upload { target } => Some(target.clone()),
+                schedules::Job::Upload { target } => Some(target.clone()),
                 _ => None,
             },
             enabled: s.enabled,

@@ -7,8 +7,8 @@ use anyhow::Result;
 
 use super::Ctx;
 use crate::cli::ShowArgs;
-use crate::history::{self, Records};
 use crate::record::{Field, Record};
+use crate::store::reader::{self, Records};
 
 const COLUMNS: [(Field, usize); 7] = [
     (Field::Timestamp, 29),
@@ -57,7 +57,7 @@ fn row(out: &mut impl Write, id: &str, r: Option<&Record<'_>>, wide: bool) -> st
 }
 
 pub fn run(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode> {
-    let (files, mut from, last) = history::circular(&ctx.layout, ctx.config.capacity)?;
+    let (files, mut from, last) = reader::circular(&ctx.layout, ctx.config.capacity)?;
     if let Some(n) = args.last {
         from = from.max(last.saturating_sub(n.max(1) - 1));
     }

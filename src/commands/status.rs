@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::cli::StatusArgs;
-use crate::history::{self, FileKind};
+use crate::store::reader::{self, FileKind};
 
 #[derive(Debug, Serialize)]
 struct Status {
@@ -96,9 +96,9 @@ struct ActiveStatus {
 
 pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
     let (schedules, schedule_errors) = super::schedules::collect(ctx, 1);
-    let files = history::list(&ctx.layout)?;
-    let (last, head) = history::last_record(&ctx.layout, &files)?;
-    let from = history::circular_from(last, ctx.config.capacity);
+    let files = reader::list(&ctx.layout)?;
+    let (last, head) = reader::last_record(&ctx.layout, &files)?;
+    let from = reader::circular_from(last, ctx.config.capacity);
     // The active file is the newest, so its records run from its first id to `last`.
     let active = files.iter().find(|f| f.kind == FileKind::Active).map(|f| ActiveStatus {
         path: f.path.display().to_string(),
@@ -115,17 +115,17 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         active_file: active,
         sealed_files: files.iter().filter(|f| f.kind == FileKind::Sealed).count(),
         archived_files: files.iter().filter(|f| f.kind == FileKind::Archived).count(),
-        service: crate::server::running_pid(&ctx.layout).map(|pid| ServiceStatus {
+        service: crate::service::running_pid(&ctx.layout).map(|pid| ServiceStatus {
             pid,
-            socket: crate::server::ingest_socket_path(&ctx.layout, &ctx.config).display().to_string(),
+            socket: crate::service::ingest_socket_path(&ctx.layout, &ctx.config).display().to_string(),
         }),
-        dropped: crate::mask::read_dropped(&ctx.layout)?,
+        dropped: crate::config::mask::read_dropped(&ctx.layout)?,
         event_mask: ctx.config.event_mask.clone(),
         schedules,
         schedule_errors,
         uploads: crate::upload::status(&ctx.layout, &ctx.config)?,
         chain: head.filter(|_| last > 0).map(|c| {
-            let value = crate::chain::hex(&c);
+            let value = crate::store::chain::hex(&c);
             ChainStatus { id: last, anchor: format!("{last}:{value}"), value }
         }),
         mac_key_id: match ctx.config.mac_key() {

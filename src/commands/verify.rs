@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use super::Ctx;
-use crate::chain::{self, MacKey};
 use crate::cli::VerifyArgs;
-use crate::verify;
+use crate::store::chain::{self, MacKey};
+use crate::store::verify;
 
 pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     let keys = args.keys.iter().map(|p| MacKey::load(p)).collect::<Result<Vec<_>>>()?;

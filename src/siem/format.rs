@@ -53,8 +53,8 @@
 
 use std::fmt::Write as _;
 
-use crate::chain::{self, Digest};
 use crate::record::{Field, Record};
+use crate::store::chain::{self, Digest};
 
 /// The product version in CEF headers (Device Version).
 pub const CEF_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -630,7 +630,7 @@ mod tests {
         assert_eq!(v["id"], 1234);
         assert_eq!(v["chain"].as_str().map(str::len), Some(64));
         // What verify --anchor takes.
-        let parsed: crate::verify::Anchor = v["anchor"].as_str().unwrap().parse().unwrap();
+        let parsed: crate::store::verify::Anchor = v["anchor"].as_str().unwrap().parse().unwrap();
         assert_eq!((parsed.id, parsed.value), (Some(1234), value));
         // Another facility and app name; a host name that needs JSON escaping.
         let odd = Anchor { host: "a\"b", ..a };

@@ -18,6 +18,7 @@
 //! Nothing local is ever removed here; purge keeps files still pending.
 
 pub mod ftp;
+pub mod ledger;
 pub mod local;
 pub mod remote;
 pub mod sftp;
@@ -33,9 +34,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Layout, TargetConfig};
-use crate::ledger::{self, LedgerEntry};
 use crate::maintenance::human_bytes;
 use crate::timestamp::{self, Clock};
+use ledger::LedgerEntry;
 pub use remote::{RResult, Remote, RemoteError};
 
 /// Opens a logged-in connection to a target, reporting each step that worked.
@@ -190,7 +191,7 @@ fn local_files(layout: &Layout, format: &str) -> Result<Vec<LocalFile>> {
     let archived = crate::maintenance::dir_names(&layout.archive)?;
     let mut out = Vec::new();
     let visible = |n: &String| !n.starts_with('.');
-    let manifest = crate::archive::read_manifest(layout).unwrap_or_default();
+    let manifest = crate::maintenance::archive::read_manifest(layout).unwrap_or_default();
     let entry = |gz_name: &str| manifest.iter().find(|e| e.file == gz_name);
     if format == "gz" {
         for name in archived.iter().filter(|n| visible(n) && n.ends_with(".xml.gz")) {
@@ -383,7 +384,8 @@ fn upload_target(
     if cfg.format == "gz" {
         let sealed = crate::maintenance::dir_names(&layout.sealed)?;
         if sealed.iter().any(|n| !n.starts_with('.') && n.ends_with(".xml")) {
-            let a = crate::archive::archive(layout, clock).context("archiving sealed files before the upload")?;
+            let a = crate::maintenance::archive::archive(layout, clock)
+                .context("archiving sealed files before the upload")?;
             report.notes.extend(a.notes);
         }
     }

@@ -4,15 +4,15 @@
 //! # What is checked
 //!
 //! * Each file is well-formed XML 1.0, every byte of it (see
-//!   [`crate::xml_wf`]), with nothing the schema of its format has no room
+//!   [`crate::store::xml::wellformed`]), with nothing the schema of its format has no room
 //!   for (a file of a newer format than this version knows fails: nothing
 //!   in it can be vouched for); its
 //!   records have the required fields, and ids run without a gap from the
 //!   header's `first-id` to the seal's `last-id`.
 //! * A `.gz` file is its gzip data and nothing more: bytes after it are
 //!   damage of their own kind, told apart from data cut short
-//!   ([`crate::gzread`]).
-//! * The hash chain (see [`crate::chain`]): every record's `<Chain>` value is
+//!   ([`crate::store::gzread`]).
+//! * The hash chain (see [`crate::store::chain`]): every record's `<Chain>` value is
 //!   recomputed from its content and the value before it, starting from the
 //!   header's `chain-start` (from format 3, from the hash of the whole
 //!   header), and the seal's `chain-end` must follow from the last one (from
@@ -51,12 +51,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::chain::{self, Digest, MacKey, SealStatement};
-use crate::gzread;
-use crate::history::{self, FileKind, open_any};
 use crate::record::{Field, Record};
-use crate::xml_read::{Header, XmlError, XmlReader};
-use crate::xml_write::FORMAT_VERSION;
+use crate::store::chain::{self, Digest, MacKey, SealStatement};
+use crate::store::gzread;
+use crate::store::reader::{self, FileKind, open_any};
+use crate::store::xml::read::{Header, XmlError, XmlReader};
+use crate::store::xml::write::FORMAT_VERSION;
 
 /// One file to check.
 #[derive(Debug, Clone)]
@@ -202,7 +202,7 @@ fn declared_gap(r: &Record<'_>) -> Option<(u64, u64)> {
     }
     let rest = r.get(Field::ActionData)?.strip_prefix("ids ")?;
     let (range, tail) = rest.split_once(' ')?;
-    if !tail.starts_with(crate::log::GAP_REPLACED) {
+    if !tail.starts_with(crate::store::writer::GAP_REPLACED) {
         return None;
     }
     let (a, b) = range.split_once("..")?;
@@ -575,7 +575,7 @@ fn fields_of(r: &Record<'_>) -> Vec<u8> {
 /// damage of its own beside whatever else is wrong.
 fn check_file(t: &Target, opts: &Options, report: &mut Report, wanted: &mut Wanted) -> (FileResult, Option<Problem>) {
     let problem = |kind, what: String| Problem { path: t.path.clone(), record: None, kind, what };
-    let (input, gz) = match history::open_watched(&t.path, true) {
+    let (input, gz) = match reader::open_watched(&t.path, true) {
         Ok(opened) => opened,
         Err(e) => return (Err(problem(Damage::Malformed, format!("cannot open: {e}"))), None),
     };
@@ -783,7 +783,7 @@ fn id_range(from: u64, to: u64) -> String {
 
 fn file_stem(path: &Path) -> Option<&str> {
     let name = path.file_name()?.to_str()?;
-    crate::log::kind_of(name).map(|(_, stem)| stem)
+    crate::store::writer::kind_of(name).map(|(_, stem)| stem)
 }
 
 fn check_anchors(opts: &Options, wanted: &Wanted, report: &mut Report, newest: Option<&Path>) {
@@ -840,7 +840,7 @@ fn check_anchors(opts: &Options, wanted: &Wanted, report: &mut Report, newest: O
 
 /// The files of a data directory, by first id.
 pub fn data_dir_targets(layout: &crate::config::Layout) -> Result<Vec<(u64, Target)>> {
-    Ok(history::list_with_twins(layout)?
+    Ok(reader::list_with_twins(layout)?
         .into_iter()
         .map(|f| (f.first_id, Target { path: f.path, kind: f.kind }))
         .collect())
@@ -866,7 +866,7 @@ pub fn path_targets(paths: &[PathBuf]) -> Result<Vec<(u64, Target)>> {
         .into_iter()
         .map(|path| {
             let kind = kind_from_name(&path);
-            let first = first_record_id(&path).or_else(|| history::guess_first_id(&path)).unwrap_or(0);
+            let first = first_record_id(&path).or_else(|| reader::guess_first_id(&path)).unwrap_or(0);
             (first, Target { path, kind })
         })
         .collect())
@@ -874,7 +874,7 @@ pub fn path_targets(paths: &[PathBuf]) -> Result<Vec<(u64, Target)>> {
 
 fn kind_from_name(path: &Path) -> FileKind {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    match crate::log::kind_of(&name) {
+    match crate::store::writer::kind_of(&name) {
         Some((k, _)) => k,
         None => FileKind::Sealed,
     }
@@ -882,7 +882,7 @@ fn kind_from_name(path: &Path) -> FileKind {
 
 /// The header's first-id, else the first record's id (for files not written by us).
 fn first_record_id(path: &Path) -> Option<u64> {
-    if let Ok(Some(id)) = history::first_id_of(path) {
+    if let Ok(Some(id)) = reader::first_id_of(path) {
         return Some(id);
     }
     let mut rd = XmlReader::new(open_any(path).ok()?);

@@ -30,12 +30,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::archive::{self, ManifestEntry};
 use crate::config::{Config, Layout};
-use crate::ledger::Ledgers;
-use crate::log::ACTIVE_SUFFIX;
+use crate::maintenance::archive::{self, ManifestEntry};
 use crate::maintenance::{self, ContentScan, MaintenanceLock, sync_dir};
+use crate::store::writer::ACTIVE_SUFFIX;
 use crate::timestamp::{self, Clock};
+use crate::upload::ledger::Ledgers;
 
 /// A file removed by a purge.
 #[derive(Debug, Clone)]
@@ -148,7 +148,7 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
         described.push((stem.clone(), sealed, last_id));
     }
 
-    let history = crate::history::list(layout)?;
+    let history = crate::store::reader::list(layout)?;
     let has_active = maintenance::dir_names(&layout.active)?.iter().any(|n| n.ends_with(ACTIVE_SUFFIX));
     let newest_stem =
         if has_active { None } else { described.iter().max_by_key(|(_, _, last)| *last).map(|(s, _, _)| s.clone()) };
@@ -240,12 +240,12 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
 /// removed.
 fn confirm_old(
     layout: &Layout,
-    history: &[crate::history::LogFile],
+    history: &[crate::store::reader::LogFile],
     c: &Candidate,
     sealed: &str,
 ) -> std::result::Result<(), String> {
-    use crate::history::FileKind;
-    use crate::verify::{Options, Target, verify};
+    use crate::store::reader::FileKind;
+    use crate::store::verify::{Options, Target, verify};
     let paths = c.plain.iter().map(|p| (layout.sealed.join(p), format!("audit_trail/{p}")));
     let paths = paths.chain(c.gz.iter().map(|g| (layout.archive.join(g), format!("archive/{g}"))));
     for (path, name) in paths {
@@ -273,7 +273,7 @@ fn confirm_old(
 
 /// First id, last id and seal time of a sealed file, from its seal element.
 fn own_seal(path: &Path) -> Result<Option<(u64, u64, String)>> {
-    let mut rd = crate::xml_read::XmlReader::new(crate::history::open_any(path)?);
+    let mut rd = crate::store::xml::read::XmlReader::new(crate::store::reader::open_any(path)?);
     while rd.next_record().map_err(|e| anyhow::anyhow!("{e}"))?.is_some() {}
     Ok(rd.seal().map(|s| (s.first_id, s.last_id, s.sealed.clone())))
 }

@@ -26,19 +26,19 @@ use anyhow::{Context, Result, anyhow, bail};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::commands::Ctx;
+use crate::config::mask;
 use crate::config::{Config, Layout};
-use crate::log::Log;
-use crate::mask;
-use crate::scheduler;
+use crate::schedules;
 use crate::selfaudit::{self, Event};
+use crate::store::writer::Log;
 
+pub mod forwarder;
 pub mod ingest;
-pub mod jobs;
-pub mod siem;
+pub mod scheduler;
 pub mod writer;
 
 use ingest::Shared;
-use jobs::{JobEnv, Scheduler};
+use scheduler::{JobEnv, Scheduler};
 
 /// The lock that makes one service per data directory; holds its pid.
 pub fn instance_lock_path(layout: &Layout) -> PathBuf {
@@ -177,7 +177,7 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     let layout = &ctx.layout;
     layout.create()?;
     let _instance = take_instance_lock(layout)?;
-    for note in crate::backup::clean_interrupted_restores(&layout.data_dir) {
+    for note in crate::maintenance::backup::clean_interrupted_restores(&layout.data_dir) {
         eprintln!("audit-trail: {note}");
     }
     let log = ctx.open_log()?;
@@ -233,7 +233,7 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     let siem_first = next_id;
     let durable = Arc::new(writer::Durable::default());
     let (wtx, whandle) = writer::spawn(log, reopen, durable.clone());
-    jobs::submit_events(&wtx, &ctx.host, &*ctx.clock, &events).context("cannot record the service start")?;
+    scheduler::submit_events(&wtx, &ctx.host, &*ctx.clock, &events).context("cannot record the service start")?;
 
     let mut shared = Shared::new(wtx.clone(), ctx.host.clone(), ctx.clock.clone(), ctx.config.mask());
     let (cap, fds) = ingest::client_cap();
@@ -254,16 +254,16 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
         schedules_dir: ctx.schedules_dir.clone(),
         config_path: ctx.config_path.clone(),
     });
-    if let Err(e) = scheduler::trim_history(layout) {
+    if let Err(e) = schedules::trim_history(layout) {
         eprintln!("audit-trail: {e:#}");
     }
-    let loaded = scheduler::load_dir(&ctx.schedules_dir);
+    let loaded = schedules::load_dir(&ctx.schedules_dir);
     for e in &loaded.errors {
         eprintln!("audit-trail: schedule not loaded: {e}");
     }
     let enabled = loaded.schedules.iter().filter(|s| s.enabled).count();
     let sched = Scheduler::start(env.clone(), loaded.schedules);
-    let forwarder = siem::Forwarder::start(env.clone(), durable.clone(), siem_first);
+    let forwarder = forwarder::Forwarder::start(env.clone(), durable.clone(), siem_first);
 
     let (ctl_tx, ctl_rx) = mpsc::channel::<Ctl>();
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
@@ -387,7 +387,7 @@ fn reload(ctx: &Ctx, env: &JobEnv, shared: &Shared, sched: &Scheduler) -> String
         }
         Err(e) => notes.push(format!("configuration not reloaded, the running one is kept: {e:#}")),
     }
-    let loaded = scheduler::load_dir(&ctx.schedules_dir);
+    let loaded = schedules::load_dir(&ctx.schedules_dir);
     for e in &loaded.errors {
         notes.push(format!("schedule not loaded: {e}"));
     }
@@ -418,7 +418,7 @@ fn record_own_events(env: &JobEnv, request: &str) -> Result<String> {
         if rec.get(crate::record::Field::AppName) != Some(crate::selfaudit::APP_NAME) {
             bail!("only the archiver's own records are taken here");
         }
-        crate::log::render_entry(&mut bodies, &rec);
+        crate::store::writer::render_entry(&mut bodies, &rec);
         ends.push(bodies.len());
     }
     let n = ends.len();
@@ -453,7 +453,7 @@ fn control_loop(
             .and_then(|v| v.get("command").and_then(|c| c.as_str()).map(str::to_owned))
             .unwrap_or_default();
         let result: Result<String> = match cmd.as_str() {
-            "rotate" => jobs::run_job(env, &scheduler::Job::Rotate),
+            "rotate" => scheduler::run_job(env, &schedules::Job::Rotate),
             "reload" => {
                 let (tx, rx) = mpsc::channel();
                 ctl.send(Ctl::Reload(tx))

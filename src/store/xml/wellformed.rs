@@ -8,7 +8,7 @@
 //! white space between attributes, no `<` in a value, references that
 //! resolve, no attribute twice), the XML declaration's grammar and place,
 //! `]]>` in text, `--` in comments, reserved processing-instruction targets.
-//! [`crate::xml_read`] runs every piece through these checks, so a document
+//! [`crate::store::xml::read`] runs every piece through these checks, so a document
 //! it reads whole is one that every conforming XML 1.0 parser reads too.
 //!
 //! Some checks are stricter than XML 1.0, never looser: names are ASCII

@@ -78,15 +78,15 @@ use anyhow::{Context, Result, bail};
 use chrono::Timelike;
 use flate2::Compression;
 
-use crate::archive::{self, MANIFEST};
 use crate::config::{Config, Layout};
 use crate::fsx;
-use crate::history;
-use crate::ledger;
-use crate::log::{ACTIVE_SUFFIX, scan_active_file};
+use crate::maintenance::archive::{self, MANIFEST};
 use crate::maintenance::{self, MaintenanceLock, human_bytes, sync_dir};
+use crate::store::reader;
+use crate::store::verify;
+use crate::store::writer::{ACTIVE_SUFFIX, scan_active_file};
 use crate::timestamp::Clock;
-use crate::verify;
+use crate::upload::ledger;
 
 /// Suffix of a bundle's file name.
 pub const BUNDLE_SUFFIX: &str = ".backup.tar.gz";
@@ -194,7 +194,7 @@ pub fn backup(layout: &Layout, config: &Config, opts: &BackupOptions, clock: &dy
             continue;
         }
         let stem = name.strip_suffix(".xml");
-        if stem.is_none() && name != crate::xml_write::STYLESHEET {
+        if stem.is_none() && name != crate::store::xml::write::STYLESHEET {
             continue;
         }
         if let Some(stem) = stem {
@@ -497,7 +497,9 @@ fn valid_plain_name(name: &str) -> bool {
 fn file_allowed(parts: &[&str]) -> bool {
     match parts {
         [n] => *n == CONFIG_ENTRY,
-        ["audit_trail", n] => *n == crate::xml_write::STYLESHEET || n.strip_suffix(".xml").is_some_and(valid_stem),
+        ["audit_trail", n] => {
+            *n == crate::store::xml::write::STYLESHEET || n.strip_suffix(".xml").is_some_and(valid_stem)
+        }
         ["archive", n] => *n == MANIFEST || n.strip_suffix(".xml.gz").is_some_and(valid_stem),
         ["state", "active", n] => n.strip_suffix(ACTIVE_SUFFIX).is_some_and(valid_stem),
         ["state", "uploads", n] => n.strip_suffix(".ledger").is_some_and(valid_target),
@@ -590,13 +592,13 @@ pub(crate) fn check_bundle(bundle: &Path) -> Result<usize> {
 fn describe(dir: &Path) -> String {
     let layout = Layout::new(dir);
     let entries = maintenance::dir_names(dir).unwrap_or_default();
-    let Ok(files) = history::list(&layout) else { return format!("{} entries", entries.len()) };
+    let Ok(files) = reader::list(&layout) else { return format!("{} entries", entries.len()) };
     let count = |k| files.iter().filter(|f| f.kind == k).count();
-    let last = history::last_id(&layout, &files).unwrap_or(0);
+    let last = reader::last_id(&layout, &files).unwrap_or(0);
     let mut parts = vec![
-        format!("{} sealed", count(history::FileKind::Sealed)),
-        format!("{} archived", count(history::FileKind::Archived)),
-        format!("{} active file(s)", count(history::FileKind::Active)),
+        format!("{} sealed", count(reader::FileKind::Sealed)),
+        format!("{} archived", count(reader::FileKind::Archived)),
+        format!("{} active file(s)", count(reader::FileKind::Active)),
         if last > 0 { format!("records up to id {last}") } else { "no records".into() },
     ];
     if dir.join(CONFIG_ENTRY).exists() {
@@ -834,16 +836,16 @@ pub fn restore(bundle: &Path, data_dir: &Path, force: bool) -> Result<RestoreRep
 /// records the gap (see `log`). Returns the restored directory's next id.
 fn carry_high_water(old: &Path, new: &Path, next_id: u64) -> Result<u64> {
     let old_layout = Layout::new(old);
-    let mark = crate::log::read_high_water(&old_layout.state).ok().flatten().unwrap_or(0);
-    let files = history::list(&old_layout).unwrap_or_default();
-    let last = history::last_id(&old_layout, &files).unwrap_or(0);
+    let mark = crate::store::writer::read_high_water(&old_layout.state).ok().flatten().unwrap_or(0);
+    let files = reader::list(&old_layout).unwrap_or_default();
+    let last = reader::last_id(&old_layout, &files).unwrap_or(0);
     let old_next = mark.max(last + 1);
     if old_next <= next_id {
         return Ok(next_id);
     }
     let state = new.join("state");
     fs::create_dir_all(&state).with_context(|| format!("cannot create {}", state.display()))?;
-    crate::log::write_high_water(&state, old_next)?;
+    crate::store::writer::write_high_water(&state, old_next)?;
     Ok(old_next)
 }
 
@@ -963,8 +965,8 @@ fn extract_and_verify(bundle: &Path, tmp: &Path) -> Result<(usize, verify::Repor
             report.problems.len()
         );
     }
-    let listed = history::list(&layout)?;
-    let next_id = history::last_id(&layout, &listed)? + 1;
+    let listed = reader::list(&layout)?;
+    let next_id = reader::last_id(&layout, &listed)? + 1;
     Ok((files, report, next_id, config))
 }
 

@@ -16,12 +16,12 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::jobs::JobEnv;
+use super::scheduler::JobEnv;
 use super::writer::Durable;
-use crate::chain::{self, Digest};
 use crate::config::{Config, Layout, SiemConfig};
-use crate::history::{self, Records};
 use crate::siem::{self, Conn, InFlight, LastAnchor, SiemState, format};
+use crate::store::chain::{self, Digest};
+use crate::store::reader::{self, Records};
 use crate::timestamp::{self, Clock};
 
 /// At most this often the log is read for new records (a burst is sent at
@@ -324,7 +324,7 @@ impl Worker {
 
     /// Sends records from `pos` up to (not including) `end`.
     fn send_up_to(&mut self, cfg: &SiemConfig, end: u64, stop: &AtomicBool) {
-        let files = match history::list(&self.layout) {
+        let files = match reader::list(&self.layout) {
             Ok(f) => f,
             Err(e) => return self.fail(format!("cannot list the log: {e:#}")),
         };

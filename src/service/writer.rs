@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::log::{Log, Sealed};
+use crate::store::writer::{Log, Sealed};
 
 /// Records rendered by a connection, committed together.
 pub struct Batch {
-    /// Record entries ([`crate::log::render_entry`]) back to back.
+    /// Record entries ([`crate::store::writer::render_entry`]) back to back.
     pub bodies: Vec<u8>,
     /// End offset of each body in `bodies`.
     pub ends: Vec<usize>,

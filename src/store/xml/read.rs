@@ -1,7 +1,7 @@
 //! Reading the XML file format back, record by record, with flat memory.
 //!
 //! The reader is strict about what makes a document: every byte must be
-//! well-formed XML 1.0 (see [`crate::xml_wf`] for what is checked beyond the
+//! well-formed XML 1.0 (see [`crate::store::xml::wellformed`] for what is checked beyond the
 //! parser), the root an `AuditTrail` element, then `Record` elements with
 //! numeric ids and each field at most once, then at most one empty `Seal`,
 //! then nothing but comments, processing instructions and white space. It is
@@ -24,10 +24,10 @@ use std::io::{BufRead, Read};
 use base64::Engine;
 use quick_xml::events::Event;
 
-use crate::chain::{self, Digest};
 use crate::record::{Field, NFIELDS, Record};
-use crate::xml_wf;
-use crate::xml_write::SealInfo;
+use crate::store::chain::{self, Digest};
+use crate::store::xml::wellformed;
+use crate::store::xml::write::SealInfo;
 
 /// The attributes of the root element.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -506,7 +506,7 @@ struct OwnedTag {
 }
 
 impl OwnedTag {
-    fn from(t: xml_wf::Tag<'_>) -> OwnedTag {
+    fn from(t: wellformed::Tag<'_>) -> OwnedTag {
         OwnedTag {
             name: t.name.to_owned(),
             attrs: t.attrs.into_iter().map(|(n, v)| (n.to_owned(), v.into_owned())).collect(),
@@ -633,45 +633,45 @@ impl<R: BufRead> SlowReader<R> {
         };
         let bad = |reason: String| XmlError { offset: at, reason, record: None };
         Ok(match ev {
-            Event::Start(s) => Piece::Start(OwnedTag::from(xml_wf::parse_tag(&s).map_err(bad)?)),
-            Event::Empty(s) => Piece::Empty(OwnedTag::from(xml_wf::parse_tag(&s).map_err(bad)?)),
+            Event::Start(s) => Piece::Start(OwnedTag::from(wellformed::parse_tag(&s).map_err(bad)?)),
+            Event::Empty(s) => Piece::Empty(OwnedTag::from(wellformed::parse_tag(&s).map_err(bad)?)),
             // quick-xml checks that it closes the element open, and allows
             // only white space after the name.
             Event::End(_) => Piece::End,
             Event::Text(t) => {
-                xml_wf::check_text(&t).map_err(bad)?;
+                wellformed::check_text(&t).map_err(bad)?;
                 if collect {
                     self.text.push_str(&t.xml10_content());
                 }
-                Piece::Chars { blank: xml_wf::all_space(&t) }
+                Piece::Chars { blank: wellformed::all_space(&t) }
             }
             Event::CData(c) => {
-                xml_wf::check_cdata(&c).map_err(bad)?;
+                wellformed::check_cdata(&c).map_err(bad)?;
                 if collect {
                     self.text.push_str(&c.xml10_content());
                 }
                 Piece::Chars { blank: false }
             }
             Event::GeneralRef(r) => {
-                let v = xml_wf::resolve_ref(&r).map_err(bad)?;
+                let v = wellformed::resolve_ref(&r).map_err(bad)?;
                 if collect {
                     v.push_to(&mut self.text);
                 }
                 Piece::Chars { blank: false }
             }
             Event::Comment(c) => {
-                xml_wf::check_comment(&c).map_err(bad)?;
+                wellformed::check_comment(&c).map_err(bad)?;
                 Piece::Misc
             }
             Event::PI(p) => {
-                xml_wf::check_pi(&p).map_err(bad)?;
+                wellformed::check_pi(&p).map_err(bad)?;
                 Piece::Misc
             }
             Event::Decl(d) => {
                 if !first {
                     return Err(bad("an XML declaration is only allowed at the very start of the document".into()));
                 }
-                xml_wf::check_decl(&d).map_err(bad)?;
+                wellformed::check_decl(&d).map_err(bad)?;
                 Piece::Misc
             }
             Event::DocType(_) => return Err(bad("a DOCTYPE is not allowed in an audit-trail file".into())),
@@ -980,19 +980,19 @@ fn decode_base64(text: &str) -> Result<String, String> {
 mod tests {
     use super::*;
     use crate::record::FIELDS;
-    use crate::xml_write;
+    use crate::store::xml::write;
 
     fn doc(records: &[Record<'_>], sealed: bool) -> Vec<u8> {
         let start = [0u8; 32];
-        let at = records.first().map(|r| xml_write::FileStart {
+        let at = records.first().map(|r| write::FileStart {
             first_id: r.id,
             chain_start: &start,
             previous: None,
             origin: true,
         });
-        let mut out = xml_write::header("pbx01", "2026-11-22T09:45:37.120+01:00", at);
+        let mut out = write::header("pbx01", "2026-11-22T09:45:37.120+01:00", at);
         for r in records {
-            xml_write::record(&mut out, r);
+            write::record(&mut out, r);
         }
         if sealed {
             let info = SealInfo {
@@ -1003,7 +1003,7 @@ mod tests {
                 chain_end: None,
                 mac: None,
             };
-            out.extend(xml_write::seal(&info));
+            out.extend(write::seal(&info));
         }
         out
     }
@@ -1198,7 +1198,7 @@ mod tests {
         bytes.extend(std::iter::repeat_n(b' ', 8 << 20));
         let mut next = r.clone();
         next.id = 2;
-        xml_write::record(&mut bytes, &next);
+        write::record(&mut bytes, &next);
         let mut rd = XmlReader::new(&bytes[..]);
         assert_eq!(rd.next_record().unwrap().unwrap(), r);
         assert_eq!(rd.next_record().unwrap().unwrap(), next);

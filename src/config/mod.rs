@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+pub mod mask;
+
 /// Default number of records in the circular log and in each file.
 pub const DEFAULT_CAPACITY: u64 = 5000;
 /// Largest capacity accepted (a file of this many records is still a few GB).
@@ -388,8 +390,8 @@ fn default_retry_delay() -> u64 {
 
 impl Config {
     /// The seal MAC key, when `hmac_key_file` is set.
-    pub fn mac_key(&self) -> Result<Option<crate::chain::MacKey>> {
-        self.hmac_key_file.as_deref().map(crate::chain::MacKey::load).transpose().context("hmac_key_file")
+    pub fn mac_key(&self) -> Result<Option<crate::store::chain::MacKey>> {
+        self.hmac_key_file.as_deref().map(crate::store::chain::MacKey::load).transpose().context("hmac_key_file")
     }
 
     /// Reads `path`; a missing file is all defaults only when the path was not
@@ -410,7 +412,7 @@ impl Config {
         if self.capacity == 0 || self.capacity > MAX_CAPACITY {
             bail!("capacity = {} is out of range (1..={MAX_CAPACITY})", self.capacity);
         }
-        crate::mask::EventMask::parse(&self.event_mask).map_err(|e| anyhow::anyhow!(e))?;
+        crate::config::mask::EventMask::parse(&self.event_mask).map_err(|e| anyhow::anyhow!(e))?;
         if self.socket_mode().is_none() {
             bail!("socket_mode = {:?} is not an octal permission such as \"0660\"", self.socket_mode);
         }
@@ -437,8 +439,8 @@ impl Config {
     }
 
     /// The parsed event mask (checked when the configuration was loaded).
-    pub fn mask(&self) -> crate::mask::EventMask {
-        crate::mask::EventMask::parse(&self.event_mask).unwrap_or(crate::mask::EventMask::All)
+    pub fn mask(&self) -> crate::config::mask::EventMask {
+        crate::config::mask::EventMask::parse(&self.event_mask).unwrap_or(crate::config::mask::EventMask::All)
     }
 
     /// The host name used for file names and `node`, sanitised for file names.

@@ -19,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::writer::{Batch, Refused, Request};
-use crate::mask::EventMask;
+use crate::config::mask::EventMask;
 use crate::record::{self, Defaults, Field};
 use crate::timestamp::{self, Clock};
 
@@ -432,7 +432,7 @@ fn submit(lines: &[u8], shared: &Shared, tx: &SyncSender<Pending>, line_no: &mut
             continue;
         }
         items.push(Item::Record(ends.len() as u64));
-        crate::log::render_entry(&mut bodies, &rec);
+        crate::store::writer::render_entry(&mut bodies, &rec);
         ends.push(bodies.len());
     }
     if !dropped.is_empty() {

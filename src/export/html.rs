@@ -257,7 +257,7 @@ pub fn record(out: &mut Vec<u8>, r: &Record<'_>) {
             out.push(b' ');
         }
         let mut hex = [0u8; 64];
-        crate::chain::hex_into(c, &mut hex);
+        crate::store::chain::hex_into(c, &mut hex);
         out.extend_from_slice(b"<span class=\"kv\"><span class=\"k\">Chain:</span> <code class=\"h\">");
         out.extend_from_slice(&hex);
         out.extend_from_slice(b"</code></span>");

@@ -17,7 +17,7 @@ use chrono::{DateTime, Local};
 use super::writer::{Batch, Request};
 use crate::config::{Config, Layout};
 use crate::record::Defaults;
-use crate::scheduler::{self, Job, Run, Schedule};
+use crate::schedules::{self, Job, Run, Schedule};
 use crate::selfaudit::Event;
 use crate::timestamp::{self, Clock};
 
@@ -75,28 +75,28 @@ pub fn run_job(env: &JobEnv, job: &Job) -> Result<String> {
                 None => Ok("nothing to seal: the active file holds no record".into()),
             }
         }
-        Job::Archive => Ok(crate::archive::archive(&env.layout, &*env.clock)?.to_string()),
+        Job::Archive => Ok(crate::maintenance::archive::archive(&env.layout, &*env.clock)?.to_string()),
         Job::Purge => {
             let config = env.config.read().unwrap_or_else(|e| e.into_inner()).clone();
-            let report = crate::purge::purge(&env.layout, &config, &*env.clock)?;
+            let report = crate::maintenance::purge::purge(&env.layout, &config, &*env.clock)?;
             for n in &report.notes {
                 eprintln!("audit-trail: purge: {n}");
             }
-            if let Some(event) = crate::purge::audit_event(&report) {
+            if let Some(event) = crate::maintenance::purge::audit_event(&report) {
                 env.audit(&[event]).context("the purge could not be recorded")?;
             }
             Ok(report.to_string().replace('\n', ";"))
         }
         Job::Backup { keep, out } => {
             let config = env.config.read().unwrap_or_else(|e| e.into_inner()).clone();
-            let opts = crate::backup::BackupOptions {
+            let opts = crate::maintenance::backup::BackupOptions {
                 out_dir: out.clone(),
                 keep: *keep,
                 config_file: Some(env.config_path.clone()),
                 schedules_dir: Some(env.schedules_dir.clone()),
                 host: env.host.clone(),
             };
-            Ok(crate::backup::backup(&env.layout, &config, &opts, &*env.clock)?.to_string())
+            Ok(crate::maintenance::backup::backup(&env.layout, &config, &opts, &*env.clock)?.to_string())
         }
         Job::Upload { target } => {
             let config = env.config.read().unwrap_or_else(|e| e.into_inner()).clone();
@@ -185,10 +185,10 @@ fn scheduler_loop(env: &Arc<JobEnv>, shared: &Arc<(Mutex<State>, Condvar)>) {
     let (lock, cv) = &**shared;
     // The service's clock, in the local zone (schedules are local times).
     let now_local = || env.clock.now().with_timezone(&Local);
-    let mut due = scheduler::read_last_due(&env.layout);
+    let mut due = schedules::read_last_due(&env.layout);
     // When each schedule last ran: a fixed-time schedule that ran in the
     // first pass of a repeated hour does not run again in the second.
-    let mut fired: BTreeMap<String, DateTime<Local>> = scheduler::last_runs(&env.layout)
+    let mut fired: BTreeMap<String, DateTime<Local>> = schedules::last_runs(&env.layout)
         .into_iter()
         .filter_map(|(name, r)| {
             let t = DateTime::parse_from_rfc3339(r.planned.as_deref().unwrap_or(&r.start)).ok()?;
@@ -277,7 +277,7 @@ fn scheduler_loop(env: &Arc<JobEnv>, shared: &Arc<(Mutex<State>, Condvar)>) {
 }
 
 fn save_due(env: &JobEnv, due: &BTreeMap<String, DateTime<Local>>) {
-    if let Err(e) = scheduler::write_last_due(&env.layout, due) {
+    if let Err(e) = schedules::write_last_due(&env.layout, due) {
         eprintln!("audit-trail: scheduler: {e:#}");
     }
 }
@@ -346,7 +346,7 @@ fn fire(
 fn log_run(env: &JobEnv, run: &Run) {
     let text = if run.error.is_empty() { &run.message } else { &run.error };
     eprintln!("audit-trail: schedule {} ({}): {}: {text}", run.schedule, run.job, run.outcome);
-    if let Err(e) = scheduler::record_run(&env.layout, run).context("cannot record the run") {
+    if let Err(e) = schedules::record_run(&env.layout, run).context("cannot record the run") {
         eprintln!("audit-trail: {e:#}");
     }
 }

@@ -1,6 +1,6 @@
 //! Export formats (SPEC §8): CSV (RFC 4180, header row), JSON Lines (the
 //! field names of §2 plus `id`), XML (the file format, without a seal) and
-//! HTML (a self-contained page for browsers, see [`crate::html`]), with the
+//! HTML (a self-contained page for browsers, see [`crate::export::html`]), with the
 //! record filters.
 //!
 //! CSV files are opened in spreadsheets, which run a cell that starts with
@@ -13,17 +13,20 @@
 //! writes the exact values; JSON and XML are always exact. Records stream through, read and formatted on
 //! several cores and written in order: memory does not grow with the history.
 
+pub mod html;
+
 use std::io::Write;
 
 use anyhow::Result;
 
 use crate::cli::{ExportFormat, FilterArgs};
 use crate::config::Layout;
-use crate::history::{LogFile, Records};
 use crate::record::{FIELDS, Field, Record};
-use crate::{html, timestamp, xml_write};
+use crate::store::reader::{LogFile, Records};
+use crate::store::xml::write as xml_write;
+use crate::timestamp;
 
-pub use crate::html::Head;
+pub use crate::export::html::Head;
 
 /// Which records to keep. Text filters match the whole value, ignoring case.
 #[derive(Debug, Default, Clone)]

@@ -15,6 +15,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Layout;
 
+pub mod archive;
+pub mod backup;
+pub mod purge;
+
 /// File name of the maintenance lock under `state/`.
 pub const LOCK_NAME: &str = "maintenance.lock";
 
@@ -158,7 +162,7 @@ const CARRY: usize = 512;
 /// `f` chunk by chunk; `reading` names the step in errors ("read",
 /// "decompress").
 pub fn read_content(path: &Path, reading: &str, mut f: impl FnMut(&[u8])) -> Result<()> {
-    let mut rd = crate::history::open_any(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut rd = crate::store::reader::open_any(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = rd.read(&mut buf).with_context(|| format!("cannot {reading} {}", path.display()))?;

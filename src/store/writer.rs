@@ -47,13 +47,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
 
-use crate::chain::{self, Digest, MacKey, Partial, SealStatement};
 use crate::config::Layout;
-use crate::history::{self, FileKind};
 use crate::record::Record;
+use crate::store::chain::{self, Digest, MacKey, Partial, SealStatement};
+use crate::store::reader::{self, FileKind};
+use crate::store::xml::read::{Header, XmlReader};
+use crate::store::xml::write::{self, FileStart, SealInfo};
 use crate::timestamp::{self, Clock};
-use crate::xml_read::{Header, XmlReader};
-use crate::xml_write::{self, FileStart, SealInfo};
 
 /// Suffix of the active file.
 pub const ACTIVE_SUFFIX: &str = ".xml.open";
@@ -352,7 +352,7 @@ impl Log {
         } else {
             // No active file: a brand-new directory, or a crash between
             // sealing a file and opening the next. The sealed files know.
-            if let Some(last) = history::last_sealed(&self.layout)? {
+            if let Some(last) = reader::last_sealed(&self.layout)? {
                 self.next_id = last.last_id + 1;
                 last_stamp = stem_stamp(&last.stem);
                 self.chain = last.chain_end;
@@ -406,7 +406,7 @@ impl Log {
     /// from it (its `chain-end`, its name).
     fn write_seal(&mut self, a: &mut Active) -> Result<SealInfo> {
         let info = self.seal_info(a);
-        write_all_at_end(a, &xml_write::seal(&info))?;
+        write_all_at_end(a, &write::seal(&info))?;
         self.chain = info.chain_end;
         self.prev_stem = Some(a.stem.clone());
         Ok(info)
@@ -512,7 +512,7 @@ impl Log {
         let previous = self.prev_stem.as_deref();
         let start = FileStart { first_id: self.next_id, chain_start: &chain_start, previous, origin };
         let first_value = chain::header_value(&chain::HeaderFacts {
-            format: xml_write::FORMAT_VERSION,
+            format: write::FORMAT_VERSION,
             host: &self.host,
             created: &created,
             first_id: self.next_id,
@@ -520,7 +520,7 @@ impl Log {
             origin,
             chain_start: &chain_start,
         });
-        let header = xml_write::header(&self.host, &created, Some(start));
+        let header = write::header(&self.host, &created, Some(start));
         if let Err(e) = file.write_all(&header).and_then(|()| file.sync_all()) {
             // Never leave half a header behind for the next attempt to trip on.
             let _ = fs::remove_file(&path);
@@ -538,7 +538,7 @@ impl Log {
             host: self.host.clone(),
             created,
             chain_start: Some(chain_start),
-            format: xml_write::FORMAT_VERSION,
+            format: write::FORMAT_VERSION,
             chain: Some(first_value),
         });
         Ok(())
@@ -679,9 +679,9 @@ impl Appender<'_> {
         let prev = a.chain.context("the active file has no hash chain")?;
         let c = partial.finish(id, &prev);
         a.chain = Some(c);
-        xml_write::record_start(&mut self.buf, id);
+        write::record_start(&mut self.buf, id);
         self.buf.extend_from_slice(body);
-        xml_write::record_end(&mut self.buf, Some(&c));
+        write::record_end(&mut self.buf, Some(&c));
         self.log.next_id += 1;
         self.pending += 1;
         if self.buf.len() >= WRITE_CHUNK {
@@ -905,12 +905,12 @@ fn displace(layout: &Layout, path: &Path) -> Result<PathBuf> {
 }
 
 /// Renders a record for [`Appender::push_entry`]: its body
-/// ([`xml_write::record_body`]) followed by its chain hash up to the id
+/// ([`write::record_body`]) followed by its chain hash up to the id
 /// ([`chain::Partial`]). Neither needs the id, so entries are made on any
 /// thread, and only the last block or two of the chain hash is left to the
 /// single writer.
 pub fn render_entry(out: &mut Vec<u8>, rec: &Record<'_>) {
-    xml_write::record_body(out, rec);
+    write::record_body(out, rec);
     FIELDS_BUF.with_borrow_mut(|buf| {
         buf.clear();
         chain::fields(rec, buf);
@@ -1015,7 +1015,7 @@ pub(crate) fn scan_active_file(file: File, path: &Path) -> Result<Option<Scan>> 
 /// does not ship (an older version's), so every data directory gets the
 /// fixes the stylesheet receives.
 fn install_stylesheet(dir: &Path) -> Result<()> {
-    let path = dir.join(xml_write::STYLESHEET);
+    let path = dir.join(write::STYLESHEET);
     let current = crate::fsx::open_read_nofollow(&path).ok().and_then(|mut f| {
         let mut text = Vec::new();
         std::io::Read::read_to_end(&mut f, &mut text).ok().map(|_| text)
@@ -1024,7 +1024,7 @@ fn install_stylesheet(dir: &Path) -> Result<()> {
         // Written aside (created exclusively under a random name, so never
         // through a planted link) and renamed, so a crash never leaves half a
         // stylesheet.
-        let (tmp, mut f) = crate::fsx::create_temp_exclusive(dir, xml_write::STYLESHEET)?;
+        let (tmp, mut f) = crate::fsx::create_temp_exclusive(dir, write::STYLESHEET)?;
         let written = f
             .write_all(crate::STYLESHEET_XSL.as_bytes())
             .and_then(|()| f.sync_all())

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 
 use crate::config::Layout;
-use crate::gzread;
-use crate::log::kind_of;
 use crate::record::Record;
-use crate::xml_read::XmlReader;
+use crate::store::gzread;
+use crate::store::writer::kind_of;
+use crate::store::xml::read::XmlReader;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FileKind {
@@ -181,7 +181,7 @@ pub struct LastSealed {
     pub last_id: u64,
     pub stem: String,
     /// Its chain value at the end (`None` for a file without a hash chain).
-    pub chain_end: Option<crate::chain::Digest>,
+    pub chain_end: Option<crate::store::chain::Digest>,
 }
 
 /// Last id, stem and chain value of the newest sealed or archived file.
@@ -259,7 +259,7 @@ pub fn last_id(layout: &Layout, files: &[LogFile]) -> Result<u64> {
 
 /// The last id of a listed history (0 when it holds no record) and that
 /// record's chain value (the anchor `status` shows).
-pub fn last_record(layout: &Layout, files: &[LogFile]) -> Result<(u64, Option<crate::chain::Digest>)> {
+pub fn last_record(layout: &Layout, files: &[LogFile]) -> Result<(u64, Option<crate::store::chain::Digest>)> {
     // The newest file may hold no record yet (a file just started): the last
     // record is then in the file before it.
     for file in files.iter().rev().take(2) {
@@ -317,12 +317,13 @@ pub fn circular(layout: &Layout, capacity: u64) -> Result<(Vec<LogFile>, u64, u6
 fn sealed_last_id(
     layout: &Layout,
     f: &LogFile,
-    manifest: &mut Option<Vec<crate::archive::ManifestEntry>>,
+    manifest: &mut Option<Vec<crate::maintenance::archive::ManifestEntry>>,
 ) -> Option<u64> {
     match f.kind {
-        FileKind::Sealed => crate::purge::seal_time(&f.path).ok().flatten().map(|(_, last)| last),
+        FileKind::Sealed => crate::maintenance::purge::seal_time(&f.path).ok().flatten().map(|(_, last)| last),
         FileKind::Archived => {
-            let entries = manifest.get_or_insert_with(|| crate::archive::read_manifest(layout).unwrap_or_default());
+            let entries =
+                manifest.get_or_insert_with(|| crate::maintenance::archive::read_manifest(layout).unwrap_or_default());
             let name = f.path.file_name()?.to_str()?;
             entries.iter().find(|e| e.file == name).map(|e| e.last_id)
         }

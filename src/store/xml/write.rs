@@ -14,8 +14,8 @@
 
 use base64::Engine;
 
-use crate::chain::{self, Digest};
 use crate::record::{FIELDS, Record};
+use crate::store::chain::{self, Digest};
 
 /// Bumped when elements are added, so readers and the XSD can tell.
 /// Version 2 added the hash chain (`chain-start`, `<Chain>`, `chain-end`,

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Times are local; daylight-saving changes are handled as cron does (see
-//! [`crate::crontab`]). A file that cannot be used is reported by name and line
+//! [`crate::schedules::crontab`]). A file that cannot be used is reported by name and line
 //! and the others still load. Also here: the persisted run history and the
 //! last due time of each schedule, from which runs missed while the service
 //! was down are caught up (once) at start.
@@ -23,9 +23,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+pub mod crontab;
+
 use crate::config::Layout;
-use crate::crontab::Cron;
 use crate::maintenance::write_atomic;
+use crontab::Cron;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
@@ -190,7 +192,7 @@ fn line_of(text: &str, offset: usize) -> usize {
     1 + text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count()
 }
 
-/// Parses a cron expression (see [`crate::crontab`]) and refuses one that
+/// Parses a cron expression (see [`crate::schedules::crontab`]) and refuses one that
 /// can never fire (30 February).
 pub fn parse_cron(expr: &str) -> Result<Cron, String> {
     let cron = Cron::parse(expr)?;
