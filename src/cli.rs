@@ -296,6 +296,47 @@ pub struct FilterArgs {
     pub category: Option<String>,
 }
 
+impl Opts {
+    /// The global flags, for [`crate::app::Ctx::new`].
+    pub fn settings(&self) -> crate::app::Settings {
+        crate::app::Settings {
+            data_dir: self.data_dir.clone(),
+            config: self.config.clone(),
+            schedules: self.schedules.clone(),
+            timeout_secs: self.timeout,
+        }
+    }
+}
+
+impl From<ExportFormat> for crate::export::Format {
+    fn from(f: ExportFormat) -> Self {
+        match f {
+            ExportFormat::Csv => Self::Csv,
+            ExportFormat::Json => Self::Json,
+            ExportFormat::Xml => Self::Xml,
+            ExportFormat::Html => Self::Html,
+        }
+    }
+}
+
+impl FilterArgs {
+    /// The filter these flags describe.
+    pub fn filter(&self) -> anyhow::Result<crate::export::Filter> {
+        use crate::record::Field;
+        let text = [
+            (Field::Tenant, &self.tenant),
+            (Field::AppName, &self.app),
+            (Field::UserName, &self.user),
+            (Field::ActionType, &self.action),
+            (Field::Category, &self.category),
+        ]
+        .into_iter()
+        .filter_map(|(f, v)| v.clone().map(|v| (f, v)))
+        .collect();
+        crate::export::Filter::new(self.from.as_deref(), self.to.as_deref(), text)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Files to check (plain or .gz; default: the whole data directory)

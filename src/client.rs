@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 
-use crate::commands::Ctx;
+use crate::app::Ctx;
 use crate::error::{Kind, ServiceLink, failure};
 use crate::service;
 

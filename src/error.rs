@@ -53,11 +53,6 @@ impl Kind {
             Kind::Temporary => 75,
         }
     }
-
-    /// Whether sending the same request again can succeed.
-    pub fn retry_helps(self) -> bool {
-        matches!(self, Kind::Temporary)
-    }
 }
 
 /// An error with a stated kind, carried in an `anyhow::Error` chain.

@@ -21,13 +21,12 @@
 //! files.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-
-use crate::config::Layout;
+use sha2::{Digest, Sha256};
 
 /// `O_NOFOLLOW`: opening a symbolic link fails (`ELOOP`) instead of
 /// following it.
@@ -110,52 +109,108 @@ pub fn create_temp_exclusive(dir: &Path, stem: &str) -> Result<(PathBuf, File)> 
     bail!("cannot create a temporary file in {}: every name tried was taken", dir.display())
 }
 
-/// `state/tmp/`: where archive and backup write their temporaries (they hold
-/// the maintenance lock while they do).
-pub fn tmp_dir(layout: &Layout) -> PathBuf {
-    layout.state.join("tmp")
-}
-
-/// Where to write a temporary that is then renamed into `dest_dir`:
-/// `state/tmp/` (created, and checked to be a real directory) when it is on
-/// the same filesystem as `dest_dir`, else `dest_dir` itself (a hidden,
-/// random name there; a rename cannot cross filesystems).
-pub fn staging_dir(layout: &Layout, dest_dir: &Path) -> Result<PathBuf> {
-    let tmp = tmp_dir(layout);
-    fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let meta = fs::symlink_metadata(&tmp).with_context(|| format!("cannot read {}", tmp.display()))?;
-    if !meta.is_dir() {
-        bail!("{} is not a directory (a link or a file is in its place); remove it", tmp.display());
-    }
-    let dest = fs::metadata(dest_dir).with_context(|| format!("cannot read {}", dest_dir.display()))?;
-    Ok(if dest.dev() == meta.dev() { tmp } else { dest_dir.to_path_buf() })
-}
-
-/// Removes everything in `state/tmp/` (temporaries of an interrupted archive
-/// or backup; the caller holds the maintenance lock). Returns the names
-/// removed.
-pub fn clean_tmp_dir(layout: &Layout) -> Result<Vec<String>> {
-    let dir = tmp_dir(layout);
-    let mut removed = Vec::new();
-    for name in crate::maintenance::dir_names(&dir)? {
-        let p = dir.join(&name);
-        let res = match fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => fs::remove_dir_all(&p),
-            Ok(_) => fs::remove_file(&p),
-            Err(e) => Err(e),
-        };
-        match res {
-            Ok(()) => removed.push(name),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", p.display())),
-        }
-    }
-    Ok(removed)
-}
-
 /// `(device, inode)` of a path itself (a link is not followed).
 pub fn identity(path: &Path) -> io::Result<(u64, u64)> {
     fs::symlink_metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+// Durable-file helpers: what archive, purge, backup and the writer build on.
+
+/// Opens (creating it and its directory) a file used only for its `flock`.
+pub fn open_lock_file(path: &Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    crate::fsx::open_rw_nofollow(path).with_context(|| format!("cannot open lock file {}", path.display()))
+}
+
+/// Makes a directory's entries (creations, renames, removals) durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync directory {}", dir.display()))
+}
+
+/// Hex SHA-256 of everything `r` yields, and its length.
+pub fn sha256_of(mut r: impl Read) -> io::Result<(String, u64)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((hex::encode(h.finalize()), n))
+}
+
+/// Hex SHA-256 and length of a file.
+pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
+    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    sha256_of(f).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Replaces `path` with `bytes` atomically: written to a hidden temporary
+/// beside it (created exclusively, under a random name), fsynced, renamed,
+/// and the directory fsynced.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (tmp, mut f) = crate::fsx::create_temp_exclusive(dir, &name)?;
+    let written =
+        f.write_all(bytes).and_then(|()| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()));
+    drop(f);
+    if let Err(e) =
+        written.and_then(|()| fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display())))
+    {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir)
+}
+
+/// The names in a directory (none when it does not exist), sorted.
+pub fn dir_names(dir: &Path) -> Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        if let Some(n) = entry.file_name().to_str() {
+            names.push(n.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Removes a file; one already gone is fine.
+pub fn remove_if_exists(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
+}
+
+/// Human-readable byte count (`1.5 MB`).
+pub fn human_bytes(n: u64) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.2} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} MB", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1} kB", n / 1e3)
+    } else {
+        format!("{n} B")
+    }
 }
 
 #[cfg(test)]

@@ -3,13 +3,14 @@
 //! sealed every `capacity` records; see README.md for the whole picture and
 //! ARCHITECTURE.md for how the modules below fit together.
 
-pub mod cli;
+mod app;
+mod cli;
 mod client;
-pub mod commands;
+mod commands;
 mod config;
-pub mod error;
+mod error;
 mod export;
-pub mod fsx;
+mod fsx;
 #[cfg(test)]
 mod fuzz;
 mod maintenance;
@@ -22,6 +23,24 @@ mod store;
 mod timestamp;
 mod tls;
 mod upload;
+
+/// Runs the command line: parses the arguments, runs the command and returns
+/// its exit status (the reason for a failure is printed on stderr, on one
+/// line; README "Exit status").
+pub fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    // Whatever the umask of whoever started it, files are never world-readable.
+    fsx::restrict_umask();
+    let opts = cli::Opts::parse();
+    match commands::run(opts) {
+        Ok(code) => code,
+        Err(e) if error::is_stdout_closed(&e) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("audit-trail: error: {e:#}");
+            std::process::ExitCode::from(error::kind_of(&e).exit_code())
+        }
+    }
+}
 
 /// The stylesheet shipped next to sealed files (schema/audit-trail.xsl).
 pub const STYLESHEET_XSL: &str = include_str!("../schema/audit-trail.xsl");

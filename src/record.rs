@@ -20,6 +20,10 @@ pub const MAX_ACTION_DATA: usize = 1024 * 1024;
 /// Longest value accepted for every other field, in bytes.
 pub const MAX_FIELD: usize = 4096;
 
+/// The `app_name` of the archiver's own records (start, stop, purge,
+/// integrity checks); reserved: clients cannot submit it.
+pub const SELF_APP_NAME: &str = "audit-trail";
+
 /// Index of a field in [`FIELDS`] and in [`Record::fields`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
@@ -139,7 +143,7 @@ pub struct Record<'a> {
     pub id: u64,
     pub fields: [Option<Cow<'a, str>>; NFIELDS],
     /// The hash chain value read from a log file (`<Chain>`, SPEC §9).
-    pub chain: Option<crate::store::chain::Digest>,
+    pub chain: Option<[u8; 32]>,
 }
 
 impl<'a> Record<'a> {
@@ -468,7 +472,7 @@ fn field_at(line: &str, pos: usize) -> Option<&'static str> {
         .map(|(_, name)| name)
 }
 
-/// Whether an `app_name` is the archiver's own ([`crate::selfaudit::APP_NAME`],
+/// Whether an `app_name` is the archiver's own ([`SELF_APP_NAME`],
 /// in any case, spacing or punctuation). Such records come only from the
 /// archiver itself; the ingest socket and `append` refuse them, so a client
 /// cannot write one that looks like the archiver's (a forged `Service Stop`).
@@ -483,7 +487,7 @@ pub fn is_reserved_app(app_name: &str) -> bool {
         if let Some(&r) = seen.get(app_name) {
             return r;
         }
-        let r = fold_app(app_name) == fold_app(crate::selfaudit::APP_NAME);
+        let r = fold_app(app_name) == fold_app(SELF_APP_NAME);
         if seen.len() >= 4096 {
             seen.clear();
         }
@@ -505,10 +509,7 @@ fn fold_app(name: &str) -> String {
 
 /// The error for a record that claims the archiver's own `app_name`.
 pub fn reserved_app_error() -> FieldError {
-    FieldError::new(
-        Field::AppName,
-        format!("{:?} is reserved for the archiver's own records", crate::selfaudit::APP_NAME),
-    )
+    FieldError::new(Field::AppName, format!("{:?} is reserved for the archiver's own records", SELF_APP_NAME))
 }
 
 #[cfg(test)]

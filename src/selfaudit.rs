@@ -8,11 +8,12 @@ use std::collections::BTreeSet;
 
 use anyhow::Result;
 
-use crate::config::{Config, Layout};
-use crate::maintenance::write_atomic;
+use crate::config::Config;
+use crate::fsx::write_atomic;
 use crate::record::{self, Defaults, Field, Record};
+use crate::store::layout::Layout;
 
-pub const APP_NAME: &str = "audit-trail";
+pub const APP_NAME: &str = crate::record::SELF_APP_NAME;
 
 /// One event of the archiver's own.
 #[derive(Debug, Clone)]

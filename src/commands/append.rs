@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 
 use std::collections::BTreeMap;
 
-use super::Ctx;
+use crate::app::Ctx;
 use crate::cli::AppendArgs;
 use crate::client::{self, Answer};
 use crate::config::mask::{self, EventMask};

@@ -9,14 +9,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::Ctx;
+use crate::app::Ctx;
 use crate::cli::ExportArgs;
-use crate::export::{self, Filter};
+use crate::export;
 use crate::store::reader;
 use crate::timestamp;
 
 pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
-    let filter = Filter::from_args(&args.filter)?;
+    let filter = args.filter.filter()?;
     if args.csv_raw && !matches!(args.format, crate::cli::ExportFormat::Csv) {
         anyhow::bail!("--csv-raw applies to --format csv only (JSON, XML and HTML exports are always exact)");
     }
@@ -66,7 +66,18 @@ pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
     let progress = |n: u64| bar.set_position(n);
     let export = |out: &mut dyn Write| {
-        export::run_files(&ctx.layout, files, from_id, &filter, args.format, cells, &head, threads, out, &progress)
+        export::run_files(
+            &ctx.layout,
+            files,
+            from_id,
+            &filter,
+            args.format.into(),
+            cells,
+            &head,
+            threads,
+            out,
+            &progress,
+        )
     };
     match &args.out {
         None => {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::Ctx;
+use crate::app::Ctx;
 
 pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     let report = crate::maintenance::purge::purge(&ctx.layout, &ctx.config, ctx.clock.as_ref())?;

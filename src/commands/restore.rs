@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use super::Ctx;
+use crate::app::Ctx;
 use crate::cli::RestoreArgs;
 use crate::selfaudit::{self, Event};
 use crate::store::writer::Log;

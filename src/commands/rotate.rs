@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::Ctx;
+use crate::app::Ctx;
 
 pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     // A running service holds the log: it does the rotation.

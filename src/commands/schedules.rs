@@ -7,7 +7,7 @@ use anyhow::Result;
 use chrono::Local;
 use serde::Serialize;
 
-use super::Ctx;
+use crate::app::Ctx;
 use crate::cli::SchedulesArgs;
 use crate::schedules::{self, Run};
 

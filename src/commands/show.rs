@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::Ctx;
+use crate::app::Ctx;
 use crate::cli::ShowArgs;
 use crate::record::{Field, Record};
 use crate::store::reader::{self, Records};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use super::Ctx;
+use crate::app::Ctx;
 use crate::cli::{SiemArgs, SiemCommand};
 use crate::record::{Field, Record};
 use crate::siem::{self, Conn, format};

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::Ctx;
+use crate::app::Ctx;
 use crate::cli::StatusArgs;
-use crate::store::reader::{self, FileKind};
+use crate::store::layout::FileKind;
+use crate::store::reader;
 
 #[derive(Debug, Serialize)]
 struct Status {

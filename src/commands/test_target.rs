@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 
-use super::Ctx;
+use crate::app::Ctx;
 use crate::cli::TestTargetArgs;
 
 pub fn run(ctx: &Ctx, args: TestTargetArgs) -> Result<ExitCode> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::Ctx;
+use crate::app::Ctx;
 use crate::cli::UploadArgs;
 use crate::upload::{self, Progress};
 

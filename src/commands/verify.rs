@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::Ctx;
+use crate::app::Ctx;
 use crate::cli::VerifyArgs;
 use crate::store::chain::{self, MacKey};
 use crate::store::verify;

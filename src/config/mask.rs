@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 
-use crate::config::Layout;
+use crate::store::layout::Layout;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventMask {
@@ -75,7 +75,7 @@ pub fn add_dropped(layout: &Layout, counts: &BTreeMap<String, u64>) -> Result<()
     for (k, v) in counts {
         *total.entry(k.clone()).or_default() += v;
     }
-    crate::maintenance::write_atomic(&dropped_path(layout), serde_json::to_string_pretty(&total)?.as_bytes())
+    crate::fsx::write_atomic(&dropped_path(layout), serde_json::to_string_pretty(&total)?.as_bytes())
 }
 
 #[cfg(test)]

@@ -462,45 +462,6 @@ pub fn sanitize_host(raw: &str) -> String {
     s.trim_matches(['-', '.']).chars().take(64).collect()
 }
 
-/// Where everything lives inside a data directory (SPEC §3).
-#[derive(Debug, Clone)]
-pub struct Layout {
-    pub data_dir: PathBuf,
-    /// Sealed `*.xml` files.
-    pub sealed: PathBuf,
-    /// Compressed sealed files and their manifest.
-    pub archive: PathBuf,
-    pub backups: PathBuf,
-    pub state: PathBuf,
-    /// The file being written (`*.xml.open`), never a `*.xml` under `sealed`.
-    pub active: PathBuf,
-    /// Held by whoever writes the log.
-    pub lock: PathBuf,
-}
-
-impl Layout {
-    pub fn new(data_dir: &Path) -> Layout {
-        let state = data_dir.join("state");
-        Layout {
-            data_dir: data_dir.to_path_buf(),
-            sealed: data_dir.join("audit_trail"),
-            archive: data_dir.join("archive"),
-            backups: data_dir.join("backups"),
-            active: state.join("active"),
-            lock: state.join("lock"),
-            state,
-        }
-    }
-
-    /// Creates the directories a writer needs.
-    pub fn create(&self) -> Result<()> {
-        for dir in [&self.sealed, &self.archive, &self.backups, &self.state, &self.active] {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,14 +19,23 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use crate::cli::{ExportFormat, FilterArgs};
-use crate::config::Layout;
 use crate::record::{FIELDS, Field, Record};
+use crate::store::layout::Layout;
 use crate::store::reader::{LogFile, Records};
 use crate::store::xml::write as xml_write;
 use crate::timestamp;
 
 pub use crate::export::html::Head;
+
+/// The output formats of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Json,
+    Xml,
+    /// One self-contained HTML page (table, sorting, filters, print layout).
+    Html,
+}
 
 /// Which records to keep. Text filters match the whole value, ignoring case.
 #[derive(Debug, Default, Clone)]
@@ -37,29 +46,20 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn from_args(a: &FilterArgs) -> Result<Filter> {
-        let bound = |v: &Option<String>, end: bool, flag: &str| -> Result<Option<i64>> {
-            v.as_deref()
-                .map(|s| timestamp::parse_bound(s, end).map_err(|e| anyhow::anyhow!("--{flag}: {e}")))
-                .transpose()
+    /// Records from `from` to `to` (inclusive; RFC 3339, "YYYY-MM-DD
+    /// HH:MM:SS" local, or a date, which `to` takes through the end of that
+    /// day) whose `text` fields all equal the given values, ignoring case.
+    pub fn new(from: Option<&str>, to: Option<&str>, text: Vec<(Field, String)>) -> Result<Filter> {
+        let bound = |v: Option<&str>, end: bool, flag: &str| -> Result<Option<i64>> {
+            v.map(|s| timestamp::parse_bound(s, end).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))).transpose()
         };
-        let from = bound(&a.from, false, "from")?;
-        let to = bound(&a.to, true, "to")?;
+        let from = bound(from, false, "from")?;
+        let to = bound(to, true, "to")?;
         if let (Some(f), Some(t)) = (from, to)
             && f > t
         {
             anyhow::bail!("--from is after --to: no record can match");
         }
-        let text = [
-            (Field::Tenant, &a.tenant),
-            (Field::AppName, &a.app),
-            (Field::UserName, &a.user),
-            (Field::ActionType, &a.action),
-            (Field::Category, &a.category),
-        ]
-        .into_iter()
-        .filter_map(|(f, v)| v.clone().map(|v| (f, v)))
-        .collect();
         Ok(Filter { from, to, text })
     }
 
@@ -122,21 +122,21 @@ pub enum Writer<W: Write> {
 
 impl<W: Write> Writer<W> {
     /// Starts a document (CSV header row, XML header, HTML page head).
-    pub fn new(format: ExportFormat, cells: CsvCells, mut out: W, head: &Head<'_>) -> Result<Self> {
+    pub fn new(format: Format, cells: CsvCells, mut out: W, head: &Head<'_>) -> Result<Self> {
         Ok(match format {
-            ExportFormat::Csv => {
+            Format::Csv => {
                 let mut w = csv_writer(out, cells, 256 * 1024);
                 let mut header = vec!["id"];
                 header.extend(FIELDS.iter().map(|s| s.json));
                 w.write_record(&header)?;
                 Writer::Csv(Box::new(w), cells)
             }
-            ExportFormat::Json => Writer::Json(out, Vec::with_capacity(4096)),
-            ExportFormat::Xml => {
+            Format::Json => Writer::Json(out, Vec::with_capacity(4096)),
+            Format::Xml => {
                 out.write_all(&xml_write::header(head.host, head.created, None))?;
                 Writer::Xml(out, Vec::with_capacity(4096))
             }
-            ExportFormat::Html => {
+            Format::Html => {
                 let mut buf = Vec::with_capacity(16 * 1024);
                 html::header(&mut buf, head);
                 out.write_all(&buf)?;
@@ -180,12 +180,12 @@ impl<W: Write> Writer<W> {
     }
 
     /// A writer for a run of records in the middle of a document: no header.
-    pub fn body(format: ExportFormat, cells: CsvCells, out: W) -> Self {
+    pub fn body(format: Format, cells: CsvCells, out: W) -> Self {
         match format {
-            ExportFormat::Csv => Writer::Csv(Box::new(csv_writer(out, cells, 64 * 1024)), cells),
-            ExportFormat::Json => Writer::Json(out, Vec::with_capacity(4096)),
-            ExportFormat::Xml => Writer::Xml(out, Vec::with_capacity(4096)),
-            ExportFormat::Html => Writer::Html(out, Vec::with_capacity(4096)),
+            Format::Csv => Writer::Csv(Box::new(csv_writer(out, cells, 64 * 1024)), cells),
+            Format::Json => Writer::Json(out, Vec::with_capacity(4096)),
+            Format::Xml => Writer::Xml(out, Vec::with_capacity(4096)),
+            Format::Html => Writer::Html(out, Vec::with_capacity(4096)),
         }
     }
 
@@ -270,7 +270,7 @@ pub fn run_files<W: Write + ?Sized>(
     files: Vec<LogFile>,
     from_id: u64,
     filter: &Filter,
-    format: ExportFormat,
+    format: Format,
     cells: CsvCells,
     head: &Head<'_>,
     threads: usize,
@@ -305,7 +305,7 @@ pub fn run_files<W: Write + ?Sized>(
             loop {
                 let chunk =
                     receivers[i % threads].recv().map_err(|_| anyhow::anyhow!("an export worker stopped"))??;
-                if matches!(format, ExportFormat::Html) && in_table >= html::TABLE_ROWS && chunk.records > 0 {
+                if matches!(format, Format::Html) && in_table >= html::TABLE_ROWS && chunk.records > 0 {
                     out.write_all(&table_break)?;
                     in_table = 0;
                 }
@@ -324,14 +324,14 @@ pub fn run_files<W: Write + ?Sized>(
         Ok(())
     })?;
     match format {
-        ExportFormat::Xml => out.write_all(xml_write::EXPORT_END)?,
-        ExportFormat::Html => {
+        Format::Xml => out.write_all(xml_write::EXPORT_END)?,
+        Format::Html => {
             let mut end = Vec::new();
             let summary = html::Summary { records: n, first: ids.map(|i| i.0), last: ids.map(|i| i.1) };
             html::end(&mut end, &summary);
             out.write_all(&end)?;
         }
-        ExportFormat::Csv | ExportFormat::Json => {}
+        Format::Csv | Format::Json => {}
     }
     out.flush()?;
     Ok(n)
@@ -344,7 +344,7 @@ fn format_file(
     file: LogFile,
     from_id: u64,
     filter: &Filter,
-    (format, cells): (ExportFormat, CsvCells),
+    (format, cells): (Format, CsvCells),
     tx: &std::sync::mpsc::SyncSender<Result<Chunk>>,
 ) -> Result<()> {
     let send = |w: Writer<Vec<u8>>, records: u64, ids: Option<(u64, u64)>, done: bool| -> Result<()> {
@@ -355,7 +355,7 @@ fn format_file(
     let mut count = 0;
     let mut ids: Option<(u64, u64)> = None;
     // HTML pages are cut into tables between chunks: keep chunks that short.
-    let max_records = if matches!(format, ExportFormat::Html) { html::TABLE_ROWS } else { u64::MAX };
+    let max_records = if matches!(format, Format::Html) { html::TABLE_ROWS } else { u64::MAX };
     for r in Records::new(layout, vec![file], from_id) {
         let r = r?;
         if !filter.matches(&r) {
@@ -406,7 +406,7 @@ mod tests {
 
     #[test]
     fn csv_header_and_quoting() {
-        let mut w = Writer::new(ExportFormat::Csv, CsvCells::Raw, Vec::new(), &head()).unwrap();
+        let mut w = Writer::new(Format::Csv, CsvCells::Raw, Vec::new(), &head()).unwrap();
         w.write(&rec()).unwrap();
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
         let mut lines = out.splitn(2, "\r\n");
@@ -432,12 +432,12 @@ mod tests {
 
     #[test]
     fn filters() {
-        let a = FilterArgs { app: Some("suite".into()), from: Some("2026-11-22".into()), ..Default::default() };
-        assert!(Filter::from_args(&a).unwrap().matches(&rec()));
-        let a = FilterArgs { to: Some("2026-11-21".into()), ..Default::default() };
-        assert!(!Filter::from_args(&a).unwrap().matches(&rec()));
-        let a = FilterArgs { user: Some("bob".into()), ..Default::default() };
-        assert!(!Filter::from_args(&a).unwrap().matches(&rec()), "absent field never matches");
+        let f = Filter::new(Some("2026-11-22"), None, vec![(Field::AppName, "suite".into())]).unwrap();
+        assert!(f.matches(&rec()));
+        assert!(!Filter::new(None, Some("2026-11-21"), vec![]).unwrap().matches(&rec()));
+        let f = Filter::new(None, None, vec![(Field::UserName, "bob".into())]).unwrap();
+        assert!(!f.matches(&rec()), "absent field never matches");
+        assert!(Filter::new(Some("2026-11-22"), Some("2026-11-21"), vec![]).is_err(), "from after to");
     }
 
     #[test]
@@ -450,7 +450,7 @@ mod tests {
         r.set(Field::AppContext, "\tx");
         r.set(Field::SessionId, "\rx");
         r.set(Field::ActionData, "a;=cmd|' /C calc'!A0");
-        let mut w = Writer::new(ExportFormat::Csv, CsvCells::Safe, Vec::new(), &head()).unwrap();
+        let mut w = Writer::new(Format::Csv, CsvCells::Safe, Vec::new(), &head()).unwrap();
         w.write(&r).unwrap();
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
         let row = out.split("\r\n").nth(1).unwrap();
@@ -460,7 +460,7 @@ mod tests {
         );
         assert!(row.contains("\"'\tx\"") && row.contains("\"'\rx"), "{row}");
         assert!(row.contains("\"a;=cmd|' /C calc'!A0\""), "{row}");
-        let mut w = Writer::new(ExportFormat::Csv, CsvCells::Raw, Vec::new(), &head()).unwrap();
+        let mut w = Writer::new(Format::Csv, CsvCells::Raw, Vec::new(), &head()).unwrap();
         w.write(&r).unwrap();
         let out = String::from_utf8(w.finish().unwrap()).unwrap();
         assert!(out.contains(",=1+1,+1,-2,@SUM(1),"), "{out}");

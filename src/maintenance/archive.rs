@@ -41,19 +41,19 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::Layout;
-use crate::maintenance::{self, ContentScan, MaintenanceLock, human_bytes, sync_dir};
+use crate::fsx::{human_bytes, sync_dir};
+use crate::maintenance::MaintenanceLock;
+use crate::store::layout::{FileKind, Layout};
+use crate::store::manifest::{ManifestEntry, append_manifest, manifest_path, read_manifest_raw};
+use crate::store::xml::scan::ContentScan;
 use crate::timestamp::{self, Clock};
 
-/// File name of the manifest under `archive/`.
-pub const MANIFEST: &str = "manifest.jsonl";
 /// Suffix of a compressed file being written.
 const PARTIAL_SUFFIX: &str = ".partial";
 /// Bytes of plain text deflated on their own (one slice per core at a time).
@@ -66,31 +66,6 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 /// gzip level, the same as `gzip -6` (the default of gzip and zlib).
 const LEVEL: u32 = 6;
-
-/// One line of `archive/manifest.jsonl`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestEntry {
-    /// `<name>.xml.gz`, under `archive/`.
-    pub file: String,
-    pub first_id: u64,
-    pub last_id: u64,
-    pub records: u64,
-    /// Timestamp of the first and last record (absent for a file without records).
-    pub first_time: Option<String>,
-    pub last_time: Option<String>,
-    /// Bytes of the `.gz`.
-    pub size: u64,
-    /// Bytes of the plain `.xml` it holds.
-    pub plain_size: u64,
-    /// SHA-256 of the `.gz`, hex.
-    pub sha256: String,
-    /// When it was archived.
-    pub archived: String,
-    /// When it was sealed (its seal's `sealed` attribute): what retention
-    /// goes by. Absent in entries written before it was kept.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sealed: Option<String>,
-}
 
 /// A file archived by one run.
 #[derive(Debug, Clone)]
@@ -136,60 +111,6 @@ impl std::fmt::Display for ArchiveReport {
     }
 }
 
-pub fn manifest_path(layout: &Layout) -> PathBuf {
-    layout.archive.join(MANIFEST)
-}
-
-/// The manifest's entries, and the length of its complete lines (a crash
-/// during an append can leave a last line without its newline; it is ignored).
-fn read_manifest_raw(layout: &Layout) -> Result<(Vec<ManifestEntry>, u64, u64)> {
-    let p = manifest_path(layout);
-    let bytes = match fs::read(&p) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0, 0)),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", p.display())),
-    };
-    let good = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let mut entries = Vec::new();
-    for (i, line) in bytes[..good].split(|&b| b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let e: ManifestEntry = serde_json::from_slice(line)
-            .with_context(|| format!("{} line {} is not a manifest entry", p.display(), i + 1))?;
-        entries.push(e);
-    }
-    Ok((entries, good as u64, bytes.len() as u64))
-}
-
-/// The entries of `archive/manifest.jsonl`, oldest first (none when there is no manifest).
-pub fn read_manifest(layout: &Layout) -> Result<Vec<ManifestEntry>> {
-    Ok(read_manifest_raw(layout)?.0)
-}
-
-/// Replaces the manifest with `entries`, atomically.
-pub fn write_manifest(layout: &Layout, entries: &[ManifestEntry]) -> Result<()> {
-    let mut text = Vec::new();
-    for e in entries {
-        serde_json::to_writer(&mut text, e)?;
-        text.push(b'\n');
-    }
-    maintenance::write_atomic(&manifest_path(layout), &text)
-}
-
-fn append_manifest(layout: &Layout, entry: &ManifestEntry) -> Result<()> {
-    let p = manifest_path(layout);
-    let created = !p.exists();
-    let mut f = crate::fsx::open_append_nofollow(&p).with_context(|| format!("cannot open {}", p.display()))?;
-    let mut line = serde_json::to_vec(entry)?;
-    line.push(b'\n');
-    f.write_all(&line).and_then(|()| f.sync_data()).with_context(|| format!("cannot write {}", p.display()))?;
-    if created {
-        sync_dir(&layout.archive)?;
-    }
-    Ok(())
-}
-
 /// Compresses every sealed file into `archive/`, verifies it, records it in
 /// the manifest and removes the plain file. Safe to run again at any time,
 /// and after a crash at any point; waits for other maintenance jobs.
@@ -200,9 +121,9 @@ pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
 
     // Leftovers of an interrupted run.
     let mut removed = false;
-    for name in maintenance::dir_names(&layout.archive)? {
+    for name in crate::fsx::dir_names(&layout.archive)? {
         if name.starts_with('.') && (name.ends_with(PARTIAL_SUFFIX) || name.ends_with(".tmp")) {
-            maintenance::remove_if_exists(&layout.archive.join(&name))?;
+            crate::fsx::remove_if_exists(&layout.archive.join(&name))?;
             report.notes.push(format!("removed {name}, left by an interrupted run"));
             removed = true;
         }
@@ -210,7 +131,7 @@ pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
     if removed {
         sync_dir(&layout.archive)?;
     }
-    for name in crate::fsx::clean_tmp_dir(layout)? {
+    for name in crate::maintenance::clean_tmp_dir(layout)? {
         report.notes.push(format!("removed state/tmp/{name}, left by an interrupted run"));
     }
     let (entries, good, len) = read_manifest_raw(layout)?;
@@ -222,13 +143,13 @@ pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
     }
     let mut listed: HashSet<String> = entries.into_iter().map(|e| e.file).collect();
 
-    for name in maintenance::dir_names(&layout.sealed)? {
-        let Some(stem) = name.strip_suffix(".xml") else { continue };
+    for name in crate::fsx::dir_names(&layout.sealed)? {
+        let Some(stem) = FileKind::Sealed.stem_of(&name) else { continue };
         if name.starts_with('.') {
             continue;
         }
         let plain = layout.sealed.join(&name);
-        let gz_name = format!("{stem}.xml.gz");
+        let gz_name = FileKind::Archived.file_name(stem);
         let gz = layout.archive.join(&gz_name);
         if gz.exists() {
             finish_interrupted(layout, &plain, &gz, &mut listed, clock)?;
@@ -245,8 +166,8 @@ pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
     // A compressed file with no manifest line and no plain twin (a crash
     // between rename and manifest, then a removed plain file; or files copied
     // in by hand): describe it so the manifest covers the whole archive.
-    for name in maintenance::dir_names(&layout.archive)? {
-        if name.starts_with('.') || !name.ends_with(".xml.gz") || listed.contains(&name) {
+    for name in crate::fsx::dir_names(&layout.archive)? {
+        if name.starts_with('.') || FileKind::Archived.stem_of(&name).is_none() || listed.contains(&name) {
             continue;
         }
         let (entry, _) = entry_from_gz(&layout.archive.join(&name), clock)?;
@@ -267,7 +188,7 @@ fn finish_interrupted(
     listed: &mut HashSet<String>,
     clock: &dyn Clock,
 ) -> Result<()> {
-    let (plain_sha, _) = maintenance::sha256_file(plain)?;
+    let (plain_sha, _) = crate::fsx::sha256_file(plain)?;
     let (entry, content_sha) = entry_from_gz(gz, clock)?;
     if content_sha != plain_sha {
         bail!(
@@ -290,12 +211,12 @@ fn entry_from_gz(gz: &Path, clock: &dyn Clock) -> Result<(ManifestEntry, String)
     let mut scan = ContentScan::default();
     let mut plain_size = 0u64;
     let mut content = Sha256::new();
-    maintenance::read_content(gz, "decompress", |chunk| {
+    crate::store::xml::scan::read_content(gz, "decompress", |chunk| {
         scan.feed(chunk);
         content.update(chunk);
         plain_size += chunk.len() as u64;
     })?;
-    let (sha256, size) = maintenance::sha256_file(gz)?;
+    let (sha256, size) = crate::fsx::sha256_file(gz)?;
     let Some((first_id, last_id, records)) = scan.seal else {
         bail!("{} holds no sealed audit-trail file", gz.display());
     };
@@ -322,7 +243,7 @@ fn file_name(p: &Path) -> String {
 /// Steps 1–5 of the module docs for one sealed file.
 fn archive_one(layout: &Layout, plain: &Path, gz: &Path, clock: &dyn Clock) -> Result<ArchivedFile> {
     // Written aside under a name nobody can prepare, renamed in when complete.
-    let staging = crate::fsx::staging_dir(layout, &layout.archive)?;
+    let staging = crate::maintenance::staging_dir(layout, &layout.archive)?;
     let partial = staging.join(format!(".{}.{}{PARTIAL_SUFFIX}", file_name(gz), crate::fsx::random_hex(8)));
     let c = match compress_file(plain, &partial) {
         Ok(c) => c,

@@ -78,13 +78,16 @@ use anyhow::{Context, Result, bail};
 use chrono::Timelike;
 use flate2::Compression;
 
-use crate::config::{Config, Layout};
+use crate::config::Config;
 use crate::fsx;
-use crate::maintenance::archive::{self, MANIFEST};
-use crate::maintenance::{self, MaintenanceLock, human_bytes, sync_dir};
+use crate::fsx::{human_bytes, sync_dir};
+use crate::maintenance::MaintenanceLock;
+use crate::store::layout::Layout;
+use crate::store::layout::{ACTIVE_SUFFIX, ARCHIVED_SUFFIX, FileKind, SEALED_SUFFIX, valid_stem};
+use crate::store::manifest::MANIFEST;
 use crate::store::reader;
 use crate::store::verify;
-use crate::store::writer::{ACTIVE_SUFFIX, scan_active_file};
+use crate::store::writer::scan_active_file;
 use crate::timestamp::Clock;
 use crate::upload::ledger;
 
@@ -166,12 +169,12 @@ pub fn backup(layout: &Layout, config: &Config, opts: &BackupOptions, clock: &dy
     let _lock = MaintenanceLock::acquire(layout)?;
     fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
     // Temporaries of an interrupted archive or backup (the lock is ours).
-    fsx::clean_tmp_dir(layout)?;
+    crate::maintenance::clean_tmp_dir(layout)?;
 
     // 1. The active files first, each up to its last complete record.
     let mut entries: BTreeMap<String, Source> = BTreeMap::new();
     let mut actives: BTreeMap<String, (String, u64)> = BTreeMap::new(); // stem → (entry, records)
-    for name in maintenance::dir_names(&layout.active)? {
+    for name in crate::fsx::dir_names(&layout.active)? {
         let Some(stem) = name.strip_suffix(ACTIVE_SUFFIX) else { continue };
         let path = layout.active.join(&name);
         let file = match fsx::open_read_nofollow(&path) {
@@ -188,19 +191,20 @@ pub fn backup(layout: &Layout, config: &Config, opts: &BackupOptions, clock: &dy
     }
 
     // 2. Sealed files; a file sealed since step 1 replaces its active copy.
-    let manifest_files: BTreeSet<String> = archive::read_manifest(layout)?.into_iter().map(|e| e.file).collect();
-    for name in maintenance::dir_names(&layout.sealed)? {
+    let manifest_files: BTreeSet<String> =
+        crate::store::manifest::read_manifest(layout)?.into_iter().map(|e| e.file).collect();
+    for name in crate::fsx::dir_names(&layout.sealed)? {
         if name.starts_with('.') {
             continue;
         }
-        let stem = name.strip_suffix(".xml");
+        let stem = FileKind::Sealed.stem_of(&name);
         if stem.is_none() && name != crate::store::xml::write::STYLESHEET {
             continue;
         }
         if let Some(stem) = stem {
             // Archived and recorded: the compressed copy is taken below.
-            if manifest_files.contains(&format!("{stem}.xml.gz"))
-                && layout.archive.join(format!("{stem}.xml.gz")).exists()
+            if manifest_files.contains(&FileKind::Archived.file_name(stem))
+                && layout.file(FileKind::Archived, stem).exists()
             {
                 continue;
             }
@@ -212,8 +216,8 @@ pub fn backup(layout: &Layout, config: &Config, opts: &BackupOptions, clock: &dy
     }
 
     // 3. Archived files and the manifest.
-    for name in maintenance::dir_names(&layout.archive)? {
-        let Some(stem) = name.strip_suffix(".xml.gz") else { continue };
+    for name in crate::fsx::dir_names(&layout.archive)? {
+        let Some(stem) = FileKind::Archived.stem_of(&name) else { continue };
         if name.starts_with('.') {
             continue;
         }
@@ -222,10 +226,10 @@ pub fn backup(layout: &Layout, config: &Config, opts: &BackupOptions, clock: &dy
         }
         add_file(&mut entries, &layout.archive.join(&name), format!("archive/{name}"))?;
     }
-    add_complete_lines(&mut entries, &archive::manifest_path(layout), format!("archive/{MANIFEST}"))?;
+    add_complete_lines(&mut entries, &crate::store::manifest::manifest_path(layout), format!("archive/{MANIFEST}"))?;
 
     // 4. Ledgers, configuration, schedules.
-    for name in maintenance::dir_names(&ledger::dir(layout))? {
+    for name in crate::fsx::dir_names(&ledger::dir(layout))? {
         if name.ends_with(".ledger") && !name.starts_with('.') {
             add_complete_lines(&mut entries, &ledger::dir(layout).join(&name), format!("state/uploads/{name}"))?;
         }
@@ -238,7 +242,7 @@ pub fn backup(layout: &Layout, config: &Config, opts: &BackupOptions, clock: &dy
         add_bytes(&mut entries, cfg, CONFIG_ENTRY.to_owned())?;
     }
     if let Some(dir) = &opts.schedules_dir {
-        for name in maintenance::dir_names(dir)? {
+        for name in crate::fsx::dir_names(dir)? {
             let p = dir.join(&name);
             if valid_plain_name(&name) && p.is_file() {
                 add_bytes(&mut entries, &p, format!("schedules/{name}"))?;
@@ -249,7 +253,7 @@ pub fn backup(layout: &Layout, config: &Config, opts: &BackupOptions, clock: &dy
     // 5. Write it aside under a name nobody can prepare, make it durable,
     // then rename it in.
     let bundle = bundle_name(&out_dir, &opts.host, clock)?;
-    let staging = fsx::staging_dir(layout, &out_dir)?;
+    let staging = crate::maintenance::staging_dir(layout, &out_dir)?;
     let bundle_file = file_name(&bundle);
     let partial = staging.join(format!(".{bundle_file}.{}.partial", fsx::random_hex(8)));
     let files = entries.len();
@@ -333,7 +337,7 @@ fn bundle_name(dir: &Path, host: &str, clock: &dyn Clock) -> Result<PathBuf> {
 /// `(stamp, file name)` of the bundles in `dir`, oldest first.
 fn bundles_in(dir: &Path) -> Result<Vec<(String, String)>> {
     let mut bundles = Vec::new();
-    for name in maintenance::dir_names(dir)? {
+    for name in crate::fsx::dir_names(dir)? {
         if let Some(stem) = name.strip_suffix(BUNDLE_SUFFIX).filter(|_| !name.starts_with('.')) {
             let stamp = stem.rsplit_once('_').map(|(_, s)| s.to_owned()).unwrap_or_default();
             bundles.push((stamp, name.clone()));
@@ -386,9 +390,9 @@ fn write_bundle(partial: &Path, entries: BTreeMap<String, Source>, clock: &dyn C
 
 /// Removes leftover partial bundles, and all but the newest `keep` bundles.
 fn prune(dir: &Path, keep: usize) -> Result<Vec<PathBuf>> {
-    for name in maintenance::dir_names(dir)? {
+    for name in crate::fsx::dir_names(dir)? {
         if name.starts_with('.') && name.contains(BUNDLE_SUFFIX) && name.ends_with(".partial") {
-            maintenance::remove_if_exists(&dir.join(&name))?;
+            crate::fsx::remove_if_exists(&dir.join(&name))?;
         }
     }
     let bundles = bundles_in(dir)?;
@@ -396,7 +400,7 @@ fn prune(dir: &Path, keep: usize) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     for (_, name) in bundles.into_iter().take(excess) {
         let p = dir.join(&name);
-        maintenance::remove_if_exists(&p)?;
+        crate::fsx::remove_if_exists(&p)?;
         removed.push(p);
     }
     if !removed.is_empty() {
@@ -467,16 +471,6 @@ impl std::fmt::Display for RestoreReport {
     }
 }
 
-/// `<host>_<YYYYMMDDHHMMSS>`: the stem of every log file.
-fn valid_stem(stem: &str) -> bool {
-    let Some((host, stamp)) = stem.rsplit_once('_') else { return false };
-    !host.is_empty()
-        && host.len() <= 64
-        && !host.starts_with('.')
-        && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
-        && crate::timestamp::parse_file_stamp(stamp).is_some()
-}
-
 /// A target name (letters, digits, `-`, `_`, `.`; not hidden).
 fn valid_target(name: &str) -> bool {
     !name.is_empty()
@@ -498,9 +492,9 @@ fn file_allowed(parts: &[&str]) -> bool {
     match parts {
         [n] => *n == CONFIG_ENTRY,
         ["audit_trail", n] => {
-            *n == crate::store::xml::write::STYLESHEET || n.strip_suffix(".xml").is_some_and(valid_stem)
+            *n == crate::store::xml::write::STYLESHEET || FileKind::Sealed.stem_of(n).is_some_and(valid_stem)
         }
-        ["archive", n] => *n == MANIFEST || n.strip_suffix(".xml.gz").is_some_and(valid_stem),
+        ["archive", n] => *n == MANIFEST || FileKind::Archived.stem_of(n).is_some_and(valid_stem),
         ["state", "active", n] => n.strip_suffix(ACTIVE_SUFFIX).is_some_and(valid_stem),
         ["state", "uploads", n] => n.strip_suffix(".ledger").is_some_and(valid_target),
         ["schedules", n] => valid_plain_name(n),
@@ -511,7 +505,9 @@ fn file_allowed(parts: &[&str]) -> bool {
 /// Names that only files have in the layout (to say "a directory where a
 /// file belongs").
 fn looks_like_file(name: &str) -> bool {
-    [".xml", ".xml.gz", ACTIVE_SUFFIX, ".ledger", ".toml", ".jsonl", ".xsl"].iter().any(|s| name.ends_with(s))
+    [SEALED_SUFFIX, ARCHIVED_SUFFIX, ACTIVE_SUFFIX, ".ledger", ".toml", ".jsonl", ".xsl"]
+        .iter()
+        .any(|s| name.ends_with(s))
 }
 
 /// Why a bundle entry is refused, or `None` when it is acceptable.
@@ -591,14 +587,14 @@ pub(crate) fn check_bundle(bundle: &Path) -> Result<usize> {
 /// A short description of a data directory's contents.
 fn describe(dir: &Path) -> String {
     let layout = Layout::new(dir);
-    let entries = maintenance::dir_names(dir).unwrap_or_default();
+    let entries = crate::fsx::dir_names(dir).unwrap_or_default();
     let Ok(files) = reader::list(&layout) else { return format!("{} entries", entries.len()) };
     let count = |k| files.iter().filter(|f| f.kind == k).count();
     let last = reader::last_id(&layout, &files).unwrap_or(0);
     let mut parts = vec![
-        format!("{} sealed", count(reader::FileKind::Sealed)),
-        format!("{} archived", count(reader::FileKind::Archived)),
-        format!("{} active file(s)", count(reader::FileKind::Active)),
+        format!("{} sealed", count(FileKind::Sealed)),
+        format!("{} archived", count(FileKind::Archived)),
+        format!("{} active file(s)", count(FileKind::Active)),
         if last > 0 { format!("records up to id {last}") } else { "no records".into() },
     ];
     if dir.join(CONFIG_ENTRY).exists() {
@@ -609,7 +605,7 @@ fn describe(dir: &Path) -> String {
 
 /// Fails when a running audit-trail holds the directory's log or maintenance lock.
 fn ensure_not_in_use(layout: &Layout) -> Result<()> {
-    for lock in [layout.lock.clone(), layout.state.join(maintenance::LOCK_NAME)] {
+    for lock in [layout.lock.clone(), layout.state.join(crate::maintenance::LOCK_NAME)] {
         let Ok(f) = fsx::open_read_nofollow(&lock) else { continue };
         match f.try_lock() {
             Ok(()) => {}
@@ -694,7 +690,7 @@ fn clean_restores_locked(real: &Path) -> Vec<String> {
     let legacy = format!(".{name}.replaced-");
     let exists = real.is_dir();
     let mut notes = Vec::new();
-    for n in maintenance::dir_names(parent).unwrap_or_default() {
+    for n in crate::fsx::dir_names(parent).unwrap_or_default() {
         let p = parent.join(&n);
         if n.starts_with(&prefix) {
             if !exists {
@@ -760,7 +756,7 @@ pub fn restore(bundle: &Path, data_dir: &Path, force: bool) -> Result<RestoreRep
             data_dir.display()
         );
     }
-    let existing = maintenance::dir_names(&real)?;
+    let existing = crate::fsx::dir_names(&real)?;
     let replaced = if existing.is_empty() {
         None
     } else if !force {
@@ -888,7 +884,7 @@ fn carry_over(old: &Path, new: &Path) -> Result<(bool, usize)> {
     };
     let mut bundles = 0;
     let (from, to) = (old.join("backups"), new.join("backups"));
-    for n in maintenance::dir_names(&from)? {
+    for n in crate::fsx::dir_names(&from)? {
         let p = from.join(&n);
         if !n.ends_with(BUNDLE_SUFFIX) || n.starts_with('.') || !fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
             continue;

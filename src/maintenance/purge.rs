@@ -28,12 +28,15 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::config::{Config, Layout};
-use crate::maintenance::archive::{self, ManifestEntry};
-use crate::maintenance::{self, ContentScan, MaintenanceLock, sync_dir};
-use crate::store::writer::ACTIVE_SUFFIX;
+use crate::config::Config;
+use crate::fsx::sync_dir;
+use crate::maintenance::MaintenanceLock;
+use crate::store::layout::Layout;
+use crate::store::layout::{ACTIVE_SUFFIX, FileKind};
+use crate::store::manifest::ManifestEntry;
+use crate::store::xml::scan::seal_time;
 use crate::timestamp::{self, Clock};
 use crate::upload::ledger::Ledgers;
 
@@ -111,16 +114,16 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
     let cutoff_ms = cutoff.timestamp_millis();
     report.cutoff = Some(timestamp::format(&cutoff));
 
-    let manifest = archive::read_manifest(layout)?;
+    let manifest = crate::store::manifest::read_manifest(layout)?;
     let by_file: BTreeMap<&str, &ManifestEntry> = manifest.iter().map(|e| (e.file.as_str(), e)).collect();
     let mut files: BTreeMap<String, Candidate> = BTreeMap::new();
-    for name in maintenance::dir_names(&layout.sealed)? {
-        if let Some(stem) = name.strip_suffix(".xml").filter(|_| !name.starts_with('.')) {
+    for name in crate::fsx::dir_names(&layout.sealed)? {
+        if let Some(stem) = FileKind::Sealed.stem_of(&name) {
             files.entry(stem.to_owned()).or_default().plain = Some(name.clone());
         }
     }
-    for name in maintenance::dir_names(&layout.archive)? {
-        if let Some(stem) = name.strip_suffix(".xml.gz").filter(|_| !name.starts_with('.')) {
+    for name in crate::fsx::dir_names(&layout.archive)? {
+        if let Some(stem) = FileKind::Archived.stem_of(&name) {
             files.entry(stem.to_owned()).or_default().gz = Some(name.clone());
         }
     }
@@ -149,7 +152,7 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
     }
 
     let history = crate::store::reader::list(layout)?;
-    let has_active = maintenance::dir_names(&layout.active)?.iter().any(|n| n.ends_with(ACTIVE_SUFFIX));
+    let has_active = crate::fsx::dir_names(&layout.active)?.iter().any(|n| n.ends_with(ACTIVE_SUFFIX));
     let newest_stem =
         if has_active { None } else { described.iter().max_by_key(|(_, _, last)| *last).map(|(s, _, _)| s.clone()) };
 
@@ -198,12 +201,12 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
             continue;
         }
         if let Some(p) = &c.plain {
-            maintenance::remove_if_exists(&layout.sealed.join(p))?;
+            crate::fsx::remove_if_exists(&layout.sealed.join(p))?;
             touched_sealed = true;
             report.removed.push(RemovedFile { file: format!("audit_trail/{p}"), sealed: sealed.clone() });
         }
         if let Some(g) = &c.gz {
-            maintenance::remove_if_exists(&layout.archive.join(g))?;
+            crate::fsx::remove_if_exists(&layout.archive.join(g))?;
             touched_archive = true;
             removed_gz.insert(g.clone());
             report.removed.push(RemovedFile { file: format!("archive/{g}"), sealed: sealed.clone() });
@@ -226,7 +229,7 @@ pub fn purge(layout: &Layout, config: &Config, clock: &dyn Clock) -> Result<Purg
         for e in manifest.iter().filter(|e| !removed_gz.contains(&e.file) && !layout.archive.join(&e.file).exists()) {
             report.notes.push(format!("dropped the manifest entry of {}, which is no longer in the archive", e.file));
         }
-        archive::write_manifest(layout, &kept)?;
+        crate::store::manifest::write_manifest(layout, &kept)?;
     }
     Ok(report)
 }
@@ -244,7 +247,6 @@ fn confirm_old(
     c: &Candidate,
     sealed: &str,
 ) -> std::result::Result<(), String> {
-    use crate::store::reader::FileKind;
     use crate::store::verify::{Options, Target, verify};
     let paths = c.plain.iter().map(|p| (layout.sealed.join(p), format!("audit_trail/{p}")));
     let paths = paths.chain(c.gz.iter().map(|g| (layout.archive.join(g), format!("archive/{g}"))));
@@ -277,27 +279,6 @@ fn own_seal(path: &Path) -> Result<Option<(u64, u64, String)>> {
     while rd.next_record().map_err(|e| anyhow::anyhow!("{e}"))?.is_some() {}
     Ok(rd.seal().map(|s| (s.first_id, s.last_id, s.sealed.clone())))
 }
-
-/// Seal time and last id of a sealed file: from its last bytes when plain
-/// (the seal is the end of the file), from its whole content when compressed.
-pub(crate) fn seal_time(path: &Path) -> Result<Option<(String, u64)>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut s = ContentScan::default();
-    if path.extension().is_some_and(|e| e == "gz") {
-        maintenance::read_content(path, "read", |chunk| s.feed(chunk))?;
-    } else {
-        let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let len = f.metadata()?.len();
-        f.seek(SeekFrom::Start(len.saturating_sub(TAIL)))?;
-        let mut tail = Vec::with_capacity(TAIL as usize);
-        f.read_to_end(&mut tail).with_context(|| format!("cannot read {}", path.display()))?;
-        s.feed(&tail);
-    }
-    Ok(s.sealed.zip(s.seal.map(|(_, last, _)| last)))
-}
-
-/// Bytes at the end of a sealed file that hold its seal.
-const TAIL: u64 = 8192;
 
 /// The archiver's own record of a purge that removed files (`None` when
 /// nothing was removed).

@@ -25,8 +25,8 @@ use toml::Spanned;
 
 pub mod crontab;
 
-use crate::config::Layout;
-use crate::maintenance::write_atomic;
+use crate::fsx::write_atomic;
+use crate::store::layout::Layout;
 use crontab::Cron;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use super::scheduler::JobEnv;
 use super::writer::Durable;
-use crate::config::{Config, Layout, SiemConfig};
+use crate::config::{Config, SiemConfig};
 use crate::siem::{self, Conn, InFlight, LastAnchor, SiemState, format};
 use crate::store::chain::{self, Digest};
+use crate::store::layout::Layout;
 use crate::store::reader::{self, Records};
 use crate::timestamp::{self, Clock};
 

@@ -25,11 +25,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::commands::Ctx;
+use crate::app::Ctx;
+use crate::config::Config;
 use crate::config::mask;
-use crate::config::{Config, Layout};
 use crate::schedules;
 use crate::selfaudit::{self, Event};
+use crate::store::layout::Layout;
 use crate::store::writer::Log;
 
 pub mod forwarder;

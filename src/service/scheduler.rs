@@ -15,10 +15,11 @@ use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Local};
 
 use super::writer::{Batch, Request};
-use crate::config::{Config, Layout};
+use crate::config::Config;
 use crate::record::Defaults;
 use crate::schedules::{self, Job, Run, Schedule};
 use crate::selfaudit::Event;
+use crate::store::layout::Layout;
 use crate::timestamp::{self, Clock};
 
 /// What jobs need from the running service.

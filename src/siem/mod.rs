@@ -40,7 +40,8 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Layout, SiemConfig};
+use crate::config::SiemConfig;
+use crate::store::layout::Layout;
 use crate::upload::remote;
 
 /// Where forwarding stands, kept in `state/siem.json` and shown by `status`.
@@ -107,7 +108,7 @@ pub fn read_state(layout: &Layout) -> Result<Option<SiemState>> {
 
 pub fn write_state(layout: &Layout, state: &SiemState) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(state)?;
-    crate::maintenance::write_atomic(&state_path(layout), &bytes)
+    crate::fsx::write_atomic(&state_path(layout), &bytes)
 }
 
 /// How long after being written a record still counts as possibly lost

@@ -2,6 +2,8 @@
 //! altered. Nothing here knows about the service, the client or the command
 //! line; those call into the store.
 //!
+//! - [`layout`]: every path of the data directory and the one parser of file
+//!   names;
 //! - [`writer`]: the active file and the circular log, appends, seals and
 //!   crash recovery (one writer per data directory, under `state/lock`);
 //! - [`reader`]: every record of the history in id order, from active, sealed
@@ -15,6 +17,8 @@
 
 pub mod chain;
 pub mod gzread;
+pub mod layout;
+pub mod manifest;
 pub mod reader;
 pub mod verify;
 pub mod writer;

@@ -14,18 +14,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::config::Layout;
 use crate::record::Record;
 use crate::store::gzread;
-use crate::store::writer::kind_of;
+use crate::store::layout::Layout;
+use crate::store::layout::{FileKind, kind_of};
 use crate::store::xml::read::XmlReader;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum FileKind {
-    Archived,
-    Sealed,
-    Active,
-}
 
 /// One file of the history.
 #[derive(Debug, Clone)]
@@ -63,11 +56,8 @@ pub fn open_watched(path: &Path, quiet: bool) -> std::io::Result<(Box<dyn BufRea
 impl LogFile {
     /// Opens the file, following it to where it moved if it is gone.
     pub fn open(&self, layout: &Layout) -> Result<Box<dyn BufRead + Send>> {
-        let candidates = [
-            self.path.clone(),
-            layout.sealed.join(format!("{}.xml", self.stem)),
-            layout.archive.join(format!("{}.xml.gz", self.stem)),
-        ];
+        let candidates =
+            [self.path.clone(), layout.file(FileKind::Sealed, &self.stem), layout.file(FileKind::Archived, &self.stem)];
         for p in candidates.iter().skip_while(|p| **p != self.path) {
             match open_any(p) {
                 Ok(r) => return Ok(r),
@@ -317,13 +307,13 @@ pub fn circular(layout: &Layout, capacity: u64) -> Result<(Vec<LogFile>, u64, u6
 fn sealed_last_id(
     layout: &Layout,
     f: &LogFile,
-    manifest: &mut Option<Vec<crate::maintenance::archive::ManifestEntry>>,
+    manifest: &mut Option<Vec<crate::store::manifest::ManifestEntry>>,
 ) -> Option<u64> {
     match f.kind {
-        FileKind::Sealed => crate::maintenance::purge::seal_time(&f.path).ok().flatten().map(|(_, last)| last),
+        FileKind::Sealed => crate::store::xml::scan::seal_time(&f.path).ok().flatten().map(|(_, last)| last),
         FileKind::Archived => {
             let entries =
-                manifest.get_or_insert_with(|| crate::maintenance::archive::read_manifest(layout).unwrap_or_default());
+                manifest.get_or_insert_with(|| crate::store::manifest::read_manifest(layout).unwrap_or_default());
             let name = f.path.file_name()?.to_str()?;
             entries.iter().find(|e| e.file == name).map(|e| e.last_id)
         }

@@ -54,7 +54,8 @@ use anyhow::{Context, Result};
 use crate::record::{Field, Record};
 use crate::store::chain::{self, Digest, MacKey, SealStatement};
 use crate::store::gzread;
-use crate::store::reader::{self, FileKind, open_any};
+use crate::store::layout::{FileKind, kind_of};
+use crate::store::reader::{self, open_any};
 use crate::store::xml::read::{Header, XmlError, XmlReader};
 use crate::store::xml::write::FORMAT_VERSION;
 
@@ -197,7 +198,7 @@ struct Span {
 /// replaced had handed out: "ids A..B were handed out by the data directory
 /// this restore replaced …".
 fn declared_gap(r: &Record<'_>) -> Option<(u64, u64)> {
-    if r.get(Field::AppName) != Some(crate::selfaudit::APP_NAME) || r.get(Field::ActionType) != Some("Integrity") {
+    if r.get(Field::AppName) != Some(crate::record::SELF_APP_NAME) || r.get(Field::ActionType) != Some("Integrity") {
         return None;
     }
     let rest = r.get(Field::ActionData)?.strip_prefix("ids ")?;
@@ -783,7 +784,7 @@ fn id_range(from: u64, to: u64) -> String {
 
 fn file_stem(path: &Path) -> Option<&str> {
     let name = path.file_name()?.to_str()?;
-    crate::store::writer::kind_of(name).map(|(_, stem)| stem)
+    kind_of(name).map(|(_, stem)| stem)
 }
 
 fn check_anchors(opts: &Options, wanted: &Wanted, report: &mut Report, newest: Option<&Path>) {
@@ -839,7 +840,7 @@ fn check_anchors(opts: &Options, wanted: &Wanted, report: &mut Report, newest: O
 }
 
 /// The files of a data directory, by first id.
-pub fn data_dir_targets(layout: &crate::config::Layout) -> Result<Vec<(u64, Target)>> {
+pub fn data_dir_targets(layout: &crate::store::layout::Layout) -> Result<Vec<(u64, Target)>> {
     Ok(reader::list_with_twins(layout)?
         .into_iter()
         .map(|f| (f.first_id, Target { path: f.path, kind: f.kind }))
@@ -854,7 +855,9 @@ pub fn path_targets(paths: &[PathBuf]) -> Result<Vec<(u64, Target)>> {
             for entry in walkdir::WalkDir::new(p).sort_by_file_name() {
                 let entry = entry.with_context(|| format!("cannot list {}", p.display()))?;
                 let name = entry.file_name().to_string_lossy();
-                if entry.file_type().is_file() && (name.ends_with(".xml") || name.ends_with(".xml.gz")) {
+                if entry.file_type().is_file()
+                    && matches!(kind_of(&name), Some((FileKind::Sealed | FileKind::Archived, _)))
+                {
                     files.push(entry.into_path());
                 }
             }
@@ -874,7 +877,7 @@ pub fn path_targets(paths: &[PathBuf]) -> Result<Vec<(u64, Target)>> {
 
 fn kind_from_name(path: &Path) -> FileKind {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    match crate::store::writer::kind_of(&name) {
+    match kind_of(&name) {
         Some((k, _)) => k,
         None => FileKind::Sealed,
     }

@@ -47,16 +47,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDateTime;
 
-use crate::config::Layout;
 use crate::record::Record;
 use crate::store::chain::{self, Digest, MacKey, Partial, SealStatement};
-use crate::store::reader::{self, FileKind};
+use crate::store::layout::Layout;
+use crate::store::layout::{ACTIVE_SUFFIX, FileKind};
+use crate::store::reader;
 use crate::store::xml::read::{Header, XmlReader};
 use crate::store::xml::write::{self, FileStart, SealInfo};
 use crate::timestamp::{self, Clock};
-
-/// Suffix of the active file.
-pub const ACTIVE_SUFFIX: &str = ".xml.open";
 
 /// Flush the write buffer to the file beyond this many bytes.
 const WRITE_CHUNK: usize = 1 << 20;
@@ -143,7 +141,7 @@ impl Log {
         key: Option<MacKey>,
     ) -> Result<(Log, Vec<String>)> {
         layout.create()?;
-        let lock = crate::maintenance::open_lock_file(&layout.lock)?;
+        let lock = crate::fsx::open_lock_file(&layout.lock)?;
         lock.lock().with_context(|| format!("cannot lock {}", layout.lock.display()))?;
         // Under the lock: writers starting together must not race on it.
         install_stylesheet(&layout.sealed)?;
@@ -179,32 +177,12 @@ impl Log {
         self.poisoned
     }
 
-    pub fn capacity(&self) -> u64 {
-        self.capacity
-    }
-
     pub fn host(&self) -> &str {
         &self.host
     }
 
     pub fn clock(&self) -> Arc<dyn Clock> {
         self.clock.clone()
-    }
-
-    /// Name and record count of the active file, if any.
-    pub fn active(&self) -> Option<(&Path, u64)> {
-        self.active.as_ref().map(|a| (a.path.as_path(), a.count))
-    }
-
-    /// The id of the newest record and its chain value: the anchor an
-    /// auditor keeps to detect the removal of newer records (`None` before
-    /// the first chained record).
-    pub fn chain_head(&self) -> Option<(u64, Digest)> {
-        let a = self.active.as_ref()?;
-        if self.next_id == a.first_id {
-            return None;
-        }
-        Some((self.next_id - 1, a.chain?))
     }
 
     /// Problems found and repaired since the last call (an active file
@@ -458,7 +436,7 @@ impl Log {
 
     /// Gives a durable sealed file its final name under `audit_trail/`.
     fn move_sealed(&mut self, path: &Path, stem: &str) -> Result<PathBuf> {
-        let dest = self.layout.sealed.join(format!("{stem}.xml"));
+        let dest = self.layout.file(FileKind::Sealed, stem);
         if dest.exists() {
             bail!("cannot seal {}: {} already exists", path.display(), dest.display());
         }
@@ -489,10 +467,10 @@ impl Log {
         }
         let (stem, path) = loop {
             let stem = format!("{}_{}", self.host, stamp.format("%Y%m%d%H%M%S"));
-            let taken = self.layout.sealed.join(format!("{stem}.xml")).exists()
-                || self.layout.archive.join(format!("{stem}.xml.gz")).exists();
+            let taken = self.layout.file(FileKind::Sealed, &stem).exists()
+                || self.layout.file(FileKind::Archived, &stem).exists();
             if !taken {
-                break (stem.clone(), self.layout.active.join(format!("{stem}{ACTIVE_SUFFIX}")));
+                break (stem.clone(), self.layout.file(FileKind::Active, &stem));
             }
             stamp += chrono::Duration::seconds(1);
         };
@@ -890,7 +868,7 @@ pub(crate) fn read_high_water(state: &Path) -> std::io::Result<Option<u64>> {
 
 /// Replaces the high-water mark in the state directory `state`, durably.
 pub(crate) fn write_high_water(state: &Path, next: u64) -> Result<()> {
-    crate::maintenance::write_atomic(&state.join(HIGH_WATER), format!("{next}\n").as_bytes())
+    crate::fsx::write_atomic(&state.join(HIGH_WATER), format!("{next}\n").as_bytes())
 }
 
 /// Moves a file the log cannot use to `state/displaced/` (kept for an
@@ -1036,17 +1014,6 @@ fn install_stylesheet(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Whether a file belongs to the active, sealed or archived set, from its name.
-pub fn kind_of(name: &str) -> Option<(FileKind, &str)> {
-    if let Some(stem) = name.strip_suffix(ACTIVE_SUFFIX) {
-        Some((FileKind::Active, stem))
-    } else if let Some(stem) = name.strip_suffix(".xml.gz") {
-        Some((FileKind::Archived, stem))
-    } else {
-        name.strip_suffix(".xml").map(|stem| (FileKind::Sealed, stem))
-    }
 }
 
 use chrono::Timelike;

@@ -17,7 +17,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-use crate::config::{Config, Layout};
+use crate::config::Config;
+use crate::store::layout::{FileKind, Layout};
 
 /// One line of a ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +103,7 @@ impl Writer {
             .open(&p)
             .with_context(|| format!("cannot open upload ledger {}", p.display()))?;
         if created {
-            crate::maintenance::sync_dir(&d)?;
+            crate::fsx::sync_dir(&d)?;
         }
         Ok(Writer { file, path: p, unsynced: false })
     }
@@ -138,7 +139,7 @@ impl Drop for Writer {
 
 /// `X` for `X.xml` and `X.xml.gz`: the name both forms of a file share.
 pub fn stem(name: &str) -> &str {
-    name.strip_suffix(".xml.gz").or_else(|| name.strip_suffix(".xml")).unwrap_or(name)
+    FileKind::Archived.stem_of(name).or_else(|| FileKind::Sealed.stem_of(name)).unwrap_or(name)
 }
 
 /// The ledgers of every enabled target, read once.

@@ -35,7 +35,7 @@ impl Remote for LocalRemote {
     }
 
     fn list(&mut self, dir: &str) -> RResult<HashSet<String>> {
-        let names = crate::maintenance::dir_names(Path::new(dir)).map_err(|e| RemoteError::retry(format!("{e:#}")))?;
+        let names = crate::fsx::dir_names(Path::new(dir)).map_err(|e| RemoteError::retry(format!("{e:#}")))?;
         Ok(names.into_iter().collect())
     }
 
@@ -57,7 +57,7 @@ impl Remote for LocalRemote {
     fn rename(&mut self, from: &str, to: &str) -> RResult<()> {
         fs::rename(from, to).map_err(|e| fail("cannot rename", from, e, self.timeout))?;
         if let Some(dir) = Path::new(to).parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::maintenance::sync_dir(dir).map_err(|e| RemoteError::retry(format!("{e:#}")))?;
+            crate::fsx::sync_dir(dir).map_err(|e| RemoteError::retry(format!("{e:#}")))?;
         }
         Ok(())
     }

@@ -33,8 +33,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Layout, TargetConfig};
-use crate::maintenance::human_bytes;
+use crate::config::{Config, TargetConfig};
+use crate::fsx::human_bytes;
+use crate::store::layout::{FileKind, Layout};
 use crate::timestamp::{self, Clock};
 use ledger::LedgerEntry;
 pub use remote::{RResult, Remote, RemoteError};
@@ -85,7 +86,7 @@ impl LocalFile {
 
     /// SHA-256 and length of what is sent.
     fn digest(&self) -> io::Result<(String, u64)> {
-        crate::maintenance::sha256_of(self.open()?)
+        crate::fsx::sha256_of(self.open()?)
     }
 }
 
@@ -187,27 +188,26 @@ fn send_hashed<T>(mut src: Box<dyn Read + Send>, send: impl FnOnce(&mut dyn BufR
 /// The files a target receives in its format, sorted by name (which is the
 /// order they were written).
 fn local_files(layout: &Layout, format: &str) -> Result<Vec<LocalFile>> {
-    let sealed = crate::maintenance::dir_names(&layout.sealed)?;
-    let archived = crate::maintenance::dir_names(&layout.archive)?;
+    let sealed = crate::fsx::dir_names(&layout.sealed)?;
+    let archived = crate::fsx::dir_names(&layout.archive)?;
     let mut out = Vec::new();
-    let visible = |n: &String| !n.starts_with('.');
-    let manifest = crate::maintenance::archive::read_manifest(layout).unwrap_or_default();
+    let manifest = crate::store::manifest::read_manifest(layout).unwrap_or_default();
     let entry = |gz_name: &str| manifest.iter().find(|e| e.file == gz_name);
     if format == "gz" {
-        for name in archived.iter().filter(|n| visible(n) && n.ends_with(".xml.gz")) {
+        for name in archived.iter().filter(|n| FileKind::Archived.stem_of(n).is_some()) {
             let path = layout.archive.join(name);
             let size = std::fs::metadata(&path).ok().map(|m| m.len());
             let expected_sha256 = entry(name).map(|e| e.sha256.clone());
             out.push(LocalFile { name: name.clone(), path, gunzip: false, size, expected_sha256 });
         }
     } else {
-        let plain: HashSet<&String> = sealed.iter().filter(|n| visible(n) && n.ends_with(".xml")).collect();
+        let plain: HashSet<&String> = sealed.iter().filter(|n| FileKind::Sealed.stem_of(n).is_some()).collect();
         for name in &plain {
             let path = layout.sealed.join(name);
             let size = std::fs::metadata(&path).ok().map(|m| m.len());
             out.push(LocalFile { name: (*name).clone(), path, gunzip: false, size, expected_sha256: None });
         }
-        for name in archived.iter().filter(|n| visible(n) && n.ends_with(".xml.gz")) {
+        for name in archived.iter().filter(|n| FileKind::Archived.stem_of(n).is_some()) {
             let plain_name = name.trim_end_matches(".gz").to_owned();
             if plain.contains(&plain_name) {
                 continue;
@@ -333,7 +333,7 @@ struct TargetLock {
 
 fn lock_target(layout: &Layout, target: &str) -> Result<TargetLock> {
     let path = ledger::dir(layout).join(format!("{target}.lock"));
-    let file = crate::maintenance::open_lock_file(&path)?;
+    let file = crate::fsx::open_lock_file(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(TargetLock { _file: file }),
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -382,8 +382,8 @@ fn upload_target(
     let mut report = TargetReport { target: name.to_owned(), endpoint: cfg.describe(), ..TargetReport::default() };
 
     if cfg.format == "gz" {
-        let sealed = crate::maintenance::dir_names(&layout.sealed)?;
-        if sealed.iter().any(|n| !n.starts_with('.') && n.ends_with(".xml")) {
+        let sealed = crate::fsx::dir_names(&layout.sealed)?;
+        if sealed.iter().any(|n| FileKind::Sealed.stem_of(n).is_some()) {
             let a = crate::maintenance::archive::archive(layout, clock)
                 .context("archiving sealed files before the upload")?;
             report.notes.extend(a.notes);
@@ -564,10 +564,10 @@ pub struct TargetStatus {
 /// The upload state of every configured target.
 pub fn status(layout: &Layout, config: &Config) -> Result<Vec<TargetStatus>> {
     let mut stems: HashSet<String> = HashSet::new();
-    for (dir, suffix) in [(&layout.sealed, ".xml"), (&layout.archive, ".xml.gz")] {
-        for n in crate::maintenance::dir_names(dir)? {
-            if !n.starts_with('.') && n.ends_with(suffix) {
-                stems.insert(ledger::stem(&n).to_owned());
+    for kind in [FileKind::Sealed, FileKind::Archived] {
+        for n in crate::fsx::dir_names(layout.dir(kind))? {
+            if let Some(stem) = kind.stem_of(&n) {
+                stems.insert(stem.to_owned());
             }
         }
     }

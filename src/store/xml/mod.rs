@@ -4,5 +4,6 @@
 //! file verifies only if it is well-formed XML 1.0 of the format's schema.
 
 pub mod read;
+pub mod scan;
 pub mod wellformed;
 pub mod write;
