@@ -16,8 +16,8 @@ pub struct Opts {
     #[arg(long, global = true, env = "AUDIT_TRAIL_DATA", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Configuration file (default: <data-dir>/audit-trail.toml; no file means all defaults)
-    #[arg(long, global = true, value_name = "FILE")]
+    /// Configuration file (default: $AUDIT_TRAIL_CONFIG, else <data-dir>/audit-trail.toml; no file means all defaults)
+    #[arg(long, global = true, env = "AUDIT_TRAIL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Schedules directory (default: the schedules_dir setting, else ./schedules)
@@ -67,6 +67,31 @@ pub enum Command {
     Serve,
     /// List the schedules with their next fire times and last runs
     Schedules(SchedulesArgs),
+    /// Check the configuration and the schedule files, or show the effective configuration
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check the configuration file and every schedule file without starting
+    /// anything; exit 2 with FILE:LINE: KEY: reason for each problem
+    Check,
+    /// Print the effective configuration (defaults filled in) and the schedules;
+    /// secrets are never printed
+    Show(ConfigShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigShowArgs {
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ use crate::timestamp::{Clock, SystemClock};
 mod append;
 mod archive;
 mod backup;
+mod config;
 mod export;
 mod purge;
 mod restore;
@@ -43,12 +44,23 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn from_opts(opts: &Opts) -> Result<Ctx> {
-        let data_dir = opts.data_dir.clone().unwrap_or_else(|| PathBuf::from("audit-data"));
-        let (config_path, explicit) = match &opts.config {
+    /// The data directory the flags and environment name.
+    fn data_dir(opts: &Opts) -> PathBuf {
+        opts.data_dir.clone().unwrap_or_else(|| PathBuf::from("audit-data"))
+    }
+
+    /// Where the configuration is read from, and whether it was named
+    /// explicitly (then it must exist).
+    fn config_location(opts: &Opts) -> (PathBuf, bool) {
+        match &opts.config {
             Some(p) => (p.clone(), true),
-            None => (data_dir.join("audit-trail.toml"), false),
-        };
+            None => (Ctx::data_dir(opts).join("audit-trail.toml"), false),
+        }
+    }
+
+    pub fn from_opts(opts: &Opts) -> Result<Ctx> {
+        let data_dir = Ctx::data_dir(opts);
+        let (config_path, explicit) = Ctx::config_location(opts);
         let config = Config::load(&config_path, explicit).map_err(|e| {
             e.context(crate::error::Failure {
                 kind: crate::error::Kind::Config,
@@ -148,6 +160,10 @@ impl Ctx {
 }
 
 pub fn run(opts: Opts) -> Result<ExitCode> {
+    // Commands that must work whatever the configuration holds.
+    if let Command::Config(a) = &opts.command {
+        return config::run(&opts, &a.command);
+    }
     let ctx = Ctx::from_opts(&opts)?;
     match opts.command {
         Command::Append(a) => append::run(&ctx, *a),
@@ -174,5 +190,6 @@ pub fn run(opts: Opts) -> Result<ExitCode> {
         Command::Upload(a) => upload::run(&ctx, a),
         Command::Siem(a) => siem::run(&ctx, a),
         Command::TestTarget(a) => test_target::run(&ctx, a),
+        Command::Config(_) => unreachable!("handled before the configuration is loaded"),
     }
 }

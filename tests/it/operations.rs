@@ -1,0 +1,220 @@
+//! Operations: `config check` and `config show` (what an operator runs
+//! before a reload), `status --check` for monitoring, completions and man
+//! pages, and the Debian package.
+
+use std::path::{Path, PathBuf};
+
+use crate::harness::{Env, Run};
+
+/// Exit status of a configuration problem (README "Exit status").
+const CONFIG: Option<i32> = Some(2);
+
+/// The 1-based line of `text` that holds `needle` first.
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in the text"));
+    1 + text[..at].matches('\n').count()
+}
+
+/// A schedules directory in `env`'s temporary directory holding `files`.
+fn schedules(env: &Env, files: &[(&str, &str)]) -> PathBuf {
+    let dir = env.dir.path().join("schedules");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    dir
+}
+
+fn check(env: &Env, dir: &Path) -> Run {
+    env.run(&["--schedules", dir.to_str().unwrap(), "config", "check"])
+}
+
+const ROTATE: &str = "cron = \"0 0 0 * * *\"\njob = \"rotate\"\n";
+
+#[test]
+fn config_check_passes_a_good_configuration_and_its_schedules() {
+    let env = Env::with_config(
+        "host_name = \"pbx01\"\ncapacity = 100\n\n[targets.share]\nprotocol = \"local\"\nremote_dir = \"/srv/share\"\n",
+    );
+    let dir = schedules(
+        &env,
+        &[
+            ("rotate-daily.toml", ROTATE),
+            ("upload-share.toml", "cron = \"@hourly\"\njob = \"upload\"\ntarget = \"share\"\n"),
+            ("upload-off.toml", "cron = \"@hourly\"\njob = \"upload\"\ntarget = \"elsewhere\"\nenabled = false\n"),
+        ],
+    );
+    let run = check(&env, &dir).success();
+    assert!(run.stdout.contains("configuration OK"), "{}", run.stdout);
+    assert!(run.stdout.contains("3 schedule(s) loaded, 2 enabled"), "{}", run.stdout);
+    // The shipped schedules pass too (their upload examples are disabled).
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("schedules");
+    check(&env, &shipped).success();
+}
+
+#[test]
+fn config_check_names_file_line_and_key_of_each_kind_of_error() {
+    let env = Env::new();
+    let dir = schedules(&env, &[("rotate-daily.toml", ROTATE)]);
+    let cases: [(&str, &str, &str, &str); 7] = [
+        // (configuration, text on the line at fault, key, words of the reason)
+        ("host_name = \"pbx01\"\n\ncolour = \"red\"\n", "colour", "colour", "unknown field"),
+        ("host_name = \"pbx01\"\ncapacity = \"big\"\n", "capacity", "capacity", "invalid type"),
+        ("capacity = 0\n", "capacity", "capacity", "out of range"),
+        ("[siem]\nprotocol = \"tcp\"\n", "[siem]", "siem.host", "missing field"),
+        (
+            "capacity = 10\n\n[targets.ftp1]\nprotocol = \"ftp\"\nhost = \"h\"\nuser = \"u\"\npassword_env = \"P\"\nformat = \"zip\"\n",
+            "format",
+            "targets.ftp1.format",
+            "\"zip\"",
+        ),
+        (
+            "[targets.s1]\nprotocol = \"sftp\"\nhost = \"h\"\nuser = \"u\"\n",
+            "[targets.s1]",
+            "targets.s1",
+            "key_file or a password",
+        ),
+        ("event_mask = \"presence+\"\n", "event_mask", "event_mask", "empty category"),
+    ];
+    for (toml, at, key, why) in cases {
+        std::fs::write(&env.config, toml).unwrap();
+        let run = check(&env, &dir);
+        assert_eq!(run.code, CONFIG, "{toml}\nstdout: {}\nstderr: {}", run.stdout, run.stderr);
+        let want = format!("{}:{}: {key}: ", env.config.display(), line_of(toml, at));
+        assert!(run.stderr.contains(&want), "{toml}\nwant {want:?} in:\n{}", run.stderr);
+        assert!(run.stderr.contains(why), "{toml}\nwant {why:?} in:\n{}", run.stderr);
+        // Every other command refuses the same file with the same status.
+        assert_eq!(env.run(&["status"]).code, CONFIG, "{toml}");
+    }
+}
+
+#[test]
+fn config_check_reports_every_problem_in_the_config_and_the_schedule_files() {
+    let env = Env::with_config("host_name = \"pbx01\"\nhmac_key_file = \"/nonexistent/mac.key\"\n");
+    let bad_cron = "job = \"rotate\"\n\ncron = \"0 30 1 * *\"\n";
+    let no_target = "# hourly\ncron = \"@hourly\"\njob = \"upload\"\ntarget = \"nowhere\"\n";
+    let dir = schedules(
+        &env,
+        &[("rotate-daily.toml", ROTATE), ("bad-cron.toml", bad_cron), ("upload-nowhere.toml", no_target)],
+    );
+    let run = check(&env, &dir);
+    assert_eq!(run.code, CONFIG, "{}", run.stderr);
+    let config_text = std::fs::read_to_string(&env.config).unwrap();
+    let expect = [
+        format!("{}:{}: hmac_key_file: ", env.config.display(), line_of(&config_text, "hmac_key_file")),
+        format!("{}:{}: ", dir.join("bad-cron.toml").display(), line_of(bad_cron, "cron")),
+        format!("{}:{}: target: \"nowhere\"", dir.join("upload-nowhere.toml").display(), line_of(no_target, "target")),
+    ];
+    for e in &expect {
+        assert!(run.stderr.contains(e.as_str()), "want {e:?} in:\n{}", run.stderr);
+    }
+    assert!(run.stderr.contains("FAILED: 3 problem(s)"), "{}", run.stderr);
+    assert!(!run.stderr.contains("rotate-daily"), "a good file is not a problem:\n{}", run.stderr);
+
+    // A schedules directory that is not there is a problem: the service would run none.
+    let run = check(&env, &env.dir.path().join("no-such-dir"));
+    assert_eq!(run.code, CONFIG);
+    assert!(run.stderr.contains("no-such-dir: schedules directory not found"), "{}", run.stderr);
+
+    // An explicit --config that does not exist is a problem; none at the default place is all defaults.
+    let missing = env.dir.path().join("missing.toml");
+    let run =
+        env.run(&["--schedules", dir.to_str().unwrap(), "--config", missing.to_str().unwrap(), "config", "check"]);
+    assert_eq!(run.code, CONFIG);
+    assert!(run.stderr.contains("missing.toml: cannot read"), "{}", run.stderr);
+    std::fs::remove_file(&env.config).unwrap();
+    let good = schedules(&env, &[]);
+    std::fs::remove_file(good.join("bad-cron.toml")).unwrap();
+    std::fs::remove_file(good.join("upload-nowhere.toml")).unwrap();
+    let run = check(&env, &good).success();
+    assert!(run.stdout.contains("every setting has its default"), "{}", run.stdout);
+}
+
+#[test]
+fn config_show_prints_defaults_resolved_values_and_schedules_but_no_secret() {
+    let env = Env::new();
+    let pw_file = env.dir.path().join("ftp.pw");
+    std::fs::write(&pw_file, "s3cret-in-a-file\n").unwrap();
+    let config = format!(
+        "host_name = \"pbx01\"\n\n[targets.ftp1]\nprotocol = \"ftps\"\nhost = \"ftp.example\"\nuser = \"audit\"\n\
+         password_file = \"{}\"\n\n[targets.sftp1]\nprotocol = \"sftp\"\nhost = \"sftp.example\"\nuser = \"audit\"\n\
+         password_env = \"AT_OPS_TEST_PW\"\n",
+        pw_file.display()
+    );
+    std::fs::write(&env.config, &config).unwrap();
+    let dir = schedules(
+        &env,
+        &[
+            ("rotate-daily.toml", ROTATE),
+            ("upload-ftp1.toml", "cron = \"@hourly\"\njob = \"upload\"\ntarget = \"ftp1\"\n"),
+        ],
+    );
+    let show = |json: bool| {
+        let mut c = env.cmd(&["--schedules", dir.to_str().unwrap(), "config", "show"]);
+        if json {
+            c.arg("--json");
+        }
+        let out = c.env("AT_OPS_TEST_PW", "hunter2-in-the-env").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = show(false);
+    for secret in ["s3cret-in-a-file", "hunter2-in-the-env"] {
+        assert!(!text.contains(secret), "a secret is shown:\n{text}");
+        assert!(!show(true).contains(secret), "a secret is shown in JSON");
+    }
+    // The text is TOML: the configuration's keys with the schedules as [[schedule]].
+    let doc: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    // Every key left out has the default the README's Configuration table states.
+    let defaults = readme_defaults();
+    for key in ["enabled", "capacity", "retention_days", "event_mask", "keep_backups", "socket_mode"] {
+        let want = defaults.get(key).unwrap_or_else(|| panic!("{key} missing from the README's table"));
+        let got = match &doc[key] {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        assert_eq!(&got, want, "{key}");
+    }
+    assert_eq!(doc["host_name"].as_str(), Some("pbx01"));
+    assert_eq!(doc["schedules_dir"].as_str(), dir.to_str());
+    let socket = env.data.join("ingest.sock");
+    assert_eq!(doc["ingest_socket"].as_str(), socket.to_str());
+    let targets = doc["targets"].as_table().unwrap();
+    assert_eq!(targets["ftp1"]["port"].as_integer(), Some(21));
+    assert_eq!(targets["sftp1"]["port"].as_integer(), Some(22));
+    // Where the password is read from is shown; the password is not.
+    assert_eq!(targets["ftp1"]["password_file"].as_str(), pw_file.to_str());
+    assert_eq!(targets["sftp1"]["password_env"].as_str(), Some("AT_OPS_TEST_PW"));
+    let names: Vec<&str> = doc["schedule"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["rotate-daily", "upload-ftp1"]);
+    assert_eq!(doc["schedule"][1]["target"].as_str(), Some("ftp1"));
+
+    let v: serde_json::Value = serde_json::from_str(&show(true)).unwrap();
+    assert_eq!(v["config"]["targets"]["ftp1"]["port"], 21);
+    assert_eq!(v["config_file"].as_str(), env.config.to_str());
+    assert_eq!(v["schedules"].as_array().unwrap().len(), 2);
+
+    // What `show` prints is a configuration `check` accepts, once the schedules are taken out.
+    let config_part = text.split("\n# The schedules").next().unwrap();
+    std::fs::write(&env.config, config_part).unwrap();
+    check(&env, &dir).success();
+
+    std::fs::write(&env.config, "capacity = -1\n").unwrap();
+    assert_eq!(env.run(&["config", "show"]).code, CONFIG);
+}
+
+/// The defaults of the README's Configuration table: key → value, without
+/// backquotes and quotes.
+fn readme_defaults() -> std::collections::BTreeMap<String, String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme.split("\n## Configuration\n").nth(1).expect("a Configuration section");
+    let section = section.split("\n## ").next().unwrap();
+    let unquote = |s: &str| s.trim().trim_matches('`').trim_matches('"').to_owned();
+    section
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').collect();
+            (cells.len() > 3 && cells[1].trim().starts_with('`')).then(|| (unquote(cells[1]), unquote(cells[2])))
+        })
+        .collect()
+}
