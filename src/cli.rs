@@ -343,6 +343,24 @@ pub struct StatusArgs {
     /// Machine-readable output
     #[arg(long)]
     pub json: bool,
+    /// For monitoring: exit with a status that says what needs attention
+    /// (10 service not running, 11 last verify failed, 12 uploads failing,
+    /// 13 SIEM forwarding failing or lagging, 14 a schedule failed; the
+    /// lowest applies) and list every problem found
+    #[arg(long)]
+    pub check: bool,
+    /// With --check: a stopped service is not a problem (for hosts that
+    /// append directly, without `serve`)
+    #[arg(long, requires = "check")]
+    pub allow_stopped: bool,
+    /// With --check: SIEM forwarding is lagging when more than N records wait
+    /// to be sent (default: any lag is fine, only errors count)
+    #[arg(long, value_name = "N", requires = "check")]
+    pub max_siem_lag: Option<u64>,
+    /// With --check: uploads are failing when an enabled target has more than
+    /// N files waiting (default: only failed scheduled uploads count)
+    #[arg(long, value_name = "N", requires = "check")]
+    pub max_upload_pending: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -27,7 +27,7 @@ mod siem;
 mod status;
 mod test_target;
 mod upload;
-mod verify;
+pub(crate) mod verify;
 
 /// Everything a command needs, resolved once from flags, environment and file.
 pub struct Ctx {

@@ -218,3 +218,117 @@ fn readme_defaults() -> std::collections::BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// `status --check` with `extra` flags: its exit status and the JSON report.
+fn status_check(env: &Env, dir: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut args = vec!["--schedules", dir.to_str().unwrap(), "status", "--check", "--json"];
+    args.extend_from_slice(extra);
+    let run = env.run(&args);
+    let v: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout, run.stderr));
+    assert_eq!(v["check"]["status"].as_i64().map(|c| c as i32), run.code, "exit status and report agree");
+    (run.code, v)
+}
+
+/// The `check` names of the problems in a `status --check --json` report.
+fn checks(v: &serde_json::Value) -> Vec<String> {
+    v["check"]["problems"].as_array().unwrap().iter().map(|p| p["check"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn status_check_exit_codes_say_what_needs_attention() {
+    let share = tempfile::tempdir().unwrap();
+    let env = Env::with_config(&format!(
+        "host_name = \"pbx01\"\ncapacity = 5\n\n[targets.share]\nprotocol = \"local\"\nremote_dir = \"{}\"\nformat = \"xml\"\n",
+        share.path().display()
+    ));
+    let dir = schedules(&env, &[]);
+    let sched = dir.to_str().unwrap();
+    // Without --check, status stays a report: exit 0 with no service.
+    env.run(&["--schedules", sched, "status"]).success();
+    let (code, v) = status_check(&env, &dir, &[]);
+    assert_eq!((code, checks(&v)), (Some(10), vec!["service".to_owned()]), "{v}");
+    let text = env.run(&["--schedules", sched, "status", "--check"]);
+    assert_eq!(text.code, Some(10));
+    assert!(text.stdout.contains("check            1 problem(s), exit 10"), "{}", text.stdout);
+    assert_eq!(status_check(&env, &dir, &["--allow-stopped"]).0, Some(0));
+
+    // Uploads: files waiting past the threshold.
+    env.run_with_input(&["append", "--json", "-"], &crate::harness::json_records(12)).success();
+    let sealed = env.sealed_files();
+    assert_eq!(sealed.len(), 2);
+    let n = sealed.len().to_string();
+    let fewer = (sealed.len() - 1).to_string();
+    let (code, v) = status_check(&env, &dir, &["--allow-stopped", "--max-upload-pending", &fewer]);
+    assert_eq!((code, checks(&v)), (Some(12), vec!["uploads".to_owned()]), "{v}");
+    assert_eq!(status_check(&env, &dir, &["--allow-stopped", "--max-upload-pending", &n]).0, Some(0));
+    env.run(&["upload"]).success();
+    assert_eq!(status_check(&env, &dir, &["--allow-stopped", "--max-upload-pending", "0"]).0, Some(0));
+
+    // Verification: the last verify of the data directory is kept.
+    env.run(&["verify"]).success();
+    let (code, v) = status_check(&env, &dir, &["--allow-stopped"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(v["last_verify"]["ok"], true, "{v}");
+    let original = std::fs::read_to_string(&sealed[0]).unwrap();
+    let altered = original.replacen("record 1<", "record 9<", 1);
+    assert_ne!(original, altered);
+    std::fs::write(&sealed[0], &altered).unwrap();
+    assert_eq!(env.run(&["verify"]).code, Some(3));
+    let (code, v) = status_check(&env, &dir, &["--allow-stopped"]);
+    assert_eq!((code, checks(&v)), (Some(11), vec!["verify".to_owned()]), "{v}");
+    // Several problems: each listed, the lowest code is the status.
+    let (code, v) = status_check(&env, &dir, &[]);
+    assert_eq!((code, checks(&v)), (Some(10), vec!["service".to_owned(), "verify".to_owned()]), "{v}");
+    // Verifying other files does not replace the data directory's outcome.
+    env.run(&["verify", sealed[1].to_str().unwrap()]).success();
+    assert_eq!(status_check(&env, &dir, &["--allow-stopped"]).0, Some(11));
+    std::fs::write(&sealed[0], &original).unwrap();
+    env.run(&["verify"]).success();
+    assert_eq!(status_check(&env, &dir, &["--allow-stopped"]).0, Some(0));
+
+    // A schedule file that cannot be loaded.
+    std::fs::write(dir.join("bad.toml"), "cron = \"@hourly\"\njob = \"defrag\"\n").unwrap();
+    let (code, v) = status_check(&env, &dir, &["--allow-stopped"]);
+    assert_eq!((code, checks(&v)), (Some(14), vec!["schedules".to_owned()]), "{v}");
+
+    // The flags only make sense with --check.
+    assert_eq!(env.run(&["status", "--allow-stopped"]).code, CONFIG);
+}
+
+#[test]
+fn status_check_sees_a_failing_siem_and_failing_scheduled_uploads_of_a_running_service() {
+    // A port nothing listens on: the receiver is down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env = Env::with_config(&format!(
+        "host_name = \"pbx01\"\ncapacity = 5\n\n[targets.broken]\nprotocol = \"local\"\nremote_dir = \"/dev/null/x\"\n\
+         format = \"xml\"\n\n[siem]\nenabled = true\nprotocol = \"tcp\"\nhost = \"127.0.0.1\"\nport = {port}\n"
+    ));
+    let dir =
+        schedules(&env, &[("upload-broken.toml", "cron = \"* * * * * *\"\njob = \"upload\"\ntarget = \"broken\"\n")]);
+    let server = env.serve(&dir);
+    env.run_with_input(&["append", "--json", "-"], &crate::harness::json_records(12)).success();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let v = loop {
+        let (code, v) = status_check(&env, &dir, &[]);
+        let found = checks(&v);
+        if found.contains(&"siem".to_owned()) && found.contains(&"uploads".to_owned()) {
+            assert_eq!(code, Some(12), "{v}");
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "the failures never showed: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(!checks(&v).contains(&"service".to_owned()), "the service runs: {v}");
+    let lag = v["siem"]["lag"].as_u64().unwrap();
+    assert!(lag >= 12, "{v}");
+    let lagging = |max: u64| {
+        let (_, v) = status_check(&env, &dir, &["--max-siem-lag", &max.to_string()]);
+        v["check"]["problems"].as_array().unwrap().iter().any(|p| p["message"].as_str().unwrap().contains("behind"))
+    };
+    assert!(lagging(lag - 1));
+    assert!(!lagging(lag + 1000));
+    server.stop();
+    let (code, v) = status_check(&env, &dir, &[]);
+    assert_eq!(code, Some(10), "{v}");
+}
