@@ -16,8 +16,10 @@ use crate::timestamp::{Clock, SystemClock};
 mod append;
 mod archive;
 mod backup;
+mod completions;
 mod config;
 mod export;
+mod man;
 mod purge;
 mod restore;
 mod rotate;
@@ -161,8 +163,11 @@ impl Ctx {
 
 pub fn run(opts: Opts) -> Result<ExitCode> {
     // Commands that must work whatever the configuration holds.
-    if let Command::Config(a) = &opts.command {
-        return config::run(&opts, &a.command);
+    match &opts.command {
+        Command::Config(a) => return config::run(&opts, &a.command),
+        Command::Completions(a) => return completions::run(a),
+        Command::Man(a) => return man::run(a),
+        _ => {}
     }
     let ctx = Ctx::from_opts(&opts)?;
     match opts.command {
@@ -190,6 +195,8 @@ pub fn run(opts: Opts) -> Result<ExitCode> {
         Command::Upload(a) => upload::run(&ctx, a),
         Command::Siem(a) => siem::run(&ctx, a),
         Command::TestTarget(a) => test_target::run(&ctx, a),
-        Command::Config(_) => unreachable!("handled before the configuration is loaded"),
+        Command::Config(_) | Command::Completions(_) | Command::Man(_) => {
+            unreachable!("handled before the configuration is loaded")
+        }
     }
 }

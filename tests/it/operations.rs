@@ -332,3 +332,144 @@ fn status_check_sees_a_failing_siem_and_failing_scheduled_uploads_of_a_running_s
     let (code, v) = status_check(&env, &dir, &[]);
     assert_eq!(code, Some(10), "{v}");
 }
+
+/// Every command (nested ones too) with its path, e.g. `audit-trail config check`.
+fn all_commands(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+    let path = if path.is_empty() { cmd.get_name().to_owned() } else { format!("{path} {}", cmd.get_name()) };
+    for sub in cmd.get_subcommands() {
+        all_commands(sub, &path, out);
+    }
+    out.push((path, cmd.clone()));
+}
+
+#[test]
+fn every_command_and_flag_has_help_and_every_command_examples() {
+    use clap::CommandFactory;
+    let mut cmd = audit_trail::cli::Opts::command();
+    cmd.build();
+    let mut commands = Vec::new();
+    all_commands(&cmd, "", &mut commands);
+    assert!(commands.len() > 20, "{} commands", commands.len());
+    let mut missing = Vec::new();
+    for (path, c) in commands.iter().filter(|(p, _)| !p.split(' ').any(|w| w == "help")) {
+        if c.get_about().is_none() {
+            missing.push(format!("{path}: no about"));
+        }
+        let examples = c.get_after_long_help().map(|h| h.to_string()).unwrap_or_default();
+        if !examples.contains("Examples:\n  audit-trail ") {
+            missing.push(format!("{path}: no examples in the long help"));
+        }
+        for a in c.get_arguments().filter(|a| !a.is_hide_set()) {
+            if a.get_help().is_none() {
+                missing.push(format!("{path} {}: no help", a.get_id()));
+            }
+            for v in a.get_possible_values().iter().filter(|v| !v.is_hide_set()) {
+                // Shell names are self-explanatory; the export formats are not.
+                if v.get_help().is_none() && a.get_id() != "shell" {
+                    missing.push(format!("{path} {} {}: no help", a.get_id(), v.get_name()));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+    // The long help shows them.
+    let env = Env::new();
+    let help = env.run(&["status", "--help"]).success().stdout;
+    assert!(help.contains("Examples:") && help.contains("--max-siem-lag"), "{help}");
+}
+
+#[test]
+fn bash_completion_parses_and_completes_commands_and_flags() {
+    let env = Env::new();
+    let script = env.run(&["completions", "bash"]).success().stdout;
+    let path = env.dir.path().join("audit-trail.bash");
+    std::fs::write(&path, &script).unwrap();
+    let syntax = std::process::Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    assert!(syntax.status.success(), "bash -n: {}", String::from_utf8_lossy(&syntax.stderr));
+    // Loaded into bash, it completes a command name and a flag.
+    let complete = |words: &str| {
+        // The function the script registers with `complete -F`, called as bash calls it.
+        let program = format!(
+            "source {}; fn=$(complete -p audit-trail | sed -E 's/.*-F ([^ ]+).*/\\1/'); COMP_WORDS=({words}); \
+             COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); COMP_LINE=\"${{COMP_WORDS[*]}}\"; COMP_POINT=${{#COMP_LINE}}; \
+             \"$fn\" audit-trail \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            path.display()
+        );
+        let out = std::process::Command::new("bash").arg("-c").arg(program).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let got = complete("audit-trail conf");
+    assert_eq!(got.lines().collect::<Vec<_>>(), ["config"], "{got}");
+    let got = complete("audit-trail status --max-s");
+    assert_eq!(got.lines().collect::<Vec<_>>(), ["--max-siem-lag"], "{got}");
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = env.run(&["completions", shell]).success().stdout;
+        assert!(out.contains("audit-trail") && out.contains("max-siem-lag"), "{shell}");
+    }
+    assert_eq!(env.run(&["completions", "tcsh"]).code, CONFIG);
+}
+
+/// groff's warnings for a page (`-ww`: all of them), and its text.
+fn groff(page: &Path) -> (String, String) {
+    let out = std::process::Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww"])
+        .arg(page)
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .expect("groff is needed (Debian package groff-base; .ci/run installs it)");
+    assert!(out.status.success(), "groff {}", page.display());
+    // The terminal output makes bold and underlined text by overstriking (X\bX, _\bX): keep the last character.
+    let mut text = String::new();
+    for c in String::from_utf8_lossy(&out.stdout).chars() {
+        if c == '\u{8}' {
+            text.pop();
+        } else {
+            text.push(c);
+        }
+    }
+    (String::from_utf8_lossy(&out.stderr).into_owned(), text)
+}
+
+#[test]
+fn man_pages_render_without_warnings_and_cover_every_command() {
+    let env = Env::new();
+    let main = env.dir.path().join("audit-trail.1");
+    std::fs::write(&main, env.run(&["man"]).success().stdout).unwrap();
+    let (warnings, text) = groff(&main);
+    assert!(warnings.is_empty(), "{warnings}");
+    for section in ["NAME", "SYNOPSIS", "OPTIONS", "SUBCOMMANDS", "EXAMPLES", "EXIT STATUS", "ENVIRONMENT", "FILES"] {
+        assert!(text.contains(section), "no {section} in:\n{text}");
+    }
+    // Hyphens are minus signs: a flag copied from the page works.
+    assert!(text.contains("--data-dir"), "{text}");
+
+    let dir = env.dir.path().join("man1");
+    env.run(&["man", "--dir", dir.to_str().unwrap()]).success();
+    use clap::CommandFactory;
+    let mut commands = Vec::new();
+    all_commands(&audit_trail::cli::Opts::command(), "", &mut commands);
+    for (path, _) in commands.iter().filter(|(p, _)| !p.split(' ').any(|w| w == "help")) {
+        let page = dir.join(format!("{}.1", path.replace(' ', "-")));
+        assert!(page.exists(), "no page for {path}");
+        let (warnings, text) = groff(&page);
+        assert!(warnings.is_empty(), "{}: {warnings}", page.display());
+        assert!(text.contains("EXAMPLES") && text.contains(path.as_str()), "{}:\n{text}", page.display());
+    }
+    // man itself reads them.
+    if std::process::Command::new("man").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        let out = std::process::Command::new("man")
+            .arg("-l")
+            .arg(dir.join("audit-trail-config-check.1"))
+            .env("MANPAGER", "cat")
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("FILE:LINE"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
