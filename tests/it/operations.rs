@@ -473,3 +473,29 @@ fn man_pages_render_without_warnings_and_cover_every_command() {
         );
     }
 }
+
+#[test]
+fn serve_tells_systemd_it_is_ready_once_the_ingest_socket_accepts() {
+    use std::os::unix::net::{UnixDatagram, UnixStream};
+    let env = Env::new();
+    let dir = schedules(&env, &[]);
+    let notify = env.dir.path().join("notify.sock");
+    let listener = UnixDatagram::bind(&notify).unwrap();
+    listener.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let mut child = env
+        .cmd(&["--schedules", dir.to_str().unwrap(), "serve"])
+        .env("NOTIFY_SOCKET", &notify)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let got = listener.recv(&mut buf);
+    // Ready means ready: the ingest socket accepts at that moment.
+    let accepts = UnixStream::connect(env.data.join("ingest.sock")).is_ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    let n = got.expect("no notification within 30 s");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "READY=1");
+    assert!(accepts, "READY=1 before the ingest socket accepts");
+}
