@@ -24,6 +24,22 @@ pub struct Settings {
     pub timeout_secs: u64,
 }
 
+impl Settings {
+    /// The data directory the flags and environment name.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("audit-data"))
+    }
+
+    /// Where the configuration is read from, and whether it was named
+    /// explicitly (then it must exist).
+    pub fn config_location(&self) -> (PathBuf, bool) {
+        match &self.config {
+            Some(p) => (p.clone(), true),
+            None => (self.data_dir().join("audit-trail.toml"), false),
+        }
+    }
+}
+
 /// Everything a command needs, resolved once from flags, environment and file.
 pub struct Ctx {
     pub layout: Layout,
@@ -40,11 +56,8 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(opts: &Settings) -> Result<Ctx> {
-        let data_dir = opts.data_dir.clone().unwrap_or_else(|| PathBuf::from("audit-data"));
-        let (config_path, explicit) = match &opts.config {
-            Some(p) => (p.clone(), true),
-            None => (data_dir.join("audit-trail.toml"), false),
-        };
+        let data_dir = opts.data_dir();
+        let (config_path, explicit) = opts.config_location();
         let config = Config::load(&config_path, explicit).map_err(|e| {
             e.context(crate::error::Failure {
                 kind: crate::error::Kind::Config,

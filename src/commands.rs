@@ -12,7 +12,10 @@ use crate::cli::{Command, Opts};
 mod append;
 mod archive;
 mod backup;
+mod completions;
+mod config;
 mod export;
+mod man;
 mod purge;
 mod restore;
 mod rotate;
@@ -22,9 +25,16 @@ mod siem;
 mod status;
 mod test_target;
 mod upload;
-mod verify;
+pub(crate) mod verify;
 
 pub fn run(opts: Opts) -> Result<ExitCode> {
+    // Commands that must work whatever the configuration holds.
+    match &opts.command {
+        Command::Config(a) => return config::run(&opts.settings(), &a.command),
+        Command::Completions(a) => return completions::run(a),
+        Command::Man(a) => return man::run(a),
+        _ => {}
+    }
     let ctx = Ctx::new(&opts.settings())?;
     match opts.command {
         Command::Append(a) => append::run(&ctx, *a),
@@ -51,5 +61,8 @@ pub fn run(opts: Opts) -> Result<ExitCode> {
         Command::Upload(a) => upload::run(&ctx, a),
         Command::Siem(a) => siem::run(&ctx, a),
         Command::TestTarget(a) => test_target::run(&ctx, a),
+        Command::Config(_) | Command::Completions(_) | Command::Man(_) => {
+            unreachable!("handled before the configuration is loaded")
+        }
     }
 }

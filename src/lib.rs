@@ -42,6 +42,12 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
+/// The command-line definition (every command, flag and help text), for
+/// tools that generate from it.
+pub fn command() -> clap::Command {
+    <cli::Opts as clap::CommandFactory>::command()
+}
+
 /// The stylesheet shipped next to sealed files (schema/audit-trail.xsl).
 pub const STYLESHEET_XSL: &str = include_str!("../schema/audit-trail.xsl");
 /// The schema of the file format (schema/audit-trail.xsd).

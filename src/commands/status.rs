@@ -38,6 +38,76 @@ struct Status {
     chain: Option<ChainStatus>,
     /// Id of the seal MAC key (`hmac_key_file`), when one is configured.
     mac_key_id: Option<String>,
+    /// The outcome of the last `verify` of the data directory.
+    last_verify: Option<super::verify::LastVerify>,
+    /// With `--check`: the exit status and what needs attention.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check: Option<Check>,
+}
+
+/// What `status --check` found.
+#[derive(Debug, Serialize)]
+struct Check {
+    /// The exit status: the lowest code of the problems, 0 when none.
+    status: u8,
+    problems: Vec<Problem>,
+}
+
+/// One thing that needs attention, with the exit status it gives.
+#[derive(Debug, Serialize)]
+struct Problem {
+    code: u8,
+    check: &'static str,
+    message: String,
+}
+
+/// Exit statuses of `status --check` (README "Monitoring"): when several
+/// problems are found, the lowest code is the exit status.
+pub const SERVICE_DOWN: u8 = 10;
+pub const VERIFY_FAILED: u8 = 11;
+pub const UPLOADS_FAILING: u8 = 12;
+pub const SIEM_FAILING: u8 = 13;
+pub const SCHEDULE_FAILED: u8 = 14;
+
+/// The problems `status --check` reports for `st`.
+fn problems(st: &Status, args: &StatusArgs) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut add = |code, check, message: String| out.push(Problem { code, check, message });
+    if st.service.is_none() && !args.allow_stopped {
+        add(SERVICE_DOWN, "service", format!("the service is not running on {}", st.data_dir));
+    }
+    if let Some(v) = st.last_verify.as_ref().filter(|v| !v.ok) {
+        let first = v.first.as_deref().map(|f| format!("; first: {f}")).unwrap_or_default();
+        add(VERIFY_FAILED, "verify", format!("the last verify ({}) found {} problem(s){first}", v.time, v.problems));
+    }
+    for u in st.uploads.iter().filter(|u| u.enabled) {
+        if let Some(max) = args.max_upload_pending.filter(|m| u.pending > *m) {
+            add(UPLOADS_FAILING, "uploads", format!("{} file(s) wait for target {} (max {max})", u.pending, u.name));
+        }
+    }
+    for s in st.schedules.iter().filter(|s| s.enabled) {
+        let Some(r) = s.last_run.as_ref().filter(|r| r.outcome == "failed") else { continue };
+        let (code, check) =
+            if s.job == "upload" { (UPLOADS_FAILING, "uploads") } else { (SCHEDULE_FAILED, "schedules") };
+        add(code, check, format!("the last run of schedule {} ({}, {}) failed: {}", s.name, s.job, r.start, r.error));
+    }
+    for e in &st.schedule_errors {
+        add(SCHEDULE_FAILED, "schedules", format!("not loaded: {e}"));
+    }
+    if let Some(si) = st.siem.as_ref().filter(|s| s.enabled) {
+        if let Some(e) = &si.last_error {
+            let since = si.last_error_time.as_deref().unwrap_or("?");
+            add(SIEM_FAILING, "siem", format!("forwarding to {} fails ({since}): {e}", si.receiver));
+        }
+        if let Some(max) = args.max_siem_lag.filter(|m| si.lag > *m) {
+            add(
+                SIEM_FAILING,
+                "siem",
+                format!("forwarding to {} is {} records behind (max {max})", si.receiver, si.lag),
+            );
+        }
+    }
+    out
 }
 
 #[derive(Debug, Serialize)]
@@ -106,7 +176,7 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         first_id: f.first_id,
         records: (last + 1).saturating_sub(f.first_id),
     });
-    let st = Status {
+    let mut st = Status {
         data_dir: ctx.layout.data_dir.display().to_string(),
         host: ctx.host.clone(),
         capacity: ctx.config.capacity,
@@ -160,10 +230,17 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
             }
             None => None,
         },
+        last_verify: super::verify::last(&ctx.layout),
+        check: None,
     };
+    if args.check {
+        let problems = problems(&st, &args);
+        st.check = Some(Check { status: problems.iter().map(|p| p.code).min().unwrap_or(0), problems });
+    }
+    let code = ExitCode::from(st.check.as_ref().map_or(0, |c| c.status));
     if args.json {
         crate::outln!("{}", serde_json::to_string_pretty(&st)?)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     crate::outln!("data directory   {}", st.data_dir)?;
     crate::outln!("host             {}", st.host)?;
@@ -242,5 +319,20 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
             crate::outln!("  NOT FORWARDED  {} record(s); last: {}", si.lost, si.last_lost.as_deref().unwrap_or("?"))?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    match &st.last_verify {
+        Some(v) if v.ok => crate::outln!("last verify      OK ({})", v.time)?,
+        Some(v) => crate::outln!("last verify      FAILED ({}): {} problem(s)", v.time, v.problems)?,
+        None => crate::outln!("last verify      never (of this data directory)")?,
+    }
+    if let Some(c) = &st.check {
+        if c.problems.is_empty() {
+            crate::outln!("check            OK")?;
+        } else {
+            crate::outln!("check            {} problem(s), exit {}", c.problems.len(), c.status)?;
+        }
+        for p in &c.problems {
+            crate::outln!("  {:<14} {}", p.check, p.message)?;
+        }
+    }
+    Ok(code)
 }

@@ -18,6 +18,9 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     }
     let opts = verify::Options { keys, anchors: args.anchors };
     let report = verify::verify(targets, &opts);
+    if args.paths.is_empty() {
+        record(ctx, &report);
+    }
     if args.json {
         crate::outln!("{}", serde_json::to_string_pretty(&json(&report, &opts))?)?;
         return Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { tampered() });
@@ -74,4 +77,44 @@ fn json(report: &verify::Report, opts: &verify::Options) -> serde_json::Value {
 /// The exit status for files that did not verify.
 fn tampered() -> ExitCode {
     ExitCode::from(crate::error::Kind::Tampered.exit_code())
+}
+
+/// The outcome of the last `verify` of the data directory, kept in
+/// `state/verify.json` for `status --check`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct LastVerify {
+    pub time: String,
+    pub ok: bool,
+    pub problems: usize,
+    /// The first problem found, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<String>,
+}
+
+fn last_verify_path(layout: &crate::store::layout::Layout) -> std::path::PathBuf {
+    layout.state.join("verify.json")
+}
+
+/// Keeps the outcome for `status --check`. Verifying is read-only for whoever
+/// runs it (an auditor's account may not write here): a failure to keep it
+/// is not an error of the verification.
+fn record(ctx: &Ctx, report: &verify::Report) {
+    if !ctx.layout.state.is_dir() {
+        return;
+    }
+    let last = LastVerify {
+        time: ctx.clock.now().to_rfc3339(),
+        ok: report.problems.is_empty(),
+        problems: report.problems.len(),
+        first: report.problems.first().map(|p| p.to_string()),
+    };
+    if let Ok(bytes) = serde_json::to_vec_pretty(&last) {
+        let _ = crate::fsx::write_atomic(&last_verify_path(&ctx.layout), &bytes);
+    }
+}
+
+/// The outcome of the last `verify` of the data directory, if one was kept.
+pub fn last(layout: &crate::store::layout::Layout) -> Option<LastVerify> {
+    let bytes = std::fs::read(last_verify_path(layout)).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub mod mask;
 
@@ -17,7 +17,7 @@ pub const DEFAULT_CAPACITY: u64 = 5000;
 /// Largest capacity accepted (a file of this many records is still a few GB).
 pub const MAX_CAPACITY: u64 = 10_000_000;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Auditing is on; once a data directory holds records it cannot be turned off.
@@ -65,7 +65,7 @@ impl Default for Config {
 }
 
 /// An offboard upload target (§6).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// `ftp`, `ftps` (explicit TLS), `sftp`, or `local` (a directory, e.g. a mounted share).
@@ -195,7 +195,7 @@ fn valid_target_name(name: &str) -> bool {
 }
 
 /// SIEM forwarding (§10).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiemConfig {
     #[serde(default)]
@@ -452,6 +452,129 @@ impl Config {
         let clean = sanitize_host(&raw);
         if clean.is_empty() { "localhost".into() } else { clean }
     }
+}
+
+/// A problem found by [`check_text`]: the line (1-based) and the key
+/// (dotted path, e.g. `targets.auditors.port`) it is about, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub key: String,
+    pub message: String,
+}
+
+/// Checks a configuration's text exactly as [`Config::load`] does, but says
+/// where the problem is: the line and key from the TOML parser's span for
+/// syntax, type and unknown-key errors, and for a value that parses but is
+/// refused, the key the refusal names (else the table it belongs to).
+pub fn check_text(text: &str) -> std::result::Result<Config, Problem> {
+    let doc = toml::de::DeTable::parse(text).ok();
+    let cfg: Config = match toml::from_str(text) {
+        Ok(c) => c,
+        Err(e) => {
+            let at = e.span().map_or(0, |s| s.start);
+            let mut key = doc.as_ref().map(|d| key_at(d.get_ref(), at)).unwrap_or_default();
+            // A missing field is reported on its table: name the field too.
+            if let Some(field) = e.message().split('`').nth(1).filter(|_| e.message().starts_with("missing field")) {
+                key = join_key(&key, field);
+            }
+            if key.is_empty() {
+                key = key_on_line(text, at);
+            }
+            return Err(Problem { line: line_of(text, at), key, message: e.message().trim().to_owned() });
+        }
+    };
+    if let Err(e) = cfg.validate() {
+        let message = format!("{e:#}");
+        let root = e.root_cause().to_string();
+        // The table the refusal is about: `[targets.NAME]` or `[siem]` in the chain.
+        let scope = e
+            .chain()
+            .map(|c| c.to_string())
+            .find_map(|c| {
+                let inner = c.strip_prefix('[')?;
+                Some(inner[..inner.find(']')?].to_owned())
+            })
+            .unwrap_or_default();
+        let (line, key) = doc.as_ref().map_or((1, scope.clone()), |d| locate_refusal(d.get_ref(), text, &scope, &root));
+        return Err(Problem { line, key, message });
+    }
+    Ok(cfg)
+}
+
+/// The line of the key at `path` (table names, then the key) in a
+/// configuration's text; `None` when it is not written there.
+pub fn key_line(text: &str, path: &[&str]) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut line = None;
+    for (i, part) in path.iter().enumerate() {
+        let (k, v) = table.iter().find(|(k, _)| k.get_ref() == part)?;
+        line = Some(line_of(text, k.span().start));
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ if i + 1 < path.len() => return None,
+            _ => {}
+        }
+    }
+    line
+}
+
+fn join_key(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_owned(),
+        (_, true) => a.to_owned(),
+        _ => format!("{a}.{b}"),
+    }
+}
+
+/// The dotted path of the deepest key whose name or value holds byte `at`.
+fn key_at(table: &toml::de::DeTable<'_>, at: usize) -> String {
+    for (k, v) in table {
+        let (ks, vs) = (k.span(), v.span());
+        if ks.contains(&at) || vs.contains(&at) || (ks.start <= at && at < vs.end) {
+            let inner = match v.get_ref() {
+                toml::de::DeValue::Table(t) => key_at(t, at),
+                _ => String::new(),
+            };
+            return join_key(k.get_ref(), &inner);
+        }
+    }
+    String::new()
+}
+
+/// The key written at the start of the line holding byte `at` (`key = …`).
+fn key_on_line(text: &str, at: usize) -> String {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    line.split_once('=').map(|(k, _)| k.trim().to_owned()).unwrap_or_default()
+}
+
+/// Line and key of a refused value: the first word of the refusal that is a
+/// key written in `scope`'s table, else the table's own header.
+fn locate_refusal(doc: &toml::de::DeTable<'_>, text: &str, scope: &str, root: &str) -> (usize, String) {
+    let mut table = Some(doc);
+    let mut header = 0;
+    for part in scope.split('.').filter(|p| !p.is_empty()) {
+        let entry = table.and_then(|t| t.iter().find(|(k, _)| k.get_ref() == part));
+        header = entry.map_or(header, |(k, _)| k.span().start);
+        table = entry.and_then(|(_, v)| match v.get_ref() {
+            toml::de::DeValue::Table(t) => Some(t),
+            _ => None,
+        });
+    }
+    let words = root.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+    for w in words.filter(|w| !w.is_empty()) {
+        if let Some((k, _)) = table.and_then(|t| t.iter().find(|(k, _)| k.get_ref() == w)) {
+            return (line_of(text, k.span().start), join_key(scope, w));
+        }
+    }
+    (if scope.is_empty() { 1 } else { line_of(text, header) }, scope.to_owned())
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    1 + text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count()
 }
 
 /// Keeps letters, digits, `.` and `-`; anything else (including `_`, which

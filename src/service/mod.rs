@@ -290,6 +290,8 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
         socket.display(),
         ctx.schedules_dir.display()
     );
+    // systemd Type=notify: ready once the ingest socket accepts (nothing outside systemd).
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     let mut why = "stopped";
     loop {
