@@ -98,7 +98,7 @@ impl Ctx {
         let key = self.config.mac_key()?;
         let (mut log, notes) = Log::open(&self.layout, &self.host, self.config.capacity, self.clock.clone(), key)?;
         for n in notes {
-            eprintln!("audit-trail: {n}");
+            tracing::warn!("{n}");
         }
         let events: Vec<_> = log
             .take_incidents()
@@ -126,8 +126,8 @@ impl Ctx {
         let events =
             crate::selfaudit::config_events(&self.layout, self.config_text().as_deref(), &self.config, used, false)?;
         if !self.config.enabled {
-            eprintln!(
-                "audit-trail: enabled = false is refused: this data directory holds records and auditing cannot be \
+            tracing::warn!(
+                "enabled = false is refused: this data directory holds records and auditing cannot be \
                  switched off"
             );
         }

@@ -35,6 +35,14 @@ pub struct Opts {
     #[arg(long, global = true, env = "AUDIT_TRAIL_TIMEOUT", value_name = "SECS", default_value_t = 30)]
     pub timeout: u64,
 
+    /// More detail on stderr (-v debug, -vv trace); RUST_LOG, when set, decides instead
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less on stderr (-q warnings and errors only, -qq errors only)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+
     #[command(subcommand)]
     pub command: Command,
 }

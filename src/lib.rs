@@ -13,6 +13,7 @@ mod export;
 mod fsx;
 #[cfg(test)]
 mod fuzz;
+mod logging;
 mod maintenance;
 mod record;
 mod schedules;
@@ -32,11 +33,12 @@ pub fn main() -> std::process::ExitCode {
     // Whatever the umask of whoever started it, files are never world-readable.
     fsx::restrict_umask();
     let opts = cli::Opts::parse();
+    logging::init(opts.verbose.min(9) as i8 - opts.quiet.min(9) as i8);
     match commands::run(opts) {
         Ok(code) => code,
         Err(e) if error::is_stdout_closed(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("audit-trail: error: {e:#}");
+            logging::final_error(&format!("{e:#}"));
             std::process::ExitCode::from(error::kind_of(&e).exit_code())
         }
     }

@@ -6,7 +6,7 @@
 //! at the size of the input however many records it holds.
 
 use std::borrow::Cow;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -41,7 +41,7 @@ fn append_one(ctx: &Ctx, args: &AppendArgs, defaults: &Defaults<'_>) -> Result<E
         .and_then(|()| if reserved { Err(vec![record::reserved_app_error()]) } else { Ok(()) })
     {
         for e in &errors {
-            eprintln!("audit-trail: {}", flag_message(e));
+            tracing::error!("{}", flag_message(e));
         }
         return Err(failure(Kind::Invalid, "record not appended"));
     }
@@ -59,7 +59,7 @@ fn append_one(ctx: &Ctx, args: &AppendArgs, defaults: &Defaults<'_>) -> Result<E
                 Ok(ExitCode::SUCCESS)
             }
             Answer::Dropped(why) => {
-                eprintln!("audit-trail: dropped: {why}");
+                tracing::warn!("dropped: {why}");
                 Ok(ExitCode::SUCCESS)
             }
             Answer::Error { message, retry } => {
@@ -73,7 +73,7 @@ fn append_one(ctx: &Ctx, args: &AppendArgs, defaults: &Defaults<'_>) -> Result<E
     if !mask.admits(rec.get(Field::Category)) {
         let c = rec.get(Field::Category).unwrap_or_default();
         mask::add_dropped(&ctx.layout, &BTreeMap::from([(c.trim().to_ascii_lowercase(), 1)]))?;
-        eprintln!("audit-trail: dropped: {}", EventMask::reason(c));
+        tracing::warn!("dropped: {}", EventMask::reason(c));
         return Ok(ExitCode::SUCCESS);
     }
     let (id, _) = log.append([rec])?.context("nothing appended")?;
@@ -250,8 +250,6 @@ fn append_json(ctx: &Ctx, path: &std::path::Path, defaults: &Defaults<'_>) -> Re
     }
     let errors: Vec<_> = results.into_iter().flat_map(|r| r.errors).collect();
     if !errors.is_empty() {
-        let stderr = std::io::stderr();
-        let mut err = stderr.lock();
         let mut bad_lines = 0;
         let mut last = 0;
         for (n, e) in &errors {
@@ -259,7 +257,7 @@ fn append_json(ctx: &Ctx, path: &std::path::Path, defaults: &Defaults<'_>) -> Re
                 bad_lines += 1;
                 last = *n;
             }
-            writeln!(err, "audit-trail: line {n}: {e}")?;
+            tracing::error!("line {n}: {e}");
         }
         return Err(failure(Kind::Invalid, format!("{bad_lines} invalid line(s) in the input; nothing was appended")));
     }
@@ -318,12 +316,12 @@ fn append_via_service(
     if let Err(e) = submitted {
         // Some answers may have arrived: say what is known to be stored.
         if count > 0 {
-            eprintln!("audit-trail: {count} record(s) stored before the failure: ids {first}..{last}");
+            tracing::warn!("{count} record(s) stored before the failure: ids {first}..{last}");
         }
         return Err(e);
     }
     for (n, e) in &errors {
-        eprintln!("audit-trail: line {n}: {e}");
+        tracing::error!("line {n}: {e}");
     }
     let ids = if count == 0 {
         String::new()

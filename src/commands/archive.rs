@@ -9,7 +9,7 @@ use crate::app::Ctx;
 pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     let report = crate::maintenance::archive::archive(&ctx.layout, ctx.clock.as_ref())?;
     for n in &report.notes {
-        eprintln!("audit-trail: {n}");
+        tracing::info!("{n}");
     }
     crate::outln!("{report}")?;
     Ok(ExitCode::SUCCESS)

@@ -77,9 +77,9 @@ fn check(opts: &Settings) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for p in &problems {
-        eprintln!("audit-trail: {p}");
+        tracing::error!("{p}");
     }
-    eprintln!("audit-trail: configuration check FAILED: {} problem(s)", problems.len());
+    tracing::error!("configuration check FAILED: {} problem(s)", problems.len());
     Ok(ExitCode::from(crate::error::Kind::Config.exit_code()))
 }
 

@@ -103,7 +103,7 @@ pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
                         let _ = std::fs::remove_file(&tmp);
                         return Err(e).with_context(|| format!("cannot create {}", path.display()));
                     }
-                    eprintln!("exported {n} records to {}", path.display());
+                    tracing::info!("exported {n} records to {}", path.display());
                 }
                 Err(e) => {
                     let _ = std::fs::remove_file(&tmp);

@@ -9,7 +9,7 @@ use crate::app::Ctx;
 pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     let report = crate::maintenance::purge::purge(&ctx.layout, &ctx.config, ctx.clock.as_ref())?;
     for n in &report.notes {
-        eprintln!("audit-trail: {n}");
+        tracing::info!("{n}");
     }
     crate::outln!("{report}")?;
     if let Some(event) = crate::maintenance::purge::audit_event(&report) {

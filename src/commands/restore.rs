@@ -13,7 +13,7 @@ use crate::store::writer::Log;
 pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     let report = crate::maintenance::backup::restore(&args.bundle, &ctx.layout.data_dir, args.force)?;
     for n in &report.verify.notes {
-        eprintln!("audit-trail: note: {n}");
+        tracing::info!("{n}");
     }
     crate::outln!("{report}")?;
     // The configuration in effect: the one kept from the replaced directory,
@@ -22,7 +22,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<ExitCode> {
     let host = cfg.host();
     let (mut log, notes) = Log::open(&ctx.layout, &host, cfg.capacity, ctx.clock.clone(), cfg.mac_key()?)?;
     for n in notes {
-        eprintln!("audit-trail: {}", n.replace(crate::store::writer::GAP_LOST, crate::store::writer::GAP_REPLACED));
+        tracing::warn!("{}", n.replace(crate::store::writer::GAP_LOST, crate::store::writer::GAP_REPLACED));
     }
     let name =
         args.bundle.file_name().map_or_else(|| args.bundle.display().to_string(), |n| n.to_string_lossy().into());

@@ -72,7 +72,7 @@ pub fn run(ctx: &Ctx, args: ShowArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     if shown == 0 {
-        eprintln!("the audit log is empty");
+        tracing::info!("the audit log is empty");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -29,7 +29,7 @@ fn test(ctx: &Ctx) -> Result<ExitCode> {
     let mut conn = match siem::connect(cfg) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("audit-trail: siem test to {receiver} FAILED: {e}");
+            tracing::error!("siem test to {receiver} FAILED: {e}");
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -56,7 +56,7 @@ fn test(ctx: &Ctx) -> Result<ExitCode> {
             first_len = msg.len();
         }
         if let Err(e) = conn.send(&msg).and_then(|()| conn.flush()) {
-            eprintln!("audit-trail: siem test to {receiver} FAILED: {}", Conn::reason(&e, cfg));
+            tracing::error!("siem test to {receiver} FAILED: {}", Conn::reason(&e, cfg));
             return Ok(ExitCode::FAILURE);
         }
     }
@@ -75,8 +75,8 @@ fn test(ctx: &Ctx) -> Result<ExitCode> {
     // A receiver that rejects the connection closes it right away.
     std::thread::sleep(Duration::from_millis(300));
     if !conn.alive() {
-        eprintln!(
-            "audit-trail: siem test to {receiver} FAILED: the receiver closed the connection after the message{}",
+        tracing::error!(
+            "siem test to {receiver} FAILED: the receiver closed the connection after the message{}",
             if cfg.framing == "lf" {
                 " (a receiver that expects octet counting, such as syslog-ng's syslog() source, does that with \
                  framing = \"lf\": try framing = \"octet-counting\")"

@@ -28,7 +28,7 @@ pub fn run(ctx: &Ctx, args: TestTargetArgs) -> Result<ExitCode> {
         crate::outln!("target {} works: uploads can reach it", args.name)?;
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("audit-trail: target {} does not work (see the FAILED step above)", args.name);
+        tracing::error!("target {} does not work (see the FAILED step above)", args.name);
         Ok(ExitCode::FAILURE)
     }
 }

@@ -65,14 +65,14 @@ pub fn run(ctx: &Ctx, args: UploadArgs) -> Result<ExitCode> {
     let (mut ok, mut permanent) = (true, false);
     for r in &reports {
         for n in &r.notes {
-            eprintln!("audit-trail: {n}");
+            tracing::info!("{n}");
         }
         if r.ok() {
             crate::outln!("{r}")?;
         } else {
             ok = false;
             permanent |= r.permanent || !r.refused.is_empty();
-            eprintln!("audit-trail: upload to {r}");
+            tracing::error!("upload to {r}");
         }
     }
     // A target that could not be reached is a temporary failure: the files

@@ -26,7 +26,7 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         return Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { tampered() });
     }
     for n in &report.notes {
-        eprintln!("audit-trail: note: {n}");
+        tracing::info!("{n}");
     }
     let range = match (report.first_id, report.last_id) {
         (Some(a), Some(b)) => format!("ids {a}..{b}"),
@@ -34,9 +34,9 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     };
     if let Some(first) = report.problems.first() {
         for p in &report.problems {
-            eprintln!("audit-trail: {p}");
+            tracing::error!("{p}");
         }
-        eprintln!("audit-trail: verify FAILED: {} problem(s); first: {first}", report.problems.len());
+        tracing::error!("verify FAILED: {} problem(s); first: {first}", report.problems.len());
         return Ok(tampered());
     }
     let mut extra = String::new();

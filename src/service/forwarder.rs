@@ -50,7 +50,7 @@ impl Forwarder {
                 w.initial = Some(first_next);
                 let audit = |events: &[crate::selfaudit::Event]| {
                     if let Err(e) = env.audit(events) {
-                        eprintln!("audit-trail: siem: cannot record a gap: {e:#}");
+                        tracing::error!("siem: cannot record a gap: {e:#}");
                     }
                 };
                 w.run(&env.config, &durable, &s, &audit)
@@ -127,7 +127,7 @@ impl Worker {
         if self.dirty && (force || self.saved_at.elapsed() >= PERSIST_EVERY) {
             match siem::write_state(&self.layout, state) {
                 Ok(()) => self.dirty = false,
-                Err(e) => eprintln!("audit-trail: siem: {e:#}"),
+                Err(e) => tracing::error!("siem: {e:#}"),
             }
             self.saved_at = Instant::now();
         }
@@ -145,7 +145,7 @@ impl Worker {
         if let Some(state) = self.state.as_mut()
             && state.last_error.as_deref() != Some(reason.as_str())
         {
-            eprintln!("audit-trail: siem: {} : {reason}", state.receiver);
+            tracing::warn!("siem: {} : {reason}", state.receiver);
             state.last_error = Some(reason);
             state.last_error_time = Some(now);
             self.dirty = true;
@@ -163,7 +163,7 @@ impl Worker {
             "records {from}..{} are no longer in the log and were never forwarded to the SIEM receiver",
             to - 1
         );
-        eprintln!("audit-trail: WARNING: siem: {what}");
+        tracing::warn!("siem: {what}");
         if let Some(s) = self.state.as_mut() {
             s.lost += to - from;
             s.last_lost = Some(format!("{what} (noticed {})", timestamp::format(&self.clock.now())));
@@ -183,7 +183,7 @@ impl Worker {
             Ok(Some(s)) => s,
             Ok(None) => SiemState { next_id: first, ..SiemState::default() },
             Err(e) => {
-                eprintln!("audit-trail: siem: {e:#}; starting from the next record");
+                tracing::warn!("siem: {e:#}; starting from the next record");
                 SiemState { next_id: first, ..SiemState::default() }
             }
         };
@@ -241,7 +241,7 @@ impl Worker {
                 self.save(true);
             }
             Err(e) if stopping => {
-                eprintln!("audit-trail: siem: cannot send the chain anchor at stop: {}", Conn::reason(&e, cfg));
+                tracing::warn!("siem: cannot send the chain anchor at stop: {}", Conn::reason(&e, cfg));
             }
             Err(e) => self.fail(Conn::reason(&e, cfg)),
         }

@@ -179,7 +179,7 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     layout.create()?;
     let _instance = take_instance_lock(layout)?;
     for note in crate::maintenance::backup::clean_interrupted_restores(&layout.data_dir) {
-        eprintln!("audit-trail: {note}");
+        tracing::warn!("{note}");
     }
     let log = ctx.open_log()?;
     let used = log.next_id() > 1;
@@ -202,8 +202,8 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     )];
     events.extend(selfaudit::config_events(layout, ctx.config_text().as_deref(), &ctx.config, used, true)?);
     if !ctx.config.enabled {
-        eprintln!(
-            "audit-trail: WARNING: enabled = false is refused: auditing cannot be switched off on a data directory \
+        tracing::warn!(
+            "enabled = false is refused: auditing cannot be switched off on a data directory \
              that holds records; the attempt is recorded"
         );
     }
@@ -225,7 +225,7 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     let reopen: writer::Reopen = Box::new(move || {
         let (log, notes) = Log::open(&l2, &host, cap, clock.clone(), key.clone())?;
         for n in notes {
-            eprintln!("audit-trail: {n}");
+            tracing::warn!("{n}");
         }
         Ok(log)
     });
@@ -240,7 +240,7 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     let (cap, fds) = ingest::client_cap();
     shared.max_clients = cap;
     if cap < ingest::MAX_CLIENTS {
-        eprintln!("audit-trail: {fds} open files allowed: serving at most {cap} ingest clients at once");
+        tracing::warn!("{fds} open files allowed: serving at most {cap} ingest clients at once");
     }
     let shared = Arc::new(shared);
     let sh = shared.clone();
@@ -256,11 +256,11 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
         config_path: ctx.config_path.clone(),
     });
     if let Err(e) = schedules::trim_history(layout) {
-        eprintln!("audit-trail: {e:#}");
+        tracing::warn!("{e:#}");
     }
     let loaded = schedules::load_dir(&ctx.schedules_dir);
     for e in &loaded.errors {
-        eprintln!("audit-trail: schedule not loaded: {e}");
+        tracing::error!("schedule not loaded: {e}");
     }
     let enabled = loaded.schedules.iter().filter(|s| s.enabled).count();
     let sched = Scheduler::start(env.clone(), loaded.schedules);
@@ -284,8 +284,8 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
         .name("control".into())
         .spawn(move || control_loop(control, &cenv, &ctl_tx, &cstop))?;
 
-    eprintln!(
-        "audit-trail: serving {} on {} (next id {next_id}; {enabled} schedule(s) enabled from {})",
+    tracing::info!(
+        "serving {} on {} (next id {next_id}; {enabled} schedule(s) enabled from {})",
         layout.data_dir.display(),
         socket.display(),
         ctx.schedules_dir.display()
@@ -298,7 +298,7 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
         match ctl_rx.recv_timeout(Duration::from_secs(1)) {
             Ok(Ctl::Signal(SIGHUP)) => {
                 let msg = reload(ctx, &env, &shared, &sched);
-                eprintln!("audit-trail: {msg}");
+                tracing::info!("{msg}");
             }
             Ok(Ctl::Reload(reply)) => {
                 let _ = reply.send(reload(ctx, &env, &shared, &sched));
@@ -312,10 +312,10 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
         }
     }
 
-    eprintln!("audit-trail: stopping");
+    tracing::info!("stopping");
     let left = sched.stop(Duration::from_secs(20));
     if !left.is_empty() {
-        eprintln!("audit-trail: job(s) still running at stop, left to end with the process: {}", left.join(", "));
+        tracing::warn!("job(s) still running at stop, left to end with the process: {}", left.join(", "));
     }
     shared.stopping.store(true, Ordering::SeqCst);
     stopping.store(true, Ordering::SeqCst);
@@ -333,7 +333,7 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     save_dropped(layout, &shared);
     let stop_event = Event::new("Service", "Stop", format!("audit-trail {why} (pid {})", std::process::id()));
     if let Err(e) = env.audit(&[stop_event]) {
-        eprintln!("audit-trail: cannot record the stop: {e:#}");
+        tracing::error!("cannot record the stop: {e:#}");
     }
     let (tx, rx) = mpsc::channel();
     let next = if wtx.send(writer::Request::Stop(tx)).is_ok() { rx.recv().ok() } else { None };
@@ -343,8 +343,8 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     sig_handle.close();
     let _ = sig_thread.join();
     match next {
-        Some(n) => eprintln!("audit-trail: {why}; everything acknowledged is on disk (next id {n})"),
-        None => eprintln!("audit-trail: {why}"),
+        Some(n) => tracing::info!("{why}; everything acknowledged is on disk (next id {n})"),
+        None => tracing::info!("{why}"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -352,7 +352,7 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
 fn save_dropped(layout: &Layout, shared: &Shared) {
     let counts = std::mem::take(&mut *shared.dropped.lock().unwrap_or_else(|e| e.into_inner()));
     if let Err(e) = mask::add_dropped(layout, &counts) {
-        eprintln!("audit-trail: {e:#}");
+        tracing::error!("{e:#}");
         // Keep them for the next try.
         let mut d = shared.dropped.lock().unwrap_or_else(|e| e.into_inner());
         for (k, v) in counts {

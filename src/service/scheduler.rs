@@ -81,7 +81,7 @@ pub fn run_job(env: &JobEnv, job: &Job) -> Result<String> {
             let config = env.config.read().unwrap_or_else(|e| e.into_inner()).clone();
             let report = crate::maintenance::purge::purge(&env.layout, &config, &*env.clock)?;
             for n in &report.notes {
-                eprintln!("audit-trail: purge: {n}");
+                tracing::info!("purge: {n}");
             }
             if let Some(event) = crate::maintenance::purge::audit_event(&report) {
                 env.audit(&[event]).context("the purge could not be recorded")?;
@@ -109,7 +109,7 @@ pub fn run_job(env: &JobEnv, job: &Job) -> Result<String> {
             let reports = crate::upload::run(&env.layout, &config, Some(target), &*env.clock, &crate::upload::Quiet)?;
             for r in &reports {
                 for n in &r.notes {
-                    eprintln!("audit-trail: upload: {n}");
+                    tracing::info!("upload: {n}");
                 }
             }
             let line = reports.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ");
@@ -236,8 +236,8 @@ fn scheduler_loop(env: &Arc<JobEnv>, shared: &Arc<(Mutex<State>, Condvar)>) {
         let mut stepped = false;
         for (name, last) in due.iter_mut() {
             if *last > now + chrono::Duration::seconds(1) {
-                eprintln!(
-                    "audit-trail: scheduler: the clock went back from {} to {}; schedule {name} counts from now",
+                tracing::warn!(
+                    "scheduler: the clock went back from {} to {}; schedule {name} counts from now",
                     last.format("%Y-%m-%d %H:%M:%S %:z"),
                     now.format("%Y-%m-%d %H:%M:%S %:z")
                 );
@@ -279,7 +279,7 @@ fn scheduler_loop(env: &Arc<JobEnv>, shared: &Arc<(Mutex<State>, Condvar)>) {
 
 fn save_due(env: &JobEnv, due: &BTreeMap<String, DateTime<Local>>) {
     if let Err(e) = schedules::write_last_due(&env.layout, due) {
-        eprintln!("audit-trail: scheduler: {e:#}");
+        tracing::error!("scheduler: {e:#}");
     }
 }
 
@@ -346,8 +346,12 @@ fn fire(
 
 fn log_run(env: &JobEnv, run: &Run) {
     let text = if run.error.is_empty() { &run.message } else { &run.error };
-    eprintln!("audit-trail: schedule {} ({}): {}: {text}", run.schedule, run.job, run.outcome);
+    if run.error.is_empty() {
+        tracing::info!("schedule {} ({}): {}: {text}", run.schedule, run.job, run.outcome);
+    } else {
+        tracing::warn!("schedule {} ({}): {}: {text}", run.schedule, run.job, run.outcome);
+    }
     if let Err(e) = schedules::record_run(&env.layout, run).context("cannot record the run") {
-        eprintln!("audit-trail: {e:#}");
+        tracing::error!("{e:#}");
     }
 }

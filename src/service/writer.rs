@@ -121,7 +121,7 @@ fn run(log: Log, reopen: Reopen, rx: Receiver<Request>, durable: &Durable) {
                 Ok(l) => log = Some(l),
                 Err(e) => {
                     let why = Refused::from_error(&e, "the log cannot be written");
-                    eprintln!("audit-trail: {}", why.message);
+                    tracing::error!("{}", why.message);
                     for r in group {
                         fail(r, &why, next_id);
                     }
@@ -137,7 +137,7 @@ fn run(log: Log, reopen: Reopen, rx: Receiver<Request>, durable: &Durable) {
         report_incidents(l, &mut pending);
         if last_mark.elapsed() >= MARK_EVERY && !l.is_poisoned() {
             if let Err(e) = l.save_high_water() {
-                eprintln!("audit-trail: cannot save the id high-water mark: {e:#}");
+                tracing::error!("cannot save the id high-water mark: {e:#}");
             }
             last_mark = std::time::Instant::now();
         }
@@ -150,7 +150,7 @@ fn run(log: Log, reopen: Reopen, rx: Receiver<Request>, durable: &Durable) {
             if let Some(mut l) = log.take()
                 && let Err(e) = l.save_high_water()
             {
-                eprintln!("audit-trail: cannot save the id high-water mark: {e:#}");
+                tracing::error!("cannot save the id high-water mark: {e:#}");
             }
             let _ = reply.send(next_id);
             return;
@@ -234,7 +234,7 @@ fn process(log: &mut Log, group: Vec<Request>) -> Option<mpsc::Sender<u64>> {
                 }
             }
             Err(why) => {
-                eprintln!("audit-trail: {}", why.message);
+                tracing::error!("{}", why.message);
                 let next = log.next_id();
                 for (reply, _) in appends {
                     let _ = reply.send(Err(why.clone()));
@@ -263,7 +263,7 @@ fn process(log: &mut Log, group: Vec<Request>) -> Option<mpsc::Sender<u64>> {
 /// yet (the log must be reopened first) wait in `pending`.
 fn report_incidents(log: &mut Log, pending: &mut Vec<crate::selfaudit::Event>) {
     for i in log.take_incidents() {
-        eprintln!("audit-trail: WARNING: {i}");
+        tracing::warn!("{i}");
         pending.push(crate::selfaudit::Event::new("Log", "Integrity", i).failed());
     }
     if pending.is_empty() || log.is_poisoned() {
@@ -273,6 +273,6 @@ fn report_incidents(log: &mut Log, pending: &mut Vec<crate::selfaudit::Event>) {
     let clock = log.clock();
     match crate::selfaudit::append_to(log, pending, &host, &*clock) {
         Ok(_) => pending.clear(),
-        Err(e) => eprintln!("audit-trail: WARNING: cannot record the incident(s) above yet: {e:#}"),
+        Err(e) => tracing::warn!("cannot record the incident(s) above yet: {e:#}"),
     }
 }

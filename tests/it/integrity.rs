@@ -327,7 +327,7 @@ fn an_active_file_deleted_or_replaced_under_serve_loses_nothing_acknowledged() {
         let second = env.run(&["append", "--app", "A", "--action", "B", "--user", "after"]).success();
         let second: u64 = second.stdout.trim().parse().unwrap();
         let stderr = server.stop();
-        assert!(stderr.contains("WARNING") && stderr.contains("was deleted") != replace, "{stderr}");
+        assert!(stderr.contains("audit-trail: warning: ") && stderr.contains("was deleted") != replace, "{stderr}");
         let server = env.serve(&schedules);
         let third: u64 = env
             .run(&["append", "--app", "A", "--action", "B", "--user", "third"])
@@ -549,7 +549,7 @@ fn an_active_file_cut_in_place_under_serve_stops_acknowledgements_and_ids_go_on(
             .unwrap();
         assert!(after > *acked.iter().max().unwrap(), "cut to {cut}: id {after} after {acked:?}");
         let stderr = server.stop();
-        assert!(stderr.contains("WARNING") && stderr.contains("was cut to"), "{stderr}");
+        assert!(stderr.contains("audit-trail: warning: ") && stderr.contains("was cut to"), "{stderr}");
         let lines = env.export_all_lines();
         assert!(lines.iter().any(|(_, l)| l.contains("was cut to")), "the incident is recorded");
         assert!(!lines.iter().any(|(_, l)| l.contains("\"user_name\":\"cut\"")), "the refused record is not stored");

@@ -497,3 +497,77 @@ fn serve_tells_systemd_it_is_ready_once_the_ingest_socket_accepts() {
     assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "READY=1");
     assert!(accepts, "READY=1 before the ingest socket accepts");
 }
+
+/// Runs `audit-trail ARGS` through `sh` with stderr's own `DEVICE:INODE` in
+/// `JOURNAL_STREAM`, as systemd does when stderr is the journal.
+fn run_as_under_journal(env: &Env, args: &str, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let script = format!("JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec \"$0\" --data-dir \"$1\" {args}");
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &script, crate::harness::BIN])
+        .arg(&env.data)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn stderr_lines_carry_their_level_and_journald_priority_and_quiet_hides_notes() {
+    let env = Env::with_config("host_name = \"pbx01\"\nevent_mask = \"presence\"\n");
+    // A record of a category the mask does not record is a warning.
+    let dropped = ["append", "--app", "PBX", "--action", "Change", "--category", "modify"];
+    let err = env.run(&dropped).success().stderr;
+    assert!(err.lines().any(|l| l.starts_with("audit-trail: warning: dropped")), "{err}");
+
+    // Under the journal each line starts with its syslog priority.
+    let out = run_as_under_journal(&env, &dropped.join(" "), "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.lines().any(|l| l.starts_with("<4>audit-trail: warning: dropped")), "{err}");
+    assert!(err.lines().all(|l| l.starts_with('<')), "every line has a priority: {err}");
+
+    // An invalid record is an error, and so is the final line.
+    let out = run_as_under_journal(&env, "append --json -", "{\"app_name\":\"PBX\"\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.lines().any(|l| l.starts_with("<3>audit-trail: error: ")), "{err}");
+    assert!(err.lines().all(|l| l.starts_with("<3>")), "{err}");
+
+    // Without JOURNAL_STREAM naming stderr, no prefix is written.
+    let out = env.cmd(&dropped).env("JOURNAL_STREAM", "1:1").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("audit-trail: warning: dropped"), "{err}");
+
+    // -q keeps warnings and errors, -qq errors only; RUST_LOG decides when set.
+    let stderr_of = |quiet: &str, rust_log: Option<&str>| -> String {
+        let mut args = vec![quiet];
+        args.extend(dropped);
+        let mut c = env.cmd(&args);
+        match rust_log {
+            Some(v) => c.env("RUST_LOG", v),
+            None => c.env_remove("RUST_LOG"),
+        };
+        String::from_utf8_lossy(&c.output().unwrap().stderr).into_owned()
+    };
+    assert!(stderr_of("-q", None).contains("warning: dropped"));
+    assert!(!stderr_of("-qq", None).contains("dropped"), "-qq hides warnings");
+    assert!(stderr_of("-qq", Some("warn")).contains("warning: dropped"), "RUST_LOG decides");
+}
+
+#[test]
+fn a_service_message_never_spans_lines() {
+    // A schedule file whose name holds a line break: its error names it.
+    let env = Env::new();
+    let dir = schedules(&env, &[("bad\nname.toml", "job = \"archive\"\ncron = \"not a cron\"\n")]);
+    let server = env.serve(&dir);
+    let err = server.stop();
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.iter().all(|l| l.starts_with("audit-trail: ")), "{err}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("audit-trail: error: schedule not loaded") && l.contains("bad name")),
+        "{err}"
+    );
+}

@@ -432,7 +432,7 @@ fn purge_keeps_records_the_receiver_has_not_got_and_a_gap_is_reported() {
     };
     assert_eq!(st["siem"]["lost"], 22, "ids 1..22 (Start, 20 records, Stop) were in the removed file: {st}");
     let stderr = server.stop();
-    assert!(stderr.contains("WARNING: siem: records 1..22"), "{stderr}");
+    assert!(stderr.contains("audit-trail: warning: siem: records 1..22"), "{stderr}");
     let lines = env.export_all_lines();
     assert!(
         lines.iter().any(|(_, l)| l.contains("\"app_context\":\"SIEM\"") && l.contains("never forwarded")),
