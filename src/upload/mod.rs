@@ -21,6 +21,7 @@ pub mod ftp;
 pub mod local;
 pub mod remote;
 pub mod sftp;
+pub mod sftp3;
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
