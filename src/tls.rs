@@ -128,9 +128,24 @@ fn check_pinned(cert: &CertificateDer<'_>, server_name: &ServerName<'_>, now: Un
 /// A TLS client configuration trusting `ca_file` (PEM), else the system's
 /// roots, else (with `accept_any`) anything; and what it trusts, for messages.
 pub fn client_config(ca_file: Option<&Path>, accept_any: bool) -> Result<(ClientConfig, String), String> {
+    client_config_with(ca_file, accept_any, rustls::DEFAULT_VERSIONS)
+}
+
+/// [`client_config`] limited to TLS 1.2 (FTPS servers that require every
+/// data connection to resume the control connection's session but issue
+/// TLS 1.3 tickets only on full handshakes: see `upload::ftp`).
+pub fn client_config_tls12(ca_file: Option<&Path>, accept_any: bool) -> Result<(ClientConfig, String), String> {
+    client_config_with(ca_file, accept_any, &[&rustls::version::TLS12])
+}
+
+fn client_config_with(
+    ca_file: Option<&Path>,
+    accept_any: bool,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<(ClientConfig, String), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| format!("TLS setup: {e}"))?;
     if accept_any {
         let config = builder

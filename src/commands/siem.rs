@@ -53,7 +53,8 @@ fn test(ctx: &Ctx) -> Result<ExitCode> {
             format::message(&r, cfg.format == "cef", cfg.facility_code(), &cfg.app_name, &ctx.host, conn.max_datagram);
         total += msg.len();
         if n == 1 {
-            first_len = msg.len();
+            // The octet count as sent: the message and its closing LF.
+            first_len = msg.len() + 1;
         }
         if let Err(e) = conn.send(&msg).and_then(|()| conn.flush()) {
             tracing::error!("siem test to {receiver} FAILED: {}", Conn::reason(&e, cfg));
@@ -101,8 +102,9 @@ fn test(ctx: &Ctx) -> Result<ExitCode> {
     } else {
         crate::outln!(
             "framing = \"octet-counting\": receivers that read one message per line (syslog-ng's network() source, \
-             Splunk and QRadar TCP inputs, Logstash) store both messages as ONE event whose program or host is a \
-             number such as \"{}\"; there, set framing = \"lf\" (see the README's receiver table).",
+             Splunk and QRadar TCP inputs, Logstash) store each message as its own event but read the octet count \
+             as its program or host (a number such as \"{}\") and keep the syslog header in the message text; \
+             there, set framing = \"lf\" (see the README's receiver table).",
             first_len
         )?;
     }

@@ -196,9 +196,14 @@ impl Conn {
             Kind::Tls(w) => &mut **w,
         };
         if self.octet_counting {
-            w.write_all(itoa::Buffer::new().format(msg.len()).as_bytes())?;
+            // `LEN SP MSG LF`, the LF counted in LEN: octet-counting
+            // receivers drop a trailing LF (rsyslog, syslog-ng), and a
+            // newline-framed one given this framing by mistake still splits
+            // at each record instead of gluing them all into one event.
+            w.write_all(itoa::Buffer::new().format(msg.len() + 1).as_bytes())?;
             w.write_all(b" ")?;
-            w.write_all(msg)
+            w.write_all(msg)?;
+            w.write_all(b"\n")
         } else {
             w.write_all(msg)?;
             w.write_all(b"\n")

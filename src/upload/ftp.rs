@@ -17,11 +17,29 @@
 //! closed the TLS way (close_notify, then reading until the server's
 //! close_notify or end of stream), which hands the new ticket to rustls for
 //! the next transfer.
+//!
+//! proftpd (1.3.8, OpenSSL) issues TLS 1.3 tickets only on full handshakes:
+//! two on the control connection, none on a resumed data connection; it
+//! would accept a ticket used again, but rustls uses each ticket once (as
+//! RFC 8446 asks of clients) and cannot be made to repeat one. So the third
+//! data connection of a login makes a full handshake, which such a server
+//! refuses. So the TLS 1.3 tickets held for a login are counted: when the
+//! server has sent some but none is left for the next data connection, the
+//! login is first replaced by one over TLS 1.2, whose session-id resumption
+//! has no such limit, and that endpoint is spoken to over TLS 1.2 for the
+//! rest of the process. A data connection refused after a full TLS 1.3
+//! handshake (a server that sent no ticket at all) makes the same switch,
+//! and the file is sent again on the new login. vsftpd sends a new ticket on
+//! each data connection and stays on TLS 1.3. (A server that requires no
+//! reuse and sends tickets only on full handshakes is also switched: TLS 1.2
+//! with resumption is then still faster than a full TLS 1.3 handshake per
+//! file.)
 
 use std::collections::HashSet;
 use std::io::BufRead;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use suppaftp::types::FileType;
@@ -35,6 +53,89 @@ use crate::config::TargetConfig;
 /// How a data connection's TLS layer is closed after an upload (module docs).
 pub trait CloseData {
     fn close_after_upload(&mut self, _timeout: Duration) {}
+
+    /// A TLS 1.3 data connection that did not resume a session: one a
+    /// server requiring session reuse refuses (module docs).
+    fn tls13_not_resumed(&self) -> bool {
+        false
+    }
+}
+
+/// The FTPS endpoints (`host:port`) that refused a TLS 1.3 data connection
+/// that could not resume the session: spoken to over TLS 1.2 from then on.
+static TLS12_ONLY: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// rustls's ticket store for one login, counting the TLS 1.3 tickets it holds.
+#[derive(Debug)]
+struct CountingStore {
+    inner: rustls::client::ClientSessionMemoryCache,
+    /// Tickets held, and whether any ever arrived.
+    held: AtomicUsize,
+    seen: AtomicBool,
+}
+
+/// The most TLS 1.3 tickets rustls's memory cache holds per server.
+const MAX_TICKETS: usize = 8;
+
+impl CountingStore {
+    /// The server sent TLS 1.3 tickets and none is left.
+    fn exhausted(&self) -> bool {
+        self.seen.load(Ordering::Relaxed) && self.held.load(Ordering::Relaxed) == 0
+    }
+}
+
+impl rustls::client::ClientSessionStore for CountingStore {
+    fn set_kx_hint(&self, server_name: rustls::pki_types::ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(server_name, group)
+    }
+
+    fn kx_hint(&self, server_name: &rustls::pki_types::ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(
+        &self,
+        server_name: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(server_name, value)
+    }
+
+    fn tls12_session(
+        &self,
+        server_name: &rustls::pki_types::ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &rustls::pki_types::ServerName<'static>) {
+        self.inner.remove_tls12_session(server_name)
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.inner.insert_tls13_ticket(server_name, value);
+        self.seen.store(true, Ordering::Relaxed);
+        let _ = self.held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some((n + 1).min(MAX_TICKETS)));
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &rustls::pki_types::ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        let t = self.inner.take_tls13_ticket(server_name);
+        if t.is_some() {
+            let _ = self.held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+        }
+        t
+    }
+}
+
+fn endpoint(cfg: &TargetConfig) -> String {
+    format!("{}:{}", remote::bare_host(&cfg.host), cfg.port())
 }
 
 /// Plain FTP: nothing to do.
@@ -57,11 +158,24 @@ impl CloseData for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
         let mut buf = [0u8; 4096];
         while matches!(self.read(&mut buf), Ok(n) if n > 0) {}
     }
+
+    fn tls13_not_resumed(&self) -> bool {
+        self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+            && matches!(self.conn.handshake_kind(), Some(k) if k != rustls::HandshakeKind::Resumed)
+    }
 }
+
+/// Opens a new login (FTPS: over TLS 1.2), replacing one whose server
+/// refused a data connection.
+type Relogin<T> = Box<dyn FnMut() -> RResult<ImplFtpStream<T>>>;
 
 pub struct FtpRemote<T: TlsStream> {
     ftp: ImplFtpStream<T>,
     timeout: Duration,
+    /// FTPS over TLS 1.3: how to log in again over TLS 1.2, and the endpoint.
+    tls12_relogin: Option<(Relogin<T>, String)>,
+    /// FTPS: the TLS 1.3 tickets held for this login.
+    tickets: Option<Arc<CountingStore>>,
 }
 
 /// The reason an FTP operation failed, TLS failures first (they surface as
@@ -100,23 +214,61 @@ pub fn connect(cfg: &TargetConfig, step: &mut dyn FnMut(&str, String)) -> RResul
     let (tcp, addr) = remote::tcp_connect(cfg)?;
     step("connect", addr.to_string());
     if cfg.protocol == "ftps" {
-        let (tls, trusted) = crate::tls::client_config(cfg.ca_file.as_deref(), cfg.insecure_accept_any_certificate)
-            .map_err(RemoteError::fatal)?;
-        let ftp = RustlsFtpStream::connect_with_stream(tcp).map_err(|e| ftp_err("greeting", e, timeout))?;
-        let host = remote::bare_host(&cfg.host);
-        let ftp = ftp.into_secure(RustlsConnector::from(Arc::new(tls)), host).map_err(|e| match e {
-            FtpError::UnexpectedResponse(_) => {
-                let inner = ftp_err("AUTH TLS", e, timeout);
-                RemoteError::fatal(format!("the server does not offer explicit TLS ({})", inner.reason))
-            }
-            e => ftp_err("TLS", e, timeout),
-        })?;
-        step("TLS", format!("certificate {trusted}"));
-        login(ftp, cfg, addr, &password, step)
+        let key = endpoint(cfg);
+        let tls12 = TLS12_ONLY.lock().map(|l| l.contains(&key)).unwrap_or(false);
+        let (ftp, tickets) = secure(cfg, tcp, tls12, step)?;
+        let ftp = login(ftp, cfg, addr, &password, step)?;
+        let relogin: Option<(Relogin<_>, String)> = (!tls12).then(|| {
+            let cfg = cfg.clone();
+            let relogin: Relogin<_> = Box::new(move || {
+                let password = remote::password(&cfg)?.ok_or_else(|| RemoteError::fatal("no password configured"))?;
+                let (tcp, addr) = remote::tcp_connect(&cfg)?;
+                let (ftp, _) = secure(&cfg, tcp, true, &mut |_, _| {})?;
+                login(ftp, &cfg, addr, &password, &mut |_, _| {})
+            });
+            (relogin, key)
+        });
+        Ok(Box::new(FtpRemote { ftp, timeout, tls12_relogin: relogin, tickets: Some(tickets) }))
     } else {
         let ftp = FtpStream::connect_with_stream(tcp).map_err(|e| ftp_err("greeting", e, timeout))?;
-        login(ftp, cfg, addr, &password, step)
+        let ftp = login(ftp, cfg, addr, &password, step)?;
+        Ok(Box::new(FtpRemote { ftp, timeout, tls12_relogin: None, tickets: None }))
     }
+}
+
+/// The greeting and `AUTH TLS` (with `tls12`, TLS 1.2 only).
+fn secure(
+    cfg: &TargetConfig,
+    tcp: TcpStream,
+    tls12: bool,
+    step: &mut dyn FnMut(&str, String),
+) -> RResult<(RustlsFtpStream, Arc<CountingStore>)> {
+    let timeout = Duration::from_secs(cfg.timeout_secs);
+    let make = if tls12 { crate::tls::client_config_tls12 } else { crate::tls::client_config };
+    let (mut tls, trusted) =
+        make(cfg.ca_file.as_deref(), cfg.insecure_accept_any_certificate).map_err(RemoteError::fatal)?;
+    let tickets = Arc::new(CountingStore {
+        inner: rustls::client::ClientSessionMemoryCache::new(4),
+        held: AtomicUsize::new(0),
+        seen: AtomicBool::new(false),
+    });
+    tls.resumption = rustls::client::Resumption::store(tickets.clone());
+    let ftp = RustlsFtpStream::connect_with_stream(tcp).map_err(|e| ftp_err("greeting", e, timeout))?;
+    let host = remote::bare_host(&cfg.host);
+    let ftp = ftp.into_secure(RustlsConnector::from(Arc::new(tls)), host).map_err(|e| match e {
+        FtpError::UnexpectedResponse(_) => {
+            let inner = ftp_err("AUTH TLS", e, timeout);
+            RemoteError::fatal(format!("the server does not offer explicit TLS ({})", inner.reason))
+        }
+        e => ftp_err("TLS", e, timeout),
+    })?;
+    let version = if tls12 {
+        " (TLS 1.2: this server refuses data connections that cannot resume a TLS 1.3 session)"
+    } else {
+        ""
+    };
+    step("TLS", format!("certificate {trusted}{version}"));
+    Ok((ftp, tickets))
 }
 
 fn login<T: TlsStream + 'static>(
@@ -125,7 +277,7 @@ fn login<T: TlsStream + 'static>(
     addr: SocketAddr,
     password: &Password,
     step: &mut dyn FnMut(&str, String),
-) -> RResult<Box<dyn Remote>>
+) -> RResult<ImplFtpStream<T>>
 where
     T::InnerStream: CloseData,
 {
@@ -153,10 +305,53 @@ where
     })?;
     step("login", format!("as {user}"));
     ftp.transfer_type(FileType::Binary).map_err(|e| ftp_err("binary mode", e, timeout))?;
-    Ok(Box::new(FtpRemote { ftp, timeout }))
+    Ok(ftp)
 }
 
 impl<T: TlsStream> FtpRemote<T> {
+    /// A data connection that could not resume the TLS 1.3 session failed:
+    /// the login is replaced by one over TLS 1.2 (module docs), so that the
+    /// file can be sent again at once; `e` is returned, with what was done.
+    fn relogin_tls12(&mut self, e: RemoteError) -> RemoteError {
+        match self.switch_to_tls12() {
+            Ok(()) => RemoteError::retry(format!(
+                "{} (the server refused a data connection that could not resume the TLS 1.3 session; \
+                     logged in again over TLS 1.2)",
+                e.reason
+            )),
+            Err(again) => RemoteError::retry(format!("{}; logging in again over TLS 1.2: {}", e.reason, again.reason)),
+        }
+    }
+
+    /// Before a data connection: with no TLS 1.3 ticket left to resume the
+    /// session with, the login is replaced by one over TLS 1.2 (module docs).
+    fn before_data_connection(&mut self) -> RResult<()> {
+        if self.tls12_relogin.is_some() && self.tickets.as_ref().is_some_and(|s| s.exhausted()) {
+            self.switch_to_tls12().map_err(|e| {
+                RemoteError::retry(format!(
+                    "no TLS 1.3 session ticket left; logging in again over TLS 1.2: {}",
+                    e.reason
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the login by one over TLS 1.2, and remembers the endpoint.
+    fn switch_to_tls12(&mut self) -> RResult<()> {
+        let Some((mut relogin, key)) = self.tls12_relogin.take() else { return Ok(()) };
+        if let Ok(mut l) = TLS12_ONLY.lock()
+            && !l.contains(&key)
+        {
+            l.push(key);
+        }
+        let ftp = relogin()?;
+        let _ = self.ftp.quit();
+        self.ftp = ftp;
+        self.tickets = None;
+        Ok(())
+    }
+
     /// A file's size from MLST (RFC 3659) or, without it, from a LIST line
     /// (Unix or DOS form, parsed by suppaftp); `None` when the server says
     /// there is no such file.
@@ -170,6 +365,7 @@ impl<T: TlsStream> FtpRemote<T> {
             Err(FtpError::UnexpectedResponse(r)) if r.status == Status::FileUnavailable => return Ok(None),
             Err(_) => {}
         }
+        self.before_data_connection()?;
         match self.ftp.list(Some(path)) {
             Ok(lines) => Ok(lines.iter().find_map(|l| l.parse::<suppaftp::list::File>().ok()).map(|f| f.size() as u64)),
             Err(FtpError::UnexpectedResponse(r)) if r.status == Status::FileUnavailable => Ok(None),
@@ -206,6 +402,7 @@ where
 
     fn list(&mut self, dir: &str) -> RResult<HashSet<String>> {
         let arg = if dir.is_empty() { None } else { Some(dir) };
+        self.before_data_connection()?;
         let lines = self.ftp.nlst(arg).map_err(|e| ftp_err(&format!("NLST {dir}"), e, self.timeout))?;
         // Servers answer with bare names or with `dir/name`.
         Ok(lines
@@ -238,13 +435,26 @@ where
 
     fn put(&mut self, path: &str, src: &mut dyn BufRead, progress: &mut dyn FnMut(u64)) -> RResult<u64> {
         let t = self.timeout;
+        self.before_data_connection()?;
         let mut stream = self.ftp.put_with_stream(path).map_err(|e| ftp_err(&format!("STOR {path}"), e, t))?;
-        let n = remote::copy(src, &mut stream, progress).map_err(|e| e.into_remote(path, t))?;
-        if let DataStream::Ssl(tls) = stream.get_mut() {
-            tls.mut_ref().close_after_upload(t);
+        let copied = remote::copy(src, &mut stream, progress);
+        let not_resumed = match stream.get_mut() {
+            DataStream::Ssl(tls) => tls.mut_ref().tls13_not_resumed(),
+            DataStream::Tcp(_) => false,
+        };
+        let result = match copied {
+            Ok(n) => {
+                if let DataStream::Ssl(tls) = stream.get_mut() {
+                    tls.mut_ref().close_after_upload(t);
+                }
+                stream.finish().map(|()| n).map_err(|e| ftp_err(&format!("STOR {path}"), e, t))
+            }
+            Err(e) => Err(e.into_remote(path, t)),
+        };
+        match result {
+            Err(e) if not_resumed && self.tls12_relogin.is_some() => Err(self.relogin_tls12(e)),
+            r => r,
         }
-        stream.finish().map_err(|e| ftp_err(&format!("STOR {path}"), e, t))?;
-        Ok(n)
     }
 
     fn rename(&mut self, from: &str, to: &str) -> RResult<()> {

@@ -22,6 +22,7 @@ pub mod ledger;
 pub mod local;
 pub mod remote;
 pub mod sftp;
+pub mod sftp3;
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;

@@ -1,4 +1,7 @@
-//! SFTP targets (libssh2 through `ssh2`). The server's host key must be in
+//! SFTP targets: SSH (transport, host key check, login) through libssh2
+//! (`ssh2`), SFTP itself through [`super::sftp3`] over the session's `sftp`
+//! subsystem channel, because libssh2's SFTP layer drops the server's text
+//! from every failure (see that module). The server's host key must be in
 //! the target's known_hosts file; an unknown or different key is refused
 //! with the fingerprint the server offered, unless the loudly named
 //! `insecure_accept_any_host_key` is set.
@@ -9,19 +12,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
-use ssh2::{CheckResult, ErrorCode, HashType, HostKeyType, KnownHostFileKind, MethodType, Session, Sftp};
+use ssh2::{Channel, CheckResult, ErrorCode, HashType, HostKeyType, KnownHostFileKind, MethodType, Session};
 
 use super::remote::{self, RResult, Remote, RemoteError};
+use super::sftp3::{self, Client};
 use crate::config::TargetConfig;
 
 /// libssh2's code for "the operation timed out".
 const LIBSSH2_ERROR_TIMEOUT: i32 = -9;
-/// SFTP status codes for a missing file.
-const FX_NO_SUCH_FILE: i32 = 2;
-const FX_NO_SUCH_PATH: i32 = 10;
+
 pub struct SftpRemote {
     session: Session,
-    sftp: Sftp,
+    sftp: Client<Channel>,
     timeout: Duration,
 }
 
@@ -90,12 +92,25 @@ fn ssh_reason(e: &ssh2::Error, timeout: Duration) -> String {
     }
 }
 
-fn sftp_err(what: &str, path: &str, e: ssh2::Error, timeout: Duration) -> RemoteError {
-    RemoteError::retry(format!("{what} {path}: {}", ssh_reason(&e, timeout)))
+/// The reason an SFTP request failed: the server's text with its status
+/// code's meaning, or what happened to the connection.
+fn fx_reason(e: &sftp3::Error, timeout: Duration) -> String {
+    match e {
+        sftp3::Error::Status(s) => s.to_string(),
+        sftp3::Error::Io(io) => match io.get_ref().and_then(|i| i.downcast_ref::<ssh2::Error>()) {
+            Some(ssh) => ssh_reason(ssh, timeout),
+            None => remote::io_reason(io, timeout),
+        },
+        sftp3::Error::Protocol(m) => format!("SFTP protocol error: {m}"),
+    }
 }
 
-fn is_missing(e: &ssh2::Error) -> bool {
-    matches!(e.code(), ErrorCode::SFTP(FX_NO_SUCH_FILE) | ErrorCode::SFTP(FX_NO_SUCH_PATH))
+fn sftp_err(what: &str, path: &str, e: sftp3::Error, timeout: Duration) -> RemoteError {
+    RemoteError::retry(format!("{what} {path}: {}", fx_reason(&e, timeout)))
+}
+
+fn is_missing(e: &sftp3::Error) -> bool {
+    matches!(e, sftp3::Error::Status(s) if s.is_missing())
 }
 
 /// Connects, checks the host key, logs in and opens the SFTP channel.
@@ -189,9 +204,11 @@ pub fn connect(cfg: &TargetConfig, step: &mut dyn FnMut(&str, String)) -> RResul
     }
     let cipher = session.methods(MethodType::CryptCs).unwrap_or("?");
     step("login", format!("as {user} ({how}); cipher {cipher}"));
-    let sftp = session.sftp().map_err(|e| {
-        RemoteError::retry(format!("cannot start SFTP (is the sftp subsystem enabled?): {}", e.message()))
-    })?;
+    let no_sftp =
+        |reason: String| RemoteError::retry(format!("cannot start SFTP (is the sftp subsystem enabled?): {reason}"));
+    let mut channel = session.channel_session().map_err(|e| no_sftp(ssh_reason(&e, timeout)))?;
+    channel.subsystem("sftp").map_err(|e| no_sftp(ssh_reason(&e, timeout)))?;
+    let sftp = Client::start(channel).map_err(|e| no_sftp(fx_reason(&e, timeout)))?;
     Ok(Box::new(SftpRemote { session, sftp, timeout }))
 }
 
@@ -200,33 +217,33 @@ impl Remote for SftpRemote {
         if dir.is_empty() {
             return Ok(false);
         }
-        match self.sftp.stat(Path::new(dir)) {
+        match self.sftp.stat(dir) {
             Ok(st) if st.is_dir() => return Ok(false),
             Ok(_) => return Err(RemoteError::fatal(format!("remote_dir {dir} exists and is not a directory"))),
             Err(e) if is_missing(&e) => {}
             Err(e) => return Err(sftp_err("cannot check", dir, e, self.timeout)),
         }
         for prefix in remote::prefixes(dir) {
-            match self.sftp.stat(Path::new(&prefix)) {
+            match self.sftp.stat(&prefix) {
                 Ok(_) => continue,
                 Err(e) if is_missing(&e) => {}
                 Err(e) => return Err(sftp_err("cannot check", &prefix, e, self.timeout)),
             }
-            self.sftp
-                .mkdir(Path::new(&prefix), 0o755)
-                .map_err(|e| RemoteError::fatal(format!("cannot create remote directory {prefix}: {}", e.message())))?;
+            self.sftp.mkdir(&prefix, 0o755).map_err(|e| {
+                RemoteError::fatal(format!("cannot create remote directory {prefix}: {}", fx_reason(&e, self.timeout)))
+            })?;
         }
         Ok(true)
     }
 
     fn list(&mut self, dir: &str) -> RResult<HashSet<String>> {
         let d = if dir.is_empty() { "." } else { dir };
-        let entries = self.sftp.readdir(Path::new(d)).map_err(|e| sftp_err("cannot list", d, e, self.timeout))?;
-        Ok(entries.into_iter().filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect())
+        let names = self.sftp.read_dir(d).map_err(|e| sftp_err("cannot list", d, e, self.timeout))?;
+        Ok(names.into_iter().filter(|n| n != "." && n != "..").collect())
     }
 
     fn size(&mut self, path: &str) -> RResult<Option<u64>> {
-        match self.sftp.stat(Path::new(path)) {
+        match self.sftp.stat(path) {
             Ok(st) => Ok(Some(st.size.unwrap_or(0))),
             Err(e) if is_missing(&e) => Ok(None),
             Err(e) => Err(sftp_err("cannot check", path, e, self.timeout)),
@@ -234,24 +251,36 @@ impl Remote for SftpRemote {
     }
 
     fn put(&mut self, path: &str, src: &mut dyn BufRead, progress: &mut dyn FnMut(u64)) -> RResult<u64> {
-        let mut file =
-            self.sftp.create(Path::new(path)).map_err(|e| sftp_err("cannot create", path, e, self.timeout))?;
-        let n = remote::copy(src, &mut file, progress).map_err(|e| e.into_remote(path, self.timeout))?;
-        file.close().map_err(|e| sftp_err("cannot complete", path, e, self.timeout))?;
+        let t = self.timeout;
+        let handle = self.sftp.create(path, 0o644).map_err(|e| sftp_err("cannot create", path, e, t))?;
+        let written = self.sftp.write_all(&handle, src, progress);
+        if let Err(e @ (sftp3::Error::Io(_) | sftp3::Error::Protocol(_))) = written {
+            return Err(sftp_err("writing", path, e, t));
+        }
+        // Closed also after a refused write, so that the server lets go of the file.
+        let closed = self.sftp.close(&handle);
+        let n = match written {
+            Ok(Ok(n)) => n,
+            Ok(Err(read)) => {
+                return Err(RemoteError::fatal(format!("cannot read the local file for {path}: {read}")));
+            }
+            Err(e) => return Err(sftp_err("writing", path, e, t)),
+        };
+        closed.map_err(|e| sftp_err("cannot complete", path, e, t))?;
         Ok(n)
     }
 
     fn rename(&mut self, from: &str, to: &str) -> RResult<()> {
-        self.sftp
-            .rename(Path::new(from), Path::new(to), None)
-            .map_err(|e| sftp_err("cannot rename", from, e, self.timeout))
+        self.sftp.rename(from, to).map_err(|e| sftp_err("cannot rename", from, e, self.timeout))
     }
 
     fn remove(&mut self, path: &str) -> RResult<()> {
-        self.sftp.unlink(Path::new(path)).map_err(|e| sftp_err("cannot remove", path, e, self.timeout))
+        self.sftp.remove(path).map_err(|e| sftp_err("cannot remove", path, e, self.timeout))
     }
 
     fn close(&mut self) {
+        let _ = self.sftp.stream_mut().send_eof();
+        let _ = self.sftp.stream_mut().close();
         let _ = self.session.disconnect(None, "done", None);
     }
 }

@@ -25,6 +25,13 @@ struct Proftpd {
 
 impl Proftpd {
     fn start() -> Proftpd {
+        Proftpd::start_with(false)
+    }
+
+    /// With `tls`: FTPS through mod_tls with its defaults (TLS 1.2 and 1.3,
+    /// session reuse required on data connections), a self-signed
+    /// certificate for 127.0.0.1 (`cert.pem`) and its log in `tls.log`.
+    fn start_with(tls: bool) -> Proftpd {
         let uid = Command::new("id").arg("-u").output().unwrap();
         assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "proftpd tests run as root (CI does)");
         let bin = CANDIDATES.iter().find(|p| Path::new(p).exists()).unwrap_or_else(|| {
@@ -59,6 +66,32 @@ impl Proftpd {
             ),
         )
         .unwrap();
+        if tls {
+            let modules = Path::new(bin).parent().unwrap().join("../lib/proftpd");
+            assert!(
+                modules.join("mod_tls.so").exists(),
+                "proftpd's mod_tls is missing from {}: install proftpd-mod-crypto, or run .ci/run, which unpacks it",
+                modules.display()
+            );
+            let made = Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=localhost"])
+                .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
+                .arg("-keyout")
+                .arg(dir.path().join("key.pem"))
+                .arg("-out")
+                .arg(dir.path().join("cert.pem"))
+                .output()
+                .expect("openssl is needed");
+            assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+            let mut text = std::fs::read_to_string(&conf).unwrap();
+            text.push_str(&format!(
+                "ModulePath {m}\nLoadModule mod_tls.c\nTLSEngine on\nTLSLog {d}/tls.log\n\
+                 TLSRSACertificateFile {d}/cert.pem\nTLSRSACertificateKeyFile {d}/key.pem\n\
+                 TLSProtocol TLSv1.2 TLSv1.3\n",
+                m = modules.display()
+            ));
+            std::fs::write(&conf, text).unwrap();
+        }
         let log = std::fs::File::create(dir.path().join("proftpd.log")).unwrap();
         let child = Command::new(bin)
             .arg("-n")
@@ -127,4 +160,47 @@ fn a_stale_part_on_a_server_that_refuses_overwrites_is_replaced() {
     on_server.sort();
     assert_eq!(on_server, archived, "every file under its final name, no .part left");
     assert_eq!(std::fs::read(ftpd.incoming.join(&archived[0])).unwrap(), first);
+}
+
+/// FTPS to proftpd with mod_tls's defaults: every data connection must
+/// resume the control connection's TLS session, and over TLS 1.3 proftpd
+/// sends tickets only on full handshakes (two per login). Many files go in
+/// one run with `retries = 0`, and the server refuses no data connection
+/// (the login moves to TLS 1.2 before the tickets run out).
+#[test]
+fn ftps_to_proftpd_defaults_sends_many_files_without_a_refused_data_connection() {
+    let ftpd = Proftpd::start_with(true);
+    let target = ftpd.target().replace("protocol = \"ftp\"", "protocol = \"ftps\"")
+        + &format!("ca_file = \"{}\"\nretries = 0\n", ftpd.dir.path().join("cert.pem").display());
+    let env = Env::with_config(&format!("host_name = \"pbx01\"\ncapacity = 5\n{target}"));
+    env.run_with_input(&["append", "--json", "-"], &json_records(100)).success();
+    env.run(&["archive"]).success();
+    let archived = std::fs::read_dir(env.data.join("archive"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".xml.gz"))
+        .count();
+    assert!(archived >= 15, "{archived} files");
+    let started = Instant::now();
+    let run = env.run(&["upload"]);
+    let took = started.elapsed();
+    let tls_log = std::fs::read_to_string(ftpd.dir.path().join("tls.log")).unwrap_or_default();
+    assert_eq!(run.code, Some(0), "{}{}\n--- tls.log ---\n{tls_log}", run.stdout, run.stderr);
+    let refused = tls_log.lines().filter(|l| l.contains("rejecting data connection")).count();
+    assert_eq!(refused, 0, "data connections refused:\n{tls_log}");
+    let on_server = std::fs::read_dir(&ftpd.incoming)
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name().to_string_lossy().into_owned();
+            n.ends_with(".xml.gz") && !n.starts_with('.')
+        })
+        .count();
+    assert_eq!(on_server, archived, "every file under its final name");
+    assert!(took < Duration::from_secs(10), "{archived} files took {took:?}: {}", run.stdout);
+    // The next run (a new process) starts over TLS 1.3 again and switches again.
+    env.run_with_input(&["append", "--json", "-"], &json_records(20)).success();
+    env.run(&["archive"]).success();
+    let run = env.run(&["upload"]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let tls_log = std::fs::read_to_string(ftpd.dir.path().join("tls.log")).unwrap_or_default();
+    assert_eq!(tls_log.matches("rejecting data connection").count(), 0, "{tls_log}");
 }

@@ -586,3 +586,165 @@ fn servers_without_size_still_receive_checked_files() {
         }
     }
 }
+
+/// An asyncssh SFTP server (a second SFTP implementation besides OpenSSH's)
+/// serving `root`, that refuses one kind of request with SSH_FX_FAILURE and
+/// a text: `write` once 100 bytes were written (a disk filling up), or
+/// every `open`, `close`, `rename`, `mkdir` or `stat`.
+const ASYNCSSH_SERVER: &str = r#"
+import asyncio, sys, asyncssh
+port, root, host_key, client_pub, mode, text, budget = sys.argv[1:8]
+left = [int(budget)]
+class S(asyncssh.SFTPServer):
+    def __init__(self, chan):
+        super().__init__(chan, chroot=root)
+    def refuse(self, op):
+        if mode == op:
+            raise asyncssh.SFTPFailure(text)
+    def write(self, f, offset, data):
+        if mode == 'write':
+            left[0] -= len(data)
+            if left[0] < 0:
+                raise asyncssh.SFTPFailure(text)
+        return super().write(f, offset, data)
+    def open(self, path, pflags, attrs):
+        self.refuse('open'); return super().open(path, pflags, attrs)
+    def close(self, f):
+        self.refuse('close'); return super().close(f)
+    def rename(self, a, b):
+        self.refuse('rename'); return super().rename(a, b)
+    def mkdir(self, path, attrs):
+        self.refuse('mkdir'); return super().mkdir(path, attrs)
+    def stat(self, path):
+        self.refuse('stat'); return super().stat(path)
+async def main():
+    await asyncssh.create_server(asyncssh.SSHServer, '127.0.0.1', int(port), server_host_keys=[host_key],
+        authorized_client_keys=client_pub, sftp_factory=S)
+    await asyncio.Future()
+asyncio.run(main())
+"#;
+
+/// A Python with asyncssh: Debian's (package python3-asyncssh, which
+/// .ci/run installs), else the first `python3` on PATH.
+fn python_with_asyncssh() -> &'static str {
+    for python in ["/usr/bin/python3", "python3"] {
+        let ok = std::process::Command::new(python)
+            .args(["-c", "import asyncssh"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return python;
+        }
+    }
+    panic!("asyncssh is needed (Debian package python3-asyncssh, or pip install asyncssh; .ci/run installs it)");
+}
+
+/// The server's reason for refusing an SFTP request reaches the operator
+/// whichever request it refused (libssh2's SFTP layer kept only "failure"):
+/// a disk filling up during the WRITEs, and refused OPEN, CLOSE, RENAME,
+/// MKDIR and STAT, against asyncssh's SFTP server. Nothing is left under the
+/// final name, and once the server accepts, the next run uploads the file.
+#[test]
+fn sftp_server_reasons_reach_the_operator_for_every_request() {
+    let python = python_with_asyncssh();
+    let keys = tempfile::tempdir().unwrap();
+    for k in ["host", "client"] {
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(keys.path().join(k))
+            .status()
+            .expect("run ssh-keygen (Debian package openssh-client)");
+        assert!(st.success());
+    }
+    let host_pub = std::fs::read_to_string(keys.path().join("host.pub")).unwrap();
+    let host_key: Vec<&str> = host_pub.split_whitespace().take(2).collect();
+    let cases = [
+        ("write", "No space left on device", "writing in/."),
+        ("open", "Quota exceeded for user audit", "cannot create in/."),
+        ("close", "Input/output error while flushing", "cannot complete in/."),
+        ("rename", "Target volume is read-only", "cannot rename in/."),
+        ("mkdir", "Directory creation disabled by policy", "cannot create remote directory in"),
+        ("stat", "Stale file handle", "cannot check in"),
+    ];
+    for (mode, text, what) in cases {
+        let root = tempfile::tempdir().unwrap();
+        if mode != "mkdir" {
+            std::fs::create_dir(root.path().join("in")).unwrap();
+        }
+        let port = servers::free_port();
+        let mut server = start_asyncssh(python, port, root.path(), keys.path(), mode, text);
+        std::fs::write(keys.path().join("known_hosts"), format!("[127.0.0.1]:{port} {}\n", host_key.join(" ")))
+            .unwrap();
+        let env = env_with(
+            &format!(
+                "[targets.s]\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"audit\"\n\
+                 key_file = \"{}\"\nknown_hosts = \"{}\"\nremote_dir = \"in\"\nretries = 0\n\
+                 timeout_secs = 10\n",
+                keys.path().join("client").display(),
+                keys.path().join("known_hosts").display()
+            ),
+            10,
+            0,
+        );
+        // Files larger than the write budget.
+        let big: Vec<u8> = (0..30)
+            .flat_map(|i| format!("{{\"app_name\":\"PBX\",\"action_type\":\"Change\",\"user_name\":\"u{i}\",\"action_data\":\"{}\"}}\n", "x".repeat(300)).into_bytes())
+            .collect();
+        env.run_with_input(&["append", "--json", "-"], &big).success();
+        env.run(&["rotate"]).success();
+        env.run(&["archive"]).success();
+        let run = env.run(&["upload"]);
+        let _ = server.kill();
+        let _ = server.wait();
+        assert_ne!(run.code, Some(0), "{mode}: the upload must fail: {}", run.stdout);
+        assert!(run.stderr.contains(text), "{mode}: the server's reason is not in the error: {}", run.stderr);
+        assert!(run.stderr.contains(what), "{mode}: the failed step is not named: {}", run.stderr);
+        assert!(run.stderr.contains("SSH_FX 4 \"failure\""), "{mode}: the status is not named: {}", run.stderr);
+        let sent = files_in(&root.path().join("in"));
+        assert!(sent.iter().all(|(n, _)| n.starts_with('.')), "{mode}: a final name exists: {sent:?}");
+        // The same server, refusing nothing now: the next run sends the file.
+        let mut server = start_asyncssh(python, port, root.path(), keys.path(), "none", "");
+        let run = env.run(&["upload"]);
+        let _ = server.kill();
+        let _ = server.wait();
+        assert_eq!(run.code, Some(0), "{mode}: the next run must upload: {}{}", run.stdout, run.stderr);
+        let sent = files_in(&root.path().join("in"));
+        let archived = local_archive(&env);
+        assert!(!archived.is_empty());
+        for (name, content) in &archived {
+            assert!(sent.contains(&(name.clone(), content.clone())), "{mode}: {name} did not arrive whole: {sent:?}");
+        }
+    }
+}
+
+/// Starts [`ASYNCSSH_SERVER`] on `port` (see there for `mode`), with the
+/// host key `keys/host` and the client key `keys/client.pub`; ready once it
+/// listens.
+fn start_asyncssh(python: &str, port: u16, root: &Path, keys: &Path, mode: &str, text: &str) -> std::process::Child {
+    let mut server = std::process::Command::new(python)
+        .args(["-c", ASYNCSSH_SERVER, &port.to_string()])
+        .arg(root)
+        .arg(keys.join("host"))
+        .arg(keys.join("client.pub"))
+        .args([mode, text, "100"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = server.try_wait() {
+            let mut err = String::new();
+            let _ = server.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("the asyncssh SFTP server exited ({status}) while starting:\n{err}");
+        }
+        if Instant::now() > deadline {
+            let _ = server.kill();
+            let _ = server.wait();
+            panic!("the asyncssh SFTP server did not listen on port {port} within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
