@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::app::{Ctx, Settings};
 use crate::cli::ConfigCommand;
+use crate::config::TargetProtocol;
 use crate::config::{self, Config};
 use crate::schedules::{self, Job};
 
@@ -162,7 +163,7 @@ fn effective(ctx: &Ctx) -> Result<Value> {
     v["schedules_dir"] = json!(ctx.schedules_dir.display().to_string());
     v["ingest_socket"] = json!(crate::service::ingest_socket_path(&ctx.layout, &ctx.config).display().to_string());
     for (name, t) in &ctx.config.targets {
-        if t.protocol != "local" {
+        if t.protocol != TargetProtocol::Local {
             v["targets"][name]["port"] = json!(t.port());
         }
     }

@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 
 use crate::app::Ctx;
 use crate::cli::{SiemArgs, SiemCommand};
+use crate::config::{Framing, SiemFormat, SiemProtocol};
 use crate::record::{Field, Record};
 use crate::siem::{self, Conn, format};
 
@@ -49,8 +50,14 @@ fn test(ctx: &Ctx) -> Result<ExitCode> {
         r.set(Field::ActionType, "Test");
         r.set(Field::ActionData, text(n));
         r.set(Field::Category, "system");
-        let msg =
-            format::message(&r, cfg.format == "cef", cfg.facility_code(), &cfg.app_name, &ctx.host, conn.max_datagram);
+        let msg = format::message(
+            &r,
+            cfg.format == SiemFormat::Cef,
+            cfg.facility_code(),
+            &cfg.app_name,
+            &ctx.host,
+            conn.max_datagram,
+        );
         total += msg.len();
         if n == 1 {
             // The octet count as sent: the message and its closing LF.
@@ -66,7 +73,7 @@ fn test(ctx: &Ctx) -> Result<ExitCode> {
         text(1),
         text(2)
     );
-    if cfg.protocol == "udp" {
+    if cfg.protocol == SiemProtocol::Udp {
         crate::outln!(
             "sent 2 test messages to {receiver} ({total} bytes, {}); delivery cannot be confirmed over UDP.\n{look}.",
             cfg.format
@@ -78,7 +85,7 @@ fn test(ctx: &Ctx) -> Result<ExitCode> {
     if !conn.alive() {
         tracing::error!(
             "siem test to {receiver} FAILED: the receiver closed the connection after the message{}",
-            if cfg.framing == "lf" {
+            if cfg.framing == Framing::Lf {
                 " (a receiver that expects octet counting, such as syslog-ng's syslog() source, does that with \
                  framing = \"lf\": try framing = \"octet-counting\")"
             } else {
@@ -92,9 +99,9 @@ fn test(ctx: &Ctx) -> Result<ExitCode> {
          the messages.\n{look}.",
         cfg.format,
         cfg.framing,
-        if cfg.protocol == "tls" { ", its certificate is trusted," } else { "" }
+        if cfg.protocol == SiemProtocol::Tls { ", its certificate is trusted," } else { "" }
     )?;
-    if cfg.framing == "lf" {
+    if cfg.framing == Framing::Lf {
         crate::outln!(
             "framing = \"lf\": receivers that expect octet counting (syslog-ng's syslog() source) drop these messages \
              or the connection; there, set framing = \"octet-counting\"."

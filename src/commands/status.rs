@@ -86,7 +86,9 @@ fn problems(st: &Status, args: &StatusArgs) -> Vec<Problem> {
         }
     }
     for s in st.schedules.iter().filter(|s| s.enabled) {
-        let Some(r) = s.last_run.as_ref().filter(|r| r.outcome == "failed") else { continue };
+        let Some(r) = s.last_run.as_ref().filter(|r| r.outcome == crate::schedules::RunOutcome::Failed) else {
+            continue;
+        };
         let (code, check) =
             if s.job == "upload" { (UPLOADS_FAILING, "uploads") } else { (SCHEDULE_FAILED, "schedules") };
         add(code, check, format!("the last run of schedule {} ({}, {}) failed: {}", s.name, s.job, r.start, r.error));
@@ -211,7 +213,7 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
                 Some(SiemStatus {
                     receiver: cfg.describe(),
                     enabled: cfg.enabled,
-                    format: cfg.format.clone(),
+                    format: cfg.format.to_string(),
                     next_id,
                     lag: (last + 1).saturating_sub(send_next),
                     sent: state.sent,

@@ -64,12 +64,141 @@ impl Default for Config {
     }
 }
 
+/// A configuration value that is one word of a fixed set, parsed once when the
+/// file is read: the rest of the program matches on the variant, never on
+/// text. An unknown word is refused at its place in the file, naming the
+/// words allowed.
+macro_rules! word_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "&'static str")]
+        pub enum $name {
+            $($(#[$vm])* $variant),+
+        }
+
+        impl $name {
+            /// Every word, in the order the documentation gives them.
+            pub const WORDS: &'static [&'static str] = &[$($text),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> std::result::Result<Self, String> {
+                match s.as_str() {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!("{s:?} is not {}", one_of(Self::WORDS))),
+                }
+            }
+        }
+
+        impl From<$name> for &'static str {
+            fn from(v: $name) -> &'static str {
+                v.as_str()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn one_of(words: &[&str]) -> String {
+    match words {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+word_enum! {
+    /// How an upload target is reached.
+    TargetProtocol {
+        Ftp = "ftp",
+        /// FTP with explicit TLS (`AUTH TLS`).
+        Ftps = "ftps",
+        Sftp = "sftp",
+        /// A directory (a mounted share, say).
+        Local = "local",
+    }
+}
+
+word_enum! {
+    /// What is uploaded: the archived, compressed file or the plain one.
+    UploadFormat {
+        Gz = "gz",
+        Xml = "xml",
+    }
+}
+
+word_enum! {
+    /// The transport to the SIEM receiver.
+    SiemProtocol {
+        Udp = "udp",
+        Tcp = "tcp",
+        Tls = "tls",
+    }
+}
+
+word_enum! {
+    /// The message body sent to the SIEM.
+    SiemFormat {
+        Json = "json",
+        Cef = "cef",
+    }
+}
+
+word_enum! {
+    /// TCP/TLS framing (RFC 6587).
+    Framing {
+        OctetCounting = "octet-counting",
+        Lf = "lf",
+    }
+}
+
+/// A syslog facility (RFC 5424 §6.2.1), written by name (`auth`, `local0`,
+/// case-insensitive) or number (0..=23).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Facility(u8);
+
+impl Facility {
+    pub fn code(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<String> for Facility {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        facility_code(&s)
+            .map(Facility)
+            .ok_or_else(|| format!("{s:?} is not a syslog facility name (auth, authpriv, local0…local7, …) or 0..=23"))
+    }
+}
+
+impl From<Facility> for String {
+    fn from(f: Facility) -> String {
+        FACILITIES.iter().find(|(_, c)| *c == f.0).map_or_else(|| f.0.to_string(), |(n, _)| (*n).to_owned())
+    }
+}
+
 /// An offboard upload target (§6).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// `ftp`, `ftps` (explicit TLS), `sftp`, or `local` (a directory, e.g. a mounted share).
-    pub protocol: String,
+    pub protocol: TargetProtocol,
     /// Server name or address (IPv4, IPv6, name); unused by `local`.
     #[serde(default)]
     pub host: String,
@@ -96,7 +225,7 @@ pub struct TargetConfig {
     pub passive: bool,
     /// What is uploaded: `gz` (the archived, compressed file; the default) or `xml` (plain).
     #[serde(default = "gz")]
-    pub format: String,
+    pub format: UploadFormat,
     /// Seconds without progress (connect, login, any read or write) before giving up.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -117,19 +246,16 @@ pub struct TargetConfig {
     pub enabled: bool,
 }
 
-/// Protocols a target may use.
-pub const TARGET_PROTOCOLS: [&str; 4] = ["ftp", "ftps", "sftp", "local"];
-
 impl TargetConfig {
     /// The port used: the configured one or the protocol's default.
     pub fn port(&self) -> u16 {
-        self.port.unwrap_or(if self.protocol == "sftp" { 22 } else { 21 })
+        self.port.unwrap_or(if self.protocol == TargetProtocol::Sftp { 22 } else { 21 })
     }
 
     /// `protocol host:port` for messages (IPv6 addresses in brackets); the
     /// directory for `local`.
     pub fn describe(&self) -> String {
-        if self.protocol == "local" {
+        if self.protocol == TargetProtocol::Local {
             return format!("local {}", self.remote_dir);
         }
         if self.host.contains(':') {
@@ -140,18 +266,12 @@ impl TargetConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        if !TARGET_PROTOCOLS.contains(&self.protocol.as_str()) {
-            bail!("protocol = {:?} is not one of {}", self.protocol, TARGET_PROTOCOLS.join(", "));
-        }
-        if self.protocol == "local" {
+        if self.protocol == TargetProtocol::Local {
             if self.remote_dir.is_empty() {
                 bail!("a local target needs remote_dir, the directory files are copied to");
             }
         } else if self.host.trim().is_empty() {
             bail!("host is missing");
-        }
-        if !["gz", "xml"].contains(&self.format.as_str()) {
-            bail!("format = {:?} is not \"gz\" or \"xml\"", self.format);
         }
         if self.password_file.is_some() && self.password_env.is_some() {
             bail!("give the password either in password_file or in password_env, not both");
@@ -159,29 +279,31 @@ impl TargetConfig {
         if self.timeout_secs == 0 {
             bail!("timeout_secs must be at least 1");
         }
-        let network = self.protocol != "local";
+        let network = self.protocol != TargetProtocol::Local;
         if network && self.user.as_deref().unwrap_or("").is_empty() {
             bail!("user is missing");
         }
         let has_password = self.password_file.is_some() || self.password_env.is_some();
-        match self.protocol.as_str() {
-            "sftp" if self.key_file.is_none() && !has_password => {
+        match self.protocol {
+            TargetProtocol::Sftp if self.key_file.is_none() && !has_password => {
                 bail!("an SFTP target needs key_file or a password (password_file or password_env)")
             }
-            "ftp" | "ftps" if !has_password => bail!("an FTP target needs password_file or password_env"),
+            TargetProtocol::Ftp | TargetProtocol::Ftps if !has_password => {
+                bail!("an FTP target needs password_file or password_env")
+            }
             _ => {}
         }
-        let only = |set: bool, key: &str, proto: &str| -> Result<()> {
+        let only = |set: bool, key: &str, proto: TargetProtocol| -> Result<()> {
             if set && self.protocol != proto {
                 bail!("{key} applies to {proto} targets only");
             }
             Ok(())
         };
-        only(self.key_file.is_some(), "key_file", "sftp")?;
-        only(self.known_hosts.is_some(), "known_hosts", "sftp")?;
-        only(self.insecure_accept_any_host_key, "insecure_accept_any_host_key", "sftp")?;
-        only(self.ca_file.is_some(), "ca_file", "ftps")?;
-        only(self.insecure_accept_any_certificate, "insecure_accept_any_certificate", "ftps")?;
+        only(self.key_file.is_some(), "key_file", TargetProtocol::Sftp)?;
+        only(self.known_hosts.is_some(), "known_hosts", TargetProtocol::Sftp)?;
+        only(self.insecure_accept_any_host_key, "insecure_accept_any_host_key", TargetProtocol::Sftp)?;
+        only(self.ca_file.is_some(), "ca_file", TargetProtocol::Ftps)?;
+        only(self.insecure_accept_any_certificate, "insecure_accept_any_certificate", TargetProtocol::Ftps)?;
         Ok(())
     }
 }
@@ -201,14 +323,14 @@ pub struct SiemConfig {
     #[serde(default)]
     pub enabled: bool,
     /// `udp`, `tcp` or `tls`.
-    pub protocol: String,
+    pub protocol: SiemProtocol,
     /// Receiver name or address (IPv4, IPv6, name).
     pub host: String,
     /// Default 514 (UDP, TCP), 6514 (TLS).
     pub port: Option<u16>,
     /// `json` (the record's fields, as exported) or `cef`.
     #[serde(default = "json")]
-    pub format: String,
+    pub format: SiemFormat,
     /// TLS: PEM certificates of the authorities trusted for the receiver (default: the system's roots).
     pub ca_file: Option<PathBuf>,
     /// TLS: accept any certificate. Dangerous: anyone able to intercept the
@@ -217,10 +339,10 @@ pub struct SiemConfig {
     pub insecure_accept_any_certificate: bool,
     /// TCP/TLS framing: `octet-counting` (RFC 6587, the default) or `lf`.
     #[serde(default = "octet_counting")]
-    pub framing: String,
+    pub framing: Framing,
     /// Syslog facility, by name (`auth`, `authpriv`, `local0`…`local7`, …) or number.
     #[serde(default = "auth")]
-    pub facility: String,
+    pub facility: Facility,
     /// APP-NAME of the syslog header.
     #[serde(default = "app_name")]
     pub app_name: String,
@@ -271,12 +393,12 @@ pub const FACILITIES: [(&str, u8); 20] = [
 
 impl SiemConfig {
     pub fn port(&self) -> u16 {
-        self.port.unwrap_or(if self.protocol == "tls" { 6514 } else { 514 })
+        self.port.unwrap_or(if self.protocol == SiemProtocol::Tls { 6514 } else { 514 })
     }
 
-    /// The facility's number (checked when the configuration was loaded).
+    /// The facility's number.
     pub fn facility_code(&self) -> u8 {
-        facility_code(&self.facility).unwrap_or(4)
+        self.facility.code()
     }
 
     /// `protocol host:port`, IPv6 addresses in brackets.
@@ -289,23 +411,8 @@ impl SiemConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        if !["udp", "tcp", "tls"].contains(&self.protocol.as_str()) {
-            bail!("protocol = {:?} is not udp, tcp or tls", self.protocol);
-        }
         if self.host.trim().is_empty() {
             bail!("host is missing");
-        }
-        if !["json", "cef"].contains(&self.format.as_str()) {
-            bail!("format = {:?} is not json or cef", self.format);
-        }
-        if !["octet-counting", "lf"].contains(&self.framing.as_str()) {
-            bail!("framing = {:?} is not octet-counting or lf", self.framing);
-        }
-        if facility_code(&self.facility).is_none() {
-            bail!(
-                "facility = {:?} is not a syslog facility name (auth, authpriv, local0…local7, …) or 0..=23",
-                self.facility
-            );
         }
         if self.app_name.is_empty()
             || self.app_name.len() > 48
@@ -325,7 +432,7 @@ impl SiemConfig {
                 self.anchor_interval_secs
             );
         }
-        if self.protocol != "tls" && (self.ca_file.is_some() || self.insecure_accept_any_certificate) {
+        if self.protocol != SiemProtocol::Tls && (self.ca_file.is_some() || self.insecure_accept_any_certificate) {
             bail!("ca_file and insecure_accept_any_certificate apply to protocol = \"tls\" only");
         }
         Ok(())
@@ -340,12 +447,12 @@ fn facility_code(name: &str) -> Option<u8> {
         .or_else(|| name.parse::<u8>().ok().filter(|c| *c <= 23))
 }
 
-fn octet_counting() -> String {
-    "octet-counting".into()
+fn octet_counting() -> Framing {
+    Framing::OctetCounting
 }
 
-fn auth() -> String {
-    "auth".into()
+fn auth() -> Facility {
+    Facility(4)
 }
 
 fn app_name() -> String {
@@ -368,12 +475,12 @@ fn yes() -> bool {
     true
 }
 
-fn json() -> String {
-    "json".into()
+fn json() -> SiemFormat {
+    SiemFormat::Json
 }
 
-fn gz() -> String {
-    "gz".into()
+fn gz() -> UploadFormat {
+    UploadFormat::Gz
 }
 
 fn default_timeout() -> u64 {
@@ -531,13 +638,17 @@ fn join_key(a: &str, b: &str) -> String {
 /// The dotted path of the deepest key whose name or value holds byte `at`.
 fn key_at(table: &toml::de::DeTable<'_>, at: usize) -> String {
     for (k, v) in table {
+        // A table written under its own `[header]` has a span that does not
+        // cover its keys: look inside every table.
+        if let toml::de::DeValue::Table(t) = v.get_ref() {
+            let inner = key_at(t, at);
+            if !inner.is_empty() {
+                return join_key(k.get_ref(), &inner);
+            }
+        }
         let (ks, vs) = (k.span(), v.span());
         if ks.contains(&at) || vs.contains(&at) || (ks.start <= at && at < vs.end) {
-            let inner = match v.get_ref() {
-                toml::de::DeValue::Table(t) => key_at(t, at),
-                _ => String::new(),
-            };
-            return join_key(k.get_ref(), &inner);
+            return k.get_ref().to_string();
         }
     }
     String::new()
@@ -588,6 +699,25 @@ pub fn sanitize_host(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_parse_once_and_unknown_words_name_the_allowed_ones() {
+        let t: TargetConfig = toml::from_str("protocol = 'sftp'\nhost = 'h'\n").unwrap();
+        assert_eq!((t.protocol, t.format, t.port()), (TargetProtocol::Sftp, UploadFormat::Gz, 22));
+        let e = toml::from_str::<TargetConfig>("protocol = 'smtp'\n").unwrap_err();
+        assert!(e.message().contains("\"smtp\" is not ftp, ftps, sftp or local"), "{e}");
+        let s: SiemConfig = toml::from_str("protocol = 'tls'\nhost = 'h'\nfacility = 'LOCAL3'\n").unwrap();
+        assert_eq!(
+            (s.protocol, s.framing, s.facility_code(), s.port()),
+            (SiemProtocol::Tls, Framing::OctetCounting, 19, 6514)
+        );
+        let e = toml::from_str::<SiemConfig>("protocol = 'tcp'\nhost = 'h'\nframing = 'LF'\n").unwrap_err();
+        assert!(e.message().contains("\"LF\" is not octet-counting or lf"), "{e}");
+        assert!(toml::from_str::<SiemConfig>("protocol = 'tcp'\nhost = 'h'\nfacility = '24'\n").is_err());
+        // Written back as the words they were read from.
+        let back = toml::to_string(&s).unwrap();
+        assert!(back.contains("protocol = \"tls\"") && back.contains("facility = \"local3\""), "{back}");
+    }
 
     #[test]
     fn unknown_key_is_named() {

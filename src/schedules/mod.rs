@@ -202,6 +202,27 @@ pub fn parse_cron(expr: &str) -> Result<Cron, String> {
     Ok(cron)
 }
 
+/// How a run ended (written as `ok`, `failed` or `skipped` in
+/// `state/jobs/history.jsonl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOutcome {
+    Ok,
+    Failed,
+    /// Not started: the previous run of the schedule was still going.
+    Skipped,
+}
+
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunOutcome::Ok => "ok",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Skipped => "skipped",
+        })
+    }
+}
+
 /// One run of a schedule's job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
@@ -212,8 +233,7 @@ pub struct Run {
     pub planned: Option<String>,
     pub start: String,
     pub end: String,
-    /// `ok`, `failed` or `skipped`.
-    pub outcome: String,
+    pub outcome: RunOutcome,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]

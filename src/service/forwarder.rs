@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use super::scheduler::JobEnv;
 use super::writer::Durable;
 use crate::config::{Config, SiemConfig};
+use crate::config::{SiemFormat, SiemProtocol};
 use crate::siem::{self, Conn, InFlight, LastAnchor, SiemState, format};
 use crate::store::chain::{self, Digest};
 use crate::store::layout::Layout;
@@ -226,7 +227,7 @@ impl Worker {
         let Some((id, value)) = self.anchor_due(cfg, stopping) else { return };
         let time = self.now();
         let anchor = format::Anchor { id, chain: &value, host: &self.host, time: &time };
-        let msg = format::anchor_message(&anchor, cfg.format == "cef", cfg.facility_code(), &cfg.app_name);
+        let msg = format::anchor_message(&anchor, cfg.format == SiemFormat::Cef, cfg.facility_code(), &cfg.app_name);
         let Some(conn) = self.conn.as_mut() else { return };
         if stopping && !conn.alive() {
             return;
@@ -332,7 +333,7 @@ impl Worker {
         // From the newest file starting at or before `pos`.
         let start = files.iter().rposition(|f| f.first_id <= self.pos).unwrap_or(0);
         let files = files[start..].to_vec();
-        let cef = cfg.format == "cef";
+        let cef = cfg.format == SiemFormat::Cef;
         let facility = cfg.facility_code();
         let mut sent = 0u64;
         let mut failure = None;
@@ -378,7 +379,7 @@ impl Worker {
         for (from, to) in gaps {
             self.lost(from, to);
         }
-        if cfg.protocol == "udp" {
+        if cfg.protocol == SiemProtocol::Udp {
             // Nothing to confirm or replay over UDP.
             self.in_flight.clear();
         }

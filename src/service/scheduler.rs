@@ -306,7 +306,7 @@ fn fire(
             planned,
             start: t.clone(),
             end: t,
-            outcome: "skipped".into(),
+            outcome: schedules::RunOutcome::Skipped,
             message: "the previous run is still in progress".into(),
             error: String::new(),
         };
@@ -325,7 +325,7 @@ fn fire(
             planned,
             start,
             end: timestamp::format(&env.clock.now()),
-            outcome: if result.is_ok() { "ok" } else { "failed" }.into(),
+            outcome: if result.is_ok() { schedules::RunOutcome::Ok } else { schedules::RunOutcome::Failed },
             message: String::new(),
             error: String::new(),
         };

@@ -41,6 +41,7 @@ use rustls::{ClientConnection, StreamOwned};
 use serde::{Deserialize, Serialize};
 
 use crate::config::SiemConfig;
+use crate::config::{Framing, SiemProtocol};
 use crate::store::layout::Layout;
 use crate::upload::remote;
 
@@ -151,8 +152,8 @@ fn io_reason(e: &io::Error, timeout: Duration) -> String {
 /// failures show here). Errors are one line.
 pub fn connect(cfg: &SiemConfig) -> Result<Conn, String> {
     let timeout = Duration::from_secs(cfg.timeout_secs);
-    let octet_counting = cfg.framing == "octet-counting";
-    if cfg.protocol == "udp" {
+    let octet_counting = cfg.framing == Framing::OctetCounting;
+    if cfg.protocol == SiemProtocol::Udp {
         let addr = remote::resolve(&cfg.host, cfg.port())?[0];
         let local: SocketAddr =
             if addr.is_ipv6() { "[::]:0".parse() } else { "0.0.0.0:0".parse() }.map_err(|e| format!("{e}"))?;
@@ -161,7 +162,7 @@ pub fn connect(cfg: &SiemConfig) -> Result<Conn, String> {
         return Ok(Conn { kind: Kind::Udp(sock), octet_counting, max_datagram: Some(cfg.max_udp_bytes) });
     }
     let (mut tcp, _) = remote::tcp_connect_to(&cfg.host, cfg.port(), timeout)?;
-    if cfg.protocol == "tcp" {
+    if cfg.protocol == SiemProtocol::Tcp {
         return Ok(Conn {
             kind: Kind::Tcp(BufWriter::with_capacity(256 * 1024, tcp)),
             octet_counting,

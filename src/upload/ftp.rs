@@ -49,6 +49,7 @@ use suppaftp::{
 
 use super::remote::{self, Password, RResult, Remote, RemoteError};
 use crate::config::TargetConfig;
+use crate::config::TargetProtocol;
 
 /// How a data connection's TLS layer is closed after an upload (module docs).
 pub trait CloseData {
@@ -213,7 +214,7 @@ pub fn connect(cfg: &TargetConfig, step: &mut dyn FnMut(&str, String)) -> RResul
         .ok_or_else(|| RemoteError::fatal("no password configured (password_file or password_env)"))?;
     let (tcp, addr) = remote::tcp_connect(cfg)?;
     step("connect", addr.to_string());
-    if cfg.protocol == "ftps" {
+    if cfg.protocol == TargetProtocol::Ftps {
         let key = endpoint(cfg);
         let tls12 = TLS12_ONLY.lock().map(|l| l.contains(&key)).unwrap_or(false);
         let (ftp, tickets) = secure(cfg, tcp, tls12, step)?;

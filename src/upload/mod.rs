@@ -35,6 +35,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, TargetConfig};
+use crate::config::{TargetProtocol, UploadFormat};
 use crate::fsx::human_bytes;
 use crate::store::layout::{FileKind, Layout};
 use crate::timestamp::{self, Clock};
@@ -43,11 +44,10 @@ pub use remote::{RResult, Remote, RemoteError};
 
 /// Opens a logged-in connection to a target, reporting each step that worked.
 pub fn connect(cfg: &TargetConfig, step: &mut dyn FnMut(&str, String)) -> RResult<Box<dyn Remote>> {
-    match cfg.protocol.as_str() {
-        "sftp" => sftp::connect(cfg, step),
-        "ftp" | "ftps" => ftp::connect(cfg, step),
-        "local" => local::connect(cfg, step),
-        other => Err(RemoteError::fatal(format!("unknown protocol {other:?}"))),
+    match cfg.protocol {
+        TargetProtocol::Sftp => sftp::connect(cfg, step),
+        TargetProtocol::Ftp | TargetProtocol::Ftps => ftp::connect(cfg, step),
+        TargetProtocol::Local => local::connect(cfg, step),
     }
 }
 
@@ -188,13 +188,13 @@ fn send_hashed<T>(mut src: Box<dyn Read + Send>, send: impl FnOnce(&mut dyn BufR
 
 /// The files a target receives in its format, sorted by name (which is the
 /// order they were written).
-fn local_files(layout: &Layout, format: &str) -> Result<Vec<LocalFile>> {
+fn local_files(layout: &Layout, format: UploadFormat) -> Result<Vec<LocalFile>> {
     let sealed = crate::fsx::dir_names(&layout.sealed)?;
     let archived = crate::fsx::dir_names(&layout.archive)?;
     let mut out = Vec::new();
     let manifest = crate::store::manifest::read_manifest(layout).unwrap_or_default();
     let entry = |gz_name: &str| manifest.iter().find(|e| e.file == gz_name);
-    if format == "gz" {
+    if format == UploadFormat::Gz {
         for name in archived.iter().filter(|n| FileKind::Archived.stem_of(n).is_some()) {
             let path = layout.archive.join(name);
             let size = std::fs::metadata(&path).ok().map(|m| m.len());
@@ -382,7 +382,7 @@ fn upload_target(
     let mut ledger = ledger::Writer::open(layout, name)?;
     let mut report = TargetReport { target: name.to_owned(), endpoint: cfg.describe(), ..TargetReport::default() };
 
-    if cfg.format == "gz" {
+    if cfg.format == UploadFormat::Gz {
         let sealed = crate::fsx::dir_names(&layout.sealed)?;
         if sealed.iter().any(|n| FileKind::Sealed.stem_of(n).is_some()) {
             let a = crate::maintenance::archive::archive(layout, clock)
@@ -392,7 +392,7 @@ fn upload_target(
     }
     let done: HashSet<String> =
         ledger::read(layout, name)?.into_iter().map(|e| ledger::stem(&e.file).to_owned()).collect();
-    let all = local_files(layout, &cfg.format)?;
+    let all = local_files(layout, cfg.format)?;
     let total = all.len();
     let mut queue: VecDeque<LocalFile> = all.into_iter().filter(|f| !done.contains(ledger::stem(&f.name))).collect();
     report.already = total - queue.len();
@@ -601,11 +601,11 @@ pub struct Step {
 /// it, reporting each step; stops at the first failure. True when all worked.
 pub fn test_target(cfg: &TargetConfig, on_step: &mut dyn FnMut(&Step)) -> bool {
     // The steps of connecting, in order: a failure belongs to the first one not reported as done.
-    let stages: &[&str] = match cfg.protocol.as_str() {
-        "sftp" => &["connect", "host key", "login", "sftp"],
-        "ftps" => &["connect", "TLS", "login"],
-        "local" => &["directory"],
-        _ => &["connect", "login"],
+    let stages: &[&str] = match cfg.protocol {
+        TargetProtocol::Sftp => &["connect", "host key", "login", "sftp"],
+        TargetProtocol::Ftps => &["connect", "TLS", "login"],
+        TargetProtocol::Local => &["directory"],
+        TargetProtocol::Ftp => &["connect", "login"],
     };
     let mut passed = 0;
     let connected = connect(cfg, &mut |name, detail| {
