@@ -10,7 +10,7 @@
 //! asserted; each also goes into a `summary` line for `benches/suite.sh`'s
 //! table.
 
-#[path = "../tests/it/servers.rs"]
+#[path = "../tests/it/support/servers.rs"]
 mod servers;
 // Its self-checks (#[test]) are not built here, so some imports go unused.
 #[allow(unused_imports)]

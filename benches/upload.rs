@@ -17,7 +17,7 @@
 //! per transfer (medians) feeds `benches/suite.sh`'s table.
 //! `AUDIT_TRAIL_BIN` runs another build of audit-trail for comparison.
 
-#[path = "../tests/it/servers.rs"]
+#[path = "../tests/it/support/servers.rs"]
 mod servers;
 
 mod common;

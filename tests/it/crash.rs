@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 const SIGKILL: i32 = 9;
 

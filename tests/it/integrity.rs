@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{BIN, Env, json_records, submit};
+use crate::support::harness::{BIN, Env, json_records, submit};
 
 const TEMPORARY: i32 = 75;
 const UNKNOWN: i32 = 5;

@@ -8,7 +8,7 @@ use std::process::Command;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 /// JSON Lines of `n` records with `timestamp` set `days` days in the past;
 /// each carries `tag` and its index in `action_data`.

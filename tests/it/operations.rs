@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::harness::{Env, Run};
+use crate::support::harness::{Env, Run};
 
 /// Exit status of a configuration problem (README "Exit status").
 const CONFIG: Option<i32> = Some(2);
@@ -254,7 +254,7 @@ fn status_check_exit_codes_say_what_needs_attention() {
     assert_eq!(status_check(&env, &dir, &["--allow-stopped"]).0, Some(0));
 
     // Uploads: files waiting past the threshold.
-    env.run_with_input(&["append", "--json", "-"], &crate::harness::json_records(12)).success();
+    env.run_with_input(&["append", "--json", "-"], &crate::support::harness::json_records(12)).success();
     let sealed = env.sealed_files();
     assert_eq!(sealed.len(), 2);
     let n = sealed.len().to_string();
@@ -307,7 +307,7 @@ fn status_check_sees_a_failing_siem_and_failing_scheduled_uploads_of_a_running_s
     let dir =
         schedules(&env, &[("upload-broken.toml", "cron = \"* * * * * *\"\njob = \"upload\"\ntarget = \"broken\"\n")]);
     let server = env.serve(&dir);
-    env.run_with_input(&["append", "--json", "-"], &crate::harness::json_records(12)).success();
+    env.run_with_input(&["append", "--json", "-"], &crate::support::harness::json_records(12)).success();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let v = loop {
         let (code, v) = status_check(&env, &dir, &[]);
@@ -504,7 +504,7 @@ fn run_as_under_journal(env: &Env, args: &str, stdin: &str) -> std::process::Out
     use std::io::Write;
     let script = format!("JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec \"$0\" --data-dir \"$1\" {args}");
     let mut child = std::process::Command::new("sh")
-        .args(["-c", &script, crate::harness::BIN])
+        .args(["-c", &script, crate::support::harness::BIN])
         .arg(&env.data)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Env, json_records};
-use crate::servers::{free_port, free_port_range};
+use crate::support::harness::{Env, json_records};
+use crate::support::servers::{free_port, free_port_range};
 
 const CANDIDATES: [&str; 2] = ["/usr/sbin/proftpd", "/opt/audit-trail-ci/proftpd/usr/sbin/proftpd"];
 /// `nobody` / `nogroup` on Debian: the account proftpd serves files as.

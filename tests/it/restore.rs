@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::*;
+use crate::support::harness::*;
 
 fn arg(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Env, json_records, run_in, submit, well_formed_errors};
+use crate::support::harness::{Env, json_records, run_in, submit, well_formed_errors};
 
 fn line(data: &str, category: &str) -> String {
     format!(

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::harness::{Env, json_records};
+use crate::support::harness::{Env, json_records};
 use crate::syslog::{Rsyslog, Transport};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -313,7 +313,7 @@ fn chain_anchor_reaches_the_siem_after_its_record_and_exposes_removed_newest_fil
     // Someone removes the newest sealed file (ids start..) and the active one.
     let sealed = env.sealed_files();
     let newest = sealed.last().expect("sealed files").clone();
-    assert_eq!(crate::harness::header_first_id(&std::fs::read(&newest).unwrap()), Some(start), "{newest:?}");
+    assert_eq!(crate::support::harness::header_first_id(&std::fs::read(&newest).unwrap()), Some(start), "{newest:?}");
     assert!(sealed.len() >= 2, "the file with the start record stays: {sealed:?}");
     std::fs::remove_file(&newest).unwrap();
     for f in env.active_files() {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use crate::harness::{Env, Rng, seed};
+use crate::support::harness::{Env, Rng, seed};
 use crate::syslog::{Rsyslog, Transport};
 use crate::syslogng::SyslogNg;
 

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Env, assert_well_formed, json_records, run_in, submit};
-use crate::servers::{Ftpd, Sshd};
+use crate::support::harness::{Env, assert_well_formed, json_records, run_in, submit};
+use crate::support::servers::{Ftpd, Sshd};
 
 // ---------------------------------------------------------------------------
 // Set-up
@@ -573,7 +573,7 @@ fn a_key_file_others_can_read_is_refused() {
     let (env, key) = keyed_env(5, 7);
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let secret = hex::encode(std::fs::read(&key).unwrap());
-    let refused = |run: &crate::harness::Run| {
+    let refused = |run: &crate::support::harness::Run| {
         assert!(
             run.stderr.contains(arg(&key))
                 && run.stderr.contains("accessible by group or others")
@@ -965,7 +965,7 @@ fn targets(sshd: &Sshd, sftp_dir: &Path, ftpd: &Ftpd, ftp_dir: &str) -> String {
 /// OpenSSH `sftp -b`: every file of `remote_dir` into `local`.
 fn sftp_get_all(sshd: &Sshd, remote_dir: &Path, local: &Path) {
     let get = format!("get {}/* {}/\n", remote_dir.display(), local.display());
-    let out = crate::servers::sftp_batch(sshd, &sshd.known_hosts, &get);
+    let out = crate::support::servers::sftp_batch(sshd, &sshd.known_hosts, &get);
     assert!(out.status.success(), "sftp download failed: {}\n{}", String::from_utf8_lossy(&out.stderr), sshd.log());
 }
 

@@ -6,8 +6,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Env, Run, json_records};
-use crate::servers::{self, Ftpd, Sshd};
+use crate::support::harness::{Env, Run, json_records};
+use crate::support::servers::{self, Ftpd, Sshd};
 
 /// A data directory of `capacity` records per file holding `records`
 /// records, with the given target sections appended to its configuration.

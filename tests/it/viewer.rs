@@ -21,7 +21,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Env, Rng, seed};
+use crate::support::harness::{Env, Rng, seed};
 
 const BROWSER: &str = include_str!("data/browser.py");
 

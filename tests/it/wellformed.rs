@@ -17,7 +17,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{BIN, Env, Rng, seed, well_formed_errors};
+use crate::support::harness::{BIN, Env, Rng, seed, well_formed_errors};
 
 fn mutant_count() -> usize {
     std::env::var("AUDIT_TRAIL_FUZZ_MUTANTS").ok().and_then(|s| s.parse().ok()).unwrap_or(2500)
@@ -416,7 +416,7 @@ fn elements_and_attributes_the_schema_does_not_have_are_refused_in_a_known_forma
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join(original.file_name().unwrap());
         std::fs::write(&file, edited).unwrap();
-        crate::harness::assert_well_formed(&file);
+        crate::support::harness::assert_well_formed(&file);
         serde_json::from_str(&run_verify(&dir, &["--json", file.to_str().unwrap()]).1).unwrap()
     };
     let misfits = [
