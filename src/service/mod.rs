@@ -174,179 +174,240 @@ enum Ctl {
     Reload(mpsc::Sender<String>),
 }
 
+/// Runs the service until SIGTERM or SIGINT, then stops it in order.
 pub fn run(ctx: &Ctx) -> Result<ExitCode> {
-    let layout = &ctx.layout;
-    layout.create()?;
-    let _instance = take_instance_lock(layout)?;
-    for note in crate::maintenance::backup::clean_interrupted_restores(&layout.data_dir) {
-        tracing::warn!("{note}");
-    }
-    let log = ctx.open_log()?;
-    let used = log.next_id() > 1;
-    if !ctx.config.enabled && !used {
-        bail!(
-            "auditing is disabled (enabled = false in {}); this data directory holds no records, so there is \
-             nothing to serve",
-            ctx.config_path.display()
-        );
-    }
-    let mut events = vec![Event::new(
-        "Service",
-        "Start",
-        format!(
-            "audit-trail {} started (pid {}, data directory {})",
-            env!("CARGO_PKG_VERSION"),
-            std::process::id(),
-            layout.data_dir.display()
-        ),
-    )];
-    events.extend(selfaudit::config_events(layout, ctx.config_text().as_deref(), &ctx.config, used, true)?);
-    if !ctx.config.enabled {
-        tracing::warn!(
-            "enabled = false is refused: auditing cannot be switched off on a data directory \
-             that holds records; the attempt is recorded"
-        );
-    }
-
-    let socket = ingest_socket_path(layout, &ctx.config);
-    let mode = ctx.config.socket_mode().unwrap_or(0o660);
-    let (listener, bound_socket) = bind(&socket, mode)?;
-    let control_path = control_socket_path(layout);
-    let (control, bound_control) = match bind(&control_path, 0o600) {
-        Ok(b) => b,
-        Err(e) => {
-            bound_socket.remove();
-            return Err(e);
-        }
-    };
-
-    let (l2, host, cap, clock) = (layout.clone(), ctx.host.clone(), ctx.config.capacity, ctx.clock.clone());
-    let key = ctx.config.mac_key()?;
-    let reopen: writer::Reopen = Box::new(move || {
-        let (log, notes) = Log::open(&l2, &host, cap, clock.clone(), key.clone())?;
-        for n in notes {
-            tracing::warn!("{n}");
-        }
-        Ok(log)
-    });
-    let next_id = log.next_id();
-    // If SIEM forwarding starts now for the first time, it starts here (with this start's own record).
-    let siem_first = next_id;
-    let durable = Arc::new(writer::Durable::default());
-    let (wtx, whandle) = writer::spawn(log, reopen, durable.clone());
-    scheduler::submit_events(&wtx, &ctx.host, &*ctx.clock, &events).context("cannot record the service start")?;
-
-    let mut shared = Shared::new(wtx.clone(), ctx.host.clone(), ctx.clock.clone(), ctx.config.mask());
-    let (cap, fds) = ingest::client_cap();
-    shared.max_clients = cap;
-    if cap < ingest::MAX_CLIENTS {
-        tracing::warn!("{fds} open files allowed: serving at most {cap} ingest clients at once");
-    }
-    let shared = Arc::new(shared);
-    let sh = shared.clone();
-    let accept = std::thread::Builder::new().name("accept".into()).spawn(move || ingest::accept_loop(listener, sh))?;
-
-    let env = Arc::new(JobEnv {
-        layout: layout.clone(),
-        config: RwLock::new(ctx.config.clone()),
-        host: ctx.host.clone(),
-        clock: ctx.clock.clone(),
-        writer: wtx.clone(),
-        schedules_dir: ctx.schedules_dir.clone(),
-        config_path: ctx.config_path.clone(),
-    });
-    if let Err(e) = schedules::trim_history(layout) {
-        tracing::warn!("{e:#}");
-    }
-    let loaded = schedules::load_dir(&ctx.schedules_dir);
-    for e in &loaded.errors {
-        tracing::error!("schedule not loaded: {e}");
-    }
-    let enabled = loaded.schedules.iter().filter(|s| s.enabled).count();
-    let sched = Scheduler::start(env.clone(), loaded.schedules);
-    let forwarder = forwarder::Forwarder::start(env.clone(), durable.clone(), siem_first);
-
-    let (ctl_tx, ctl_rx) = mpsc::channel::<Ctl>();
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-    let sig_handle = signals.handle();
-    let stx = ctl_tx.clone();
-    let sig_thread = std::thread::Builder::new().name("signals".into()).spawn(move || {
-        for s in signals.forever() {
-            if stx.send(Ctl::Signal(s)).is_err() {
-                break;
-            }
-        }
-    })?;
-    let cenv = env.clone();
-    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let cstop = stopping.clone();
-    let control_thread = std::thread::Builder::new()
-        .name("control".into())
-        .spawn(move || control_loop(control, &cenv, &ctl_tx, &cstop))?;
-
-    tracing::info!(
-        "serving {} on {} (next id {next_id}; {enabled} schedule(s) enabled from {})",
-        layout.data_dir.display(),
-        socket.display(),
-        ctx.schedules_dir.display()
-    );
-    // systemd Type=notify: ready once the ingest socket accepts (nothing outside systemd).
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-
-    let mut why = "stopped";
-    loop {
-        match ctl_rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(Ctl::Signal(SIGHUP)) => {
-                let msg = reload(ctx, &env, &shared, &sched);
-                tracing::info!("{msg}");
-            }
-            Ok(Ctl::Reload(reply)) => {
-                let _ = reply.send(reload(ctx, &env, &shared, &sched));
-            }
-            Ok(Ctl::Signal(s)) => {
-                why = if s == SIGINT { "stopped by SIGINT" } else { "stopped by SIGTERM" };
-                break;
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => save_dropped(layout, &shared),
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-
-    tracing::info!("stopping");
-    let left = sched.stop(Duration::from_secs(20));
-    if !left.is_empty() {
-        tracing::warn!("job(s) still running at stop, left to end with the process: {}", left.join(", "));
-    }
-    shared.stopping.store(true, Ordering::SeqCst);
-    stopping.store(true, Ordering::SeqCst);
-    // New clients are refused from here on; `append` then works directly
-    // on the data directory once this process has let go of the log.
-    if wake(&socket) {
-        let _ = accept.join();
-    }
-    bound_socket.remove();
-    if wake(&control_path) {
-        let _ = control_thread.join();
-    }
-    bound_control.remove();
-    shared.close_all(Duration::from_secs(5));
-    save_dropped(layout, &shared);
-    let stop_event = Event::new("Service", "Stop", format!("audit-trail {why} (pid {})", std::process::id()));
-    if let Err(e) = env.audit(&[stop_event]) {
-        tracing::error!("cannot record the stop: {e:#}");
-    }
-    let (tx, rx) = mpsc::channel();
-    let next = if wtx.send(writer::Request::Stop(tx)).is_ok() { rx.recv().ok() } else { None };
-    drop(wtx);
-    let _ = whandle.join();
-    forwarder.stop();
-    sig_handle.close();
-    let _ = sig_thread.join();
-    match next {
-        Some(n) => tracing::info!("{why}; everything acknowledged is on disk (next id {n})"),
-        None => tracing::info!("{why}"),
-    }
+    let service = Service::start(ctx)?;
+    let why = service.serve(ctx);
+    service.stop(why);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A running service: it owns every thread, socket and lock of `serve`, so
+/// that what is running is visible in one place and [`Service::stop`] can take
+/// it down in order. One flag, `shared.stopping`, tells the accept and
+/// control loops and the client threads that the service is stopping.
+struct Service {
+    /// `state/serve.lock`, held until the process ends.
+    _instance: std::fs::File,
+    layout: Layout,
+    socket: PathBuf,
+    bound_socket: Bound,
+    control_path: PathBuf,
+    bound_control: Bound,
+    /// The writer thread's queue and handle (it owns the log).
+    wtx: mpsc::SyncSender<writer::Request>,
+    whandle: std::thread::JoinHandle<()>,
+    /// Ingest: state shared with the accept thread and every client.
+    shared: Arc<Shared>,
+    accept: std::thread::JoinHandle<()>,
+    control_thread: std::thread::JoinHandle<()>,
+    env: Arc<JobEnv>,
+    sched: Scheduler,
+    forwarder: forwarder::Forwarder,
+    /// Signals and control requests, in arrival order.
+    ctl_rx: mpsc::Receiver<Ctl>,
+    sig_handle: signal_hook::iterator::Handle,
+    sig_thread: std::thread::JoinHandle<()>,
+}
+
+impl Service {
+    /// Takes the instance lock, opens (and repairs) the log, records the
+    /// start, binds the sockets and starts every thread; returns once the
+    /// ingest socket accepts (and tells systemd so).
+    fn start(ctx: &Ctx) -> Result<Service> {
+        let layout = &ctx.layout;
+        layout.create()?;
+        let instance = take_instance_lock(layout)?;
+        for note in crate::maintenance::backup::clean_interrupted_restores(&layout.data_dir) {
+            tracing::warn!("{note}");
+        }
+        let log = ctx.open_log()?;
+        let used = log.next_id() > 1;
+        if !ctx.config.enabled && !used {
+            bail!(
+                "auditing is disabled (enabled = false in {}); this data directory holds no records, so there is \
+                 nothing to serve",
+                ctx.config_path.display()
+            );
+        }
+        let mut events = vec![Event::new(
+            "Service",
+            "Start",
+            format!(
+                "audit-trail {} started (pid {}, data directory {})",
+                env!("CARGO_PKG_VERSION"),
+                std::process::id(),
+                layout.data_dir.display()
+            ),
+        )];
+        events.extend(selfaudit::config_events(layout, ctx.config_text().as_deref(), &ctx.config, used, true)?);
+        if !ctx.config.enabled {
+            tracing::warn!(
+                "enabled = false is refused: auditing cannot be switched off on a data directory \
+                 that holds records; the attempt is recorded"
+            );
+        }
+
+        let socket = ingest_socket_path(layout, &ctx.config);
+        let mode = ctx.config.socket_mode().unwrap_or(0o660);
+        let (listener, bound_socket) = bind(&socket, mode)?;
+        let control_path = control_socket_path(layout);
+        let (control, bound_control) = match bind(&control_path, 0o600) {
+            Ok(b) => b,
+            Err(e) => {
+                bound_socket.remove();
+                return Err(e);
+            }
+        };
+
+        let (l2, host, cap, clock) = (layout.clone(), ctx.host.clone(), ctx.config.capacity, ctx.clock.clone());
+        let key = ctx.config.mac_key()?;
+        let reopen: writer::Reopen = Box::new(move || {
+            let (log, notes) = Log::open(&l2, &host, cap, clock.clone(), key.clone())?;
+            for n in notes {
+                tracing::warn!("{n}");
+            }
+            Ok(log)
+        });
+        let next_id = log.next_id();
+        // If SIEM forwarding starts now for the first time, it starts here (with this start's own record).
+        let siem_first = next_id;
+        let durable = Arc::new(writer::Durable::default());
+        let (wtx, whandle) = writer::spawn(log, reopen, durable.clone());
+        scheduler::submit_events(&wtx, &ctx.host, &*ctx.clock, &events).context("cannot record the service start")?;
+
+        let mut shared = Shared::new(wtx.clone(), ctx.host.clone(), ctx.clock.clone(), ctx.config.mask());
+        let (cap, fds) = ingest::client_cap();
+        shared.max_clients = cap;
+        if cap < ingest::MAX_CLIENTS {
+            tracing::warn!("{fds} open files allowed: serving at most {cap} ingest clients at once");
+        }
+        let shared = Arc::new(shared);
+        let sh = shared.clone();
+        let accept =
+            std::thread::Builder::new().name("accept".into()).spawn(move || ingest::accept_loop(listener, sh))?;
+
+        let env = Arc::new(JobEnv {
+            layout: layout.clone(),
+            config: RwLock::new(ctx.config.clone()),
+            host: ctx.host.clone(),
+            clock: ctx.clock.clone(),
+            writer: wtx.clone(),
+            schedules_dir: ctx.schedules_dir.clone(),
+            config_path: ctx.config_path.clone(),
+        });
+        if let Err(e) = schedules::trim_history(layout) {
+            tracing::warn!("{e:#}");
+        }
+        let loaded = schedules::load_dir(&ctx.schedules_dir);
+        for e in &loaded.errors {
+            tracing::error!("schedule not loaded: {e}");
+        }
+        let enabled = loaded.schedules.iter().filter(|s| s.enabled).count();
+        let sched = Scheduler::start(env.clone(), loaded.schedules);
+        let forwarder = forwarder::Forwarder::start(env.clone(), durable.clone(), siem_first);
+
+        let (ctl_tx, ctl_rx) = mpsc::channel::<Ctl>();
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        let sig_handle = signals.handle();
+        let stx = ctl_tx.clone();
+        let sig_thread = std::thread::Builder::new().name("signals".into()).spawn(move || {
+            for s in signals.forever() {
+                if stx.send(Ctl::Signal(s)).is_err() {
+                    break;
+                }
+            }
+        })?;
+        let (cenv, cshared) = (env.clone(), shared.clone());
+        let control_thread = std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || control_loop(control, &cenv, &ctl_tx, &cshared.stopping))?;
+
+        tracing::info!(
+            "serving {} on {} (next id {next_id}; {enabled} schedule(s) enabled from {})",
+            layout.data_dir.display(),
+            socket.display(),
+            ctx.schedules_dir.display()
+        );
+        // systemd Type=notify: ready once the ingest socket accepts (nothing outside systemd).
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        Ok(Service {
+            _instance: instance,
+            layout: layout.clone(),
+            socket,
+            bound_socket,
+            control_path,
+            bound_control,
+            wtx,
+            whandle,
+            shared,
+            accept,
+            control_thread,
+            env,
+            sched,
+            forwarder,
+            ctl_rx,
+            sig_handle,
+            sig_thread,
+        })
+    }
+
+    /// Handles signals and control requests until told to stop; returns why.
+    fn serve(&self, ctx: &Ctx) -> &'static str {
+        loop {
+            match self.ctl_rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(Ctl::Signal(SIGHUP)) => {
+                    let msg = reload(ctx, &self.env, &self.shared, &self.sched);
+                    tracing::info!("{msg}");
+                }
+                Ok(Ctl::Reload(reply)) => {
+                    let _ = reply.send(reload(ctx, &self.env, &self.shared, &self.sched));
+                }
+                Ok(Ctl::Signal(s)) => return if s == SIGINT { "stopped by SIGINT" } else { "stopped by SIGTERM" },
+                Err(mpsc::RecvTimeoutError::Timeout) => save_dropped(&self.layout, &self.shared),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return "stopped",
+            }
+        }
+    }
+
+    /// Stops in order: no new schedule runs, no new clients, the answers
+    /// already due go out, everything queued is committed, a `Stop` record
+    /// is written, then the forwarder and the signal thread end.
+    fn stop(self, why: &str) {
+        tracing::info!("stopping");
+        let left = self.sched.stop(Duration::from_secs(20));
+        if !left.is_empty() {
+            tracing::warn!("job(s) still running at stop, left to end with the process: {}", left.join(", "));
+        }
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        // New clients are refused from here on; `append` then works directly
+        // on the data directory once this process has let go of the log.
+        if wake(&self.socket) {
+            let _ = self.accept.join();
+        }
+        self.bound_socket.remove();
+        if wake(&self.control_path) {
+            let _ = self.control_thread.join();
+        }
+        self.bound_control.remove();
+        self.shared.close_all(Duration::from_secs(5));
+        save_dropped(&self.layout, &self.shared);
+        let stop_event = Event::new("Service", "Stop", format!("audit-trail {why} (pid {})", std::process::id()));
+        if let Err(e) = self.env.audit(&[stop_event]) {
+            tracing::error!("cannot record the stop: {e:#}");
+        }
+        let (tx, rx) = mpsc::channel();
+        let next = if self.wtx.send(writer::Request::Stop(tx)).is_ok() { rx.recv().ok() } else { None };
+        drop(self.wtx);
+        let _ = self.whandle.join();
+        self.forwarder.stop();
+        self.sig_handle.close();
+        let _ = self.sig_thread.join();
+        match next {
+            Some(n) => tracing::info!("{why}; everything acknowledged is on disk (next id {n})"),
+            None => tracing::info!("{why}"),
+        }
+    }
 }
 
 fn save_dropped(layout: &Layout, shared: &Shared) {
