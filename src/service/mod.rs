@@ -35,6 +35,7 @@ use crate::store::writer::Log;
 
 pub mod forwarder;
 pub mod ingest;
+pub mod metrics;
 pub mod scheduler;
 pub mod writer;
 
@@ -208,6 +209,11 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
         );
     }
 
+    // Bound before the sockets, so that an address in use stops the start
+    // with nothing to clean up.
+    let endpoint = ctx.config.metrics_addr()?.map(metrics::Endpoint::bind).transpose()?;
+    let metrics = Arc::new(metrics::Metrics::new());
+
     let socket = ingest_socket_path(layout, &ctx.config);
     let mode = ctx.config.socket_mode().unwrap_or(0o660);
     let (listener, bound_socket) = bind(&socket, mode)?;
@@ -233,10 +239,10 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     // If SIEM forwarding starts now for the first time, it starts here (with this start's own record).
     let siem_first = next_id;
     let durable = Arc::new(writer::Durable::default());
-    let (wtx, whandle) = writer::spawn(log, reopen, durable.clone());
+    let (wtx, whandle) = writer::spawn(log, reopen, durable.clone(), metrics.clone());
     scheduler::submit_events(&wtx, &ctx.host, &*ctx.clock, &events).context("cannot record the service start")?;
 
-    let mut shared = Shared::new(wtx.clone(), ctx.host.clone(), ctx.clock.clone(), ctx.config.mask());
+    let mut shared = Shared::new(wtx.clone(), ctx.host.clone(), ctx.clock.clone(), ctx.config.mask(), metrics.clone());
     let (cap, fds) = ingest::client_cap();
     shared.max_clients = cap;
     if cap < ingest::MAX_CLIENTS {
@@ -254,6 +260,7 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
         writer: wtx.clone(),
         schedules_dir: ctx.schedules_dir.clone(),
         config_path: ctx.config_path.clone(),
+        metrics: metrics.clone(),
     });
     if let Err(e) = schedules::trim_history(layout) {
         tracing::warn!("{e:#}");
@@ -265,6 +272,19 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     let enabled = loaded.schedules.iter().filter(|s| s.enabled).count();
     let sched = Scheduler::start(env.clone(), loaded.schedules);
     let forwarder = forwarder::Forwarder::start(env.clone(), durable.clone(), siem_first);
+    let scrapes = endpoint.and_then(|e| {
+        let addr = e.addr();
+        match e.start(metrics.clone(), env.clone()) {
+            Ok(r) => {
+                tracing::info!("metrics on http://{addr}/metrics");
+                Some(r)
+            }
+            Err(e) => {
+                tracing::error!("metrics: cannot start the endpoint: {e:#}");
+                None
+            }
+        }
+    });
 
     let (ctl_tx, ctl_rx) = mpsc::channel::<Ctl>();
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
@@ -340,6 +360,9 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
     drop(wtx);
     let _ = whandle.join();
     forwarder.stop();
+    if let Some(s) = scrapes {
+        s.stop();
+    }
     sig_handle.close();
     let _ = sig_thread.join();
     match next {
@@ -383,6 +406,9 @@ fn reload(ctx: &Ctx, env: &JobEnv, shared: &Shared, sched: &Scheduler) -> String
             }
             if cfg.capacity != old.capacity || cfg.host() != old.host() || cfg.ingest_socket != old.ingest_socket {
                 notes.push("capacity, host_name and ingest_socket take effect at the next start".into());
+            }
+            if cfg.metrics_listen != old.metrics_listen {
+                notes.push("metrics_listen takes effect at the next start".into());
             }
             *shared.mask.write().unwrap_or_else(|e| e.into_inner()) = cfg.mask();
             *env.config.write().unwrap_or_else(|e| e.into_inner()) = cfg;

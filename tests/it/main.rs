@@ -7,6 +7,7 @@ mod crash;
 mod integrity;
 mod log;
 mod maintenance;
+mod metrics;
 mod operations;
 mod proftpd;
 mod restore;
