@@ -190,9 +190,9 @@ fn run(log: Log, reopen: Reopen, rx: Receiver<Request>, durable: &Durable, metri
             }
         }
         let l = log.as_mut().expect("log present");
-        report_incidents(l, &mut pending);
+        report_incidents(l, &mut pending, metrics);
         let stop = process(l, group, metrics);
-        report_incidents(l, &mut pending);
+        report_incidents(l, &mut pending, metrics);
         if last_mark.elapsed() >= MARK_EVERY && !l.is_poisoned() {
             if let Err(e) = l.save_high_water() {
                 tracing::error!("cannot save the id high-water mark: {e:#}");
@@ -329,7 +329,7 @@ fn process(log: &mut Log, group: Vec<Request>, metrics: &Metrics) -> Option<mpsc
 /// Says loudly what went wrong under the writer and was repaired, and
 /// records each as the archiver's own event. Events that cannot be recorded
 /// yet (the log must be reopened first) wait in `pending`.
-fn report_incidents(log: &mut Log, pending: &mut Vec<crate::selfaudit::Event>) {
+fn report_incidents(log: &mut Log, pending: &mut Vec<crate::selfaudit::Event>, metrics: &Metrics) {
     for i in log.take_incidents() {
         tracing::warn!("{i}");
         pending.push(crate::selfaudit::Event::new("Log", "Integrity", i).failed());
@@ -340,7 +340,10 @@ fn report_incidents(log: &mut Log, pending: &mut Vec<crate::selfaudit::Event>) {
     let host = log.host().to_owned();
     let clock = log.clock();
     match crate::selfaudit::append_to(log, pending, &host, &*clock) {
-        Ok(_) => pending.clear(),
+        Ok(_) => {
+            metrics.written.inc_by(pending.len() as u64);
+            pending.clear();
+        }
         Err(e) => tracing::warn!("cannot record the incident(s) above yet: {e:#}"),
     }
 }
