@@ -41,6 +41,10 @@ pub struct Config {
     /// File holding the secret key for seal MACs (SPEC §9); none by default.
     /// Read when the log is opened; the service reads it at start.
     pub hmac_key_file: Option<PathBuf>,
+    /// Address of the Prometheus endpoint of `serve` (`"127.0.0.1:9464"`, or a
+    /// port alone for 127.0.0.1); off when unset. Any address other than a
+    /// loopback one makes record counts readable from the network.
+    pub metrics_listen: Option<String>,
     pub targets: BTreeMap<String, TargetConfig>,
     pub siem: Option<SiemConfig>,
 }
@@ -58,6 +62,7 @@ impl Default for Config {
             ingest_socket: None,
             socket_mode: "0660".into(),
             hmac_key_file: None,
+            metrics_listen: None,
             targets: BTreeMap::new(),
             siem: None,
         }
@@ -523,6 +528,7 @@ impl Config {
         if self.socket_mode().is_none() {
             bail!("socket_mode = {:?} is not an octal permission such as \"0660\"", self.socket_mode);
         }
+        self.metrics_addr()?;
         if let Some(h) = &self.host_name
             && sanitize_host(h).is_empty()
         {
@@ -538,6 +544,21 @@ impl Config {
             siem.validate().context("[siem]")?;
         }
         Ok(())
+    }
+
+    /// `metrics_listen` as a socket address: an address with a port
+    /// (`127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`), or a port alone,
+    /// which means 127.0.0.1. `None` when the endpoint is off.
+    pub fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>> {
+        use std::net::ToSocketAddrs;
+        let Some(text) = self.metrics_listen.as_deref().map(str::trim) else { return Ok(None) };
+        if let Ok(port) = text.parse::<u16>() {
+            return Ok(Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))));
+        }
+        let mut addrs = text.to_socket_addrs().map_err(|e| {
+            anyhow::anyhow!("metrics_listen = {text:?} is not an address with a port such as \"127.0.0.1:9464\": {e}")
+        })?;
+        addrs.next().map(Some).ok_or_else(|| anyhow::anyhow!("metrics_listen = {text:?} names no address"))
     }
 
     /// `socket_mode` as permission bits.
@@ -723,6 +744,20 @@ mod tests {
     fn unknown_key_is_named() {
         let e = toml::from_str::<Config>("capacity = 10\ncolour = 'red'\n").unwrap_err();
         assert!(e.to_string().contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn metrics_listen_takes_an_address_or_a_port() {
+        let addr = |v: &str| {
+            let cfg: Config = toml::from_str(&format!("metrics_listen = {v:?}\n")).unwrap();
+            cfg.validate().and_then(|()| cfg.metrics_addr()).map(|a| a.map(|a| a.to_string()))
+        };
+        assert_eq!(addr("9464").unwrap().as_deref(), Some("127.0.0.1:9464"));
+        assert_eq!(addr("[::1]:9464").unwrap().as_deref(), Some("[::1]:9464"));
+        assert_eq!(addr("0.0.0.0:1").unwrap().as_deref(), Some("0.0.0.0:1"));
+        assert!(addr("127.0.0.1").is_err());
+        assert!(addr("").is_err());
+        assert_eq!(Config::default().metrics_addr().unwrap(), None);
     }
 
     #[test]

@@ -49,6 +49,7 @@ impl Forwarder {
             .spawn(move || {
                 let mut w = Worker::new(env.layout.clone(), env.host.clone(), env.clock.clone());
                 w.initial = Some(first_next);
+                w.metrics = env.metrics.clone();
                 let audit = |events: &[crate::selfaudit::Event]| {
                     if let Err(e) = env.audit(events) {
                         tracing::error!("siem: cannot record a gap: {e:#}");
@@ -90,6 +91,7 @@ struct Worker {
     anchored_at: Option<Instant>,
     /// Gaps found and not yet recorded as self-audit events.
     gaps: Vec<crate::selfaudit::Event>,
+    metrics: Arc<super::metrics::Metrics>,
 }
 
 impl Worker {
@@ -110,6 +112,7 @@ impl Worker {
             newest_sent: None,
             anchored_at: None,
             gaps: Vec::new(),
+            metrics: Arc::default(),
         }
     }
 
@@ -135,6 +138,7 @@ impl Worker {
     }
 
     fn fail(&mut self, reason: String) {
+        self.metrics.siem_errors.inc();
         if self.conn.take().is_some() {
             // What was written but not yet counted as delivered goes again.
             if let Some(oldest) = self.in_flight.oldest() {
@@ -265,6 +269,7 @@ impl Worker {
             let Some(cfg) = cfg else {
                 self.conn = None;
                 self.initial = None;
+                self.metrics.siem_off();
                 durable.wait_beyond(u64::MAX, Duration::from_millis(500));
                 continue;
             };
@@ -280,6 +285,7 @@ impl Worker {
             }
             let durable_next = durable.wait_beyond(self.pos, Duration::from_millis(500));
             self.ensure_state(&cfg, durable_next);
+            self.metrics.siem_at(self.pos, durable_next);
             let window = siem::replay_window(&cfg);
             self.in_flight.settle(Instant::now(), window);
             if let Some(c) = self.conn.as_mut()
@@ -384,6 +390,7 @@ impl Worker {
             self.in_flight.clear();
         }
         if sent > 0 {
+            self.metrics.siem_sent.inc_by(sent);
             let now = self.now();
             if let Some(s) = self.state.as_mut() {
                 s.sent += sent;

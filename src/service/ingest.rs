@@ -18,6 +18,7 @@ use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use super::metrics::Metrics;
 use super::writer::{Batch, Refused, Request};
 use crate::config::mask::EventMask;
 use crate::record::{self, Defaults, Field};
@@ -69,10 +70,17 @@ pub struct Shared {
     pub max_clients: usize,
     /// Bytes of line buffers beyond the first chunk, all connections together.
     buffered: AtomicUsize,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Shared {
-    pub fn new(writer: SyncSender<Request>, host: String, clock: Arc<dyn Clock>, mask: EventMask) -> Shared {
+    pub fn new(
+        writer: SyncSender<Request>,
+        host: String,
+        clock: Arc<dyn Clock>,
+        mask: EventMask,
+        metrics: Arc<Metrics>,
+    ) -> Shared {
         Shared {
             writer,
             host,
@@ -85,6 +93,7 @@ impl Shared {
             next_conn: AtomicU64::new(1),
             max_clients: MAX_CLIENTS,
             buffered: AtomicUsize::new(0),
+            metrics,
         }
     }
 
@@ -176,7 +185,9 @@ pub fn accept_loop(listener: UnixListener, shared: Arc<Shared>) {
         let sh = shared.clone();
         let spawned =
             std::thread::Builder::new().name(format!("client-{id}")).stack_size(CLIENT_STACK).spawn(move || {
+                sh.metrics.clients.inc();
                 serve_client(stream, &sh);
+                sh.metrics.clients.dec();
                 sh.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                 let (lock, cv) = &sh.live;
                 *lock.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
@@ -203,6 +214,8 @@ enum Item {
 struct Pending {
     items: Vec<Item>,
     reply: Option<mpsc::Receiver<Result<u64, Refused>>>,
+    /// The batch is counted in the ingest queue gauge until its commit is answered.
+    queued: bool,
 }
 
 fn serve_client(stream: UnixStream, shared: &Shared) {
@@ -210,7 +223,9 @@ fn serve_client(stream: UnixStream, shared: &Shared) {
     let _ = out.set_write_timeout(Some(ANSWER_TIMEOUT));
     let (tx, rx) = mpsc::sync_channel::<Pending>(IN_FLIGHT);
     std::thread::scope(|s| {
-        let answers = std::thread::Builder::new().stack_size(CLIENT_STACK).spawn_scoped(s, move || answer(out, rx));
+        let metrics = &*shared.metrics;
+        let answers =
+            std::thread::Builder::new().stack_size(CLIENT_STACK).spawn_scoped(s, move || answer(out, rx, metrics));
         if answers.is_err() {
             let mut s = stream;
             let _ = s.write_all(BUSY);
@@ -220,11 +235,21 @@ fn serve_client(stream: UnixStream, shared: &Shared) {
     });
 }
 
-fn answer(out: UnixStream, rx: mpsc::Receiver<Pending>) {
+fn answer(out: UnixStream, rx: mpsc::Receiver<Pending>, metrics: &Metrics) {
     let mut w = BufWriter::with_capacity(64 * 1024, &out);
     let mut line = Vec::with_capacity(64);
     for p in rx {
         let first = p.reply.map(|r| r.recv().unwrap_or_else(|_| Err(Refused::stopping())));
+        if p.queued {
+            metrics.queue.dec();
+        }
+        if let Some(first) = &first {
+            let records = p.items.iter().filter(|i| matches!(i, Item::Record(_))).count() as u64;
+            match first {
+                Ok(_) => metrics.accepted.inc_by(records),
+                Err(_) => metrics.refused.inc_by(records),
+            }
+        }
         for item in &p.items {
             line.clear();
             match (item, &first) {
@@ -323,7 +348,8 @@ fn read_requests(mut stream: UnixStream, shared: &Shared, tx: SyncSender<Pending
     let _ = stream.set_read_timeout(Some(LINE_TIMEOUT));
     let mut idle = Duration::ZERO;
     let refuse = |msg: String, retry: bool| {
-        let _ = tx.send(Pending { items: vec![Item::Error(msg, retry)], reply: None });
+        if retry { &shared.metrics.refused } else { &shared.metrics.rejected }.inc();
+        let _ = tx.send(Pending { items: vec![Item::Error(msg, retry)], reply: None, queued: false });
     };
     loop {
         if !lb.make_room(filled) {
@@ -401,6 +427,7 @@ fn submit(lines: &[u8], shared: &Shared, tx: &SyncSender<Pending>, line_no: &mut
     let mut bodies = Vec::with_capacity(lines.len() * 2);
     let mut ends = Vec::new();
     let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
+    let mut invalid = 0;
     // `lines` ends with a newline: the empty piece after it is not a line.
     for line in lines.strip_suffix(b"\n").unwrap_or(lines).split(|&b| b == b'\n') {
         *line_no += 1;
@@ -412,16 +439,19 @@ fn submit(lines: &[u8], shared: &Shared, tx: &SyncSender<Pending>, line_no: &mut
             Ok(r) => r,
             Err(e) => {
                 items.push(Item::Error(e.to_string(), false));
+                invalid += 1;
                 continue;
             }
         };
         if let Err(es) = record::validate(&mut rec, &defaults) {
             let msg: Vec<String> = es.iter().map(ToString::to_string).collect();
             items.push(Item::Error(msg.join("; "), false));
+            invalid += 1;
             continue;
         }
         if rec.get(Field::AppName).is_some_and(record::is_reserved_app) {
             items.push(Item::Error(record::reserved_app_error().to_string(), false));
+            invalid += 1;
             continue;
         }
         let category = rec.get(Field::Category);
@@ -438,26 +468,35 @@ fn submit(lines: &[u8], shared: &Shared, tx: &SyncSender<Pending>, line_no: &mut
     if !dropped.is_empty() {
         let mut d = shared.dropped.lock().unwrap_or_else(|e| e.into_inner());
         for (k, v) in dropped {
+            shared.metrics.dropped(&k, v);
             *d.entry(k).or_default() += v;
         }
+    }
+    if invalid > 0 {
+        shared.metrics.rejected.inc_by(invalid);
     }
     if items.is_empty() {
         return true;
     }
+    let mut queued = false;
     let reply = if ends.is_empty() {
         None
     } else {
         let (rtx, rrx) = mpsc::channel();
+        // Counted while it waits for room in the writer's queue too.
+        shared.metrics.queue.inc();
         if shared.stopping.load(Ordering::SeqCst)
             || shared.writer.send(Request::Append(Batch { bodies, ends, reply: rtx })).is_err()
         {
+            shared.metrics.queue.dec();
             drop(rrx);
             let (etx, erx) = mpsc::channel();
             let _ = etx.send(Err(Refused::stopping()));
             Some(erx)
         } else {
+            queued = true;
             Some(rrx)
         }
     };
-    tx.send(Pending { items, reply }).is_ok()
+    tx.send(Pending { items, reply, queued }).is_ok()
 }

@@ -35,6 +35,7 @@ use crate::store::writer::Log;
 
 pub mod forwarder;
 pub mod ingest;
+pub mod metrics;
 pub mod scheduler;
 pub mod writer;
 
@@ -204,6 +205,8 @@ struct Service {
     env: Arc<JobEnv>,
     sched: Scheduler,
     forwarder: forwarder::Forwarder,
+    /// The metrics endpoint's thread, when `metrics_listen` is set.
+    scrapes: Option<metrics::Running>,
     /// Signals and control requests, in arrival order.
     ctl_rx: mpsc::Receiver<Ctl>,
     sig_handle: signal_hook::iterator::Handle,
@@ -248,6 +251,11 @@ impl Service {
             );
         }
 
+        // Bound before the sockets, so that an address in use stops the start
+        // with nothing to clean up.
+        let endpoint = ctx.config.metrics_addr()?.map(metrics::Endpoint::bind).transpose()?;
+        let metrics = Arc::new(metrics::Metrics::new());
+
         let socket = ingest_socket_path(layout, &ctx.config);
         let mode = ctx.config.socket_mode().unwrap_or(0o660);
         let (listener, bound_socket) = bind(&socket, mode)?;
@@ -273,10 +281,11 @@ impl Service {
         // If SIEM forwarding starts now for the first time, it starts here (with this start's own record).
         let siem_first = next_id;
         let durable = Arc::new(writer::Durable::default());
-        let (wtx, whandle) = writer::spawn(log, reopen, durable.clone());
+        let (wtx, whandle) = writer::spawn(log, reopen, durable.clone(), metrics.clone());
         scheduler::submit_events(&wtx, &ctx.host, &*ctx.clock, &events).context("cannot record the service start")?;
 
-        let mut shared = Shared::new(wtx.clone(), ctx.host.clone(), ctx.clock.clone(), ctx.config.mask());
+        let mut shared =
+            Shared::new(wtx.clone(), ctx.host.clone(), ctx.clock.clone(), ctx.config.mask(), metrics.clone());
         let (cap, fds) = ingest::client_cap();
         shared.max_clients = cap;
         if cap < ingest::MAX_CLIENTS {
@@ -295,6 +304,7 @@ impl Service {
             writer: wtx.clone(),
             schedules_dir: ctx.schedules_dir.clone(),
             config_path: ctx.config_path.clone(),
+            metrics: metrics.clone(),
         });
         if let Err(e) = schedules::trim_history(layout) {
             tracing::warn!("{e:#}");
@@ -306,6 +316,19 @@ impl Service {
         let enabled = loaded.schedules.iter().filter(|s| s.enabled).count();
         let sched = Scheduler::start(env.clone(), loaded.schedules);
         let forwarder = forwarder::Forwarder::start(env.clone(), durable.clone(), siem_first);
+        let scrapes = endpoint.and_then(|e| {
+            let addr = e.addr();
+            match e.start(metrics.clone(), env.clone()) {
+                Ok(r) => {
+                    tracing::info!("metrics on http://{addr}/metrics");
+                    Some(r)
+                }
+                Err(e) => {
+                    tracing::error!("metrics: cannot start the endpoint: {e:#}");
+                    None
+                }
+            }
+        });
 
         let (ctl_tx, ctl_rx) = mpsc::channel::<Ctl>();
         let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
@@ -346,6 +369,7 @@ impl Service {
             env,
             sched,
             forwarder,
+            scrapes,
             ctl_rx,
             sig_handle,
             sig_thread,
@@ -401,6 +425,9 @@ impl Service {
         drop(self.wtx);
         let _ = self.whandle.join();
         self.forwarder.stop();
+        if let Some(s) = self.scrapes {
+            s.stop();
+        }
         self.sig_handle.close();
         let _ = self.sig_thread.join();
         match next {
@@ -444,6 +471,9 @@ fn reload(ctx: &Ctx, env: &JobEnv, shared: &Shared, sched: &Scheduler) -> String
             }
             if cfg.capacity != old.capacity || cfg.host() != old.host() || cfg.ingest_socket != old.ingest_socket {
                 notes.push("capacity, host_name and ingest_socket take effect at the next start".into());
+            }
+            if cfg.metrics_listen != old.metrics_listen {
+                notes.push("metrics_listen takes effect at the next start".into());
             }
             *shared.mask.write().unwrap_or_else(|e| e.into_inner()) = cfg.mask();
             *env.config.write().unwrap_or_else(|e| e.into_inner()) = cfg;

@@ -31,6 +31,8 @@ pub struct JobEnv {
     pub writer: SyncSender<Request>,
     pub schedules_dir: PathBuf,
     pub config_path: PathBuf,
+    /// The service's metrics (job runs; the endpoint reads the rest through it).
+    pub metrics: Arc<super::metrics::Metrics>,
 }
 
 impl JobEnv {
@@ -345,6 +347,7 @@ fn fire(
 }
 
 fn log_run(env: &JobEnv, run: &Run) {
+    env.metrics.job_run(&run.schedule, &run.job, &run.outcome.to_string());
     let text = if run.error.is_empty() { &run.message } else { &run.error };
     if run.error.is_empty() {
         tracing::info!("schedule {} ({}): {}: {text}", run.schedule, run.job, run.outcome);

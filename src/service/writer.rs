@@ -7,13 +7,21 @@
 //! is always on disk. If a write fails, every request of the group gets the
 //! error, the log is reopened (which repairs a torn tail) and later requests
 //! are served again.
+//!
+//! Under a systemd watchdog (`WatchdogSec`, `WATCHDOG_USEC` in the
+//! environment) the loop sends `WATCHDOG=1` at half the interval: while it
+//! waits for requests and between groups, never from a group stuck in a
+//! write or an fsync, so a writer that stops making progress gets the
+//! service restarted.
 
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use super::metrics::Metrics;
 use crate::store::writer::{Log, Sealed};
 
 /// Records rendered by a connection, committed together.
@@ -89,22 +97,71 @@ impl Durable {
     }
 }
 
-pub fn spawn(log: Log, reopen: Reopen, durable: std::sync::Arc<Durable>) -> (SyncSender<Request>, JoinHandle<()>) {
+pub fn spawn(
+    log: Log,
+    reopen: Reopen,
+    durable: Arc<Durable>,
+    metrics: Arc<Metrics>,
+) -> (SyncSender<Request>, JoinHandle<()>) {
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     durable.publish(log.next_id());
+    metrics.durable(log.next_id());
     let handle = std::thread::Builder::new()
         .name("log-writer".into())
-        .spawn(move || run(log, reopen, rx, &durable))
+        .spawn(move || run(log, reopen, rx, &durable, &metrics))
         .expect("cannot start the log writer thread");
     (tx, handle)
 }
 
-fn run(log: Log, reopen: Reopen, rx: Receiver<Request>, durable: &Durable) {
+/// `WATCHDOG=1` to systemd at half its watchdog interval, from the writer's loop.
+struct Watchdog {
+    every: Option<Duration>,
+    last: Instant,
+}
+
+impl Watchdog {
+    fn new() -> Watchdog {
+        let every = sd_notify::watchdog_enabled().filter(|d| !d.is_zero()).map(|d| d / 2);
+        if let Some(every) = every {
+            tracing::info!("systemd watchdog: keep-alive every {} ms from the log writer", every.as_millis());
+        }
+        Watchdog { every, last: Instant::now() }
+    }
+
+    /// Waits for the next request, keeping systemd's watchdog fed meanwhile.
+    fn recv(&mut self, rx: &Receiver<Request>) -> Option<Request> {
+        let Some(every) = self.every else { return rx.recv().ok() };
+        loop {
+            match rx.recv_timeout(every.saturating_sub(self.last.elapsed())) {
+                Ok(r) => return Some(r),
+                Err(RecvTimeoutError::Timeout) => self.keep_alive(),
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// After a group: a keep-alive when one is due.
+    fn progress(&mut self) {
+        if self.every.is_some_and(|every| self.last.elapsed() >= every) {
+            self.keep_alive();
+        }
+    }
+
+    fn keep_alive(&mut self) {
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
+            tracing::warn!("systemd watchdog: cannot send a keep-alive: {e}");
+        }
+        self.last = Instant::now();
+    }
+}
+
+fn run(log: Log, reopen: Reopen, rx: Receiver<Request>, durable: &Durable, metrics: &Metrics) {
     let mut log = Some(log);
     let mut next_id = log.as_ref().map_or(0, Log::next_id);
     let mut last_mark = std::time::Instant::now();
     let mut pending = Vec::new();
-    while let Ok(first) = rx.recv() {
+    let mut watchdog = Watchdog::new();
+    while let Some(first) = watchdog.recv(&rx) {
         let mut group = vec![first];
         let mut bytes = size(&group[0]);
         while bytes < GROUP_BYTES && !matches!(group.last(), Some(Request::Stop(_))) {
@@ -127,14 +184,15 @@ fn run(log: Log, reopen: Reopen, rx: Receiver<Request>, durable: &Durable) {
                     }
                     // Do not spin on a persistent failure.
                     std::thread::sleep(Duration::from_millis(200));
+                    watchdog.progress();
                     continue;
                 }
             }
         }
         let l = log.as_mut().expect("log present");
-        report_incidents(l, &mut pending);
-        let stop = process(l, group);
-        report_incidents(l, &mut pending);
+        report_incidents(l, &mut pending, metrics);
+        let stop = process(l, group, metrics);
+        report_incidents(l, &mut pending, metrics);
         if last_mark.elapsed() >= MARK_EVERY && !l.is_poisoned() {
             if let Err(e) = l.save_high_water() {
                 tracing::error!("cannot save the id high-water mark: {e:#}");
@@ -143,6 +201,8 @@ fn run(log: Log, reopen: Reopen, rx: Receiver<Request>, durable: &Durable) {
         }
         next_id = l.next_id();
         durable.publish(next_id);
+        metrics.durable(next_id);
+        watchdog.progress();
         if l.is_poisoned() {
             log = None;
         }
@@ -182,7 +242,7 @@ fn fail(r: Request, why: &Refused, next_id: u64) {
 /// Writes one group; returns the stop request if the group ended with one.
 /// Appends up to the next rotate or stop share one batch: stored whole or,
 /// on an error, not at all (every request of it gets the error).
-fn process(log: &mut Log, group: Vec<Request>) -> Option<mpsc::Sender<u64>> {
+fn process(log: &mut Log, group: Vec<Request>, metrics: &Metrics) -> Option<mpsc::Sender<u64>> {
     let mut iter = group.into_iter().peekable();
     loop {
         let mut appends: Vec<(mpsc::Sender<Result<u64, Refused>>, u64)> = Vec::new();
@@ -223,7 +283,15 @@ fn process(log: &mut Log, group: Vec<Request>) -> Option<mpsc::Sender<u64>> {
                 match error.take() {
                     // Dropping the appender takes the batch back.
                     Some(refused) => Err(refused),
-                    None => app.commit().map_err(|e| Refused::from_error(&e, "the record could not be written")),
+                    None => {
+                        let started = Instant::now();
+                        let committed = app.commit();
+                        if let Ok(Some((first, last))) = &committed {
+                            metrics.fsync.observe(started.elapsed().as_secs_f64());
+                            metrics.written.inc_by(last + 1 - first);
+                        }
+                        committed.map_err(|e| Refused::from_error(&e, "the record could not be written"))
+                    }
                 }
             }
         };
@@ -261,7 +329,7 @@ fn process(log: &mut Log, group: Vec<Request>) -> Option<mpsc::Sender<u64>> {
 /// Says loudly what went wrong under the writer and was repaired, and
 /// records each as the archiver's own event. Events that cannot be recorded
 /// yet (the log must be reopened first) wait in `pending`.
-fn report_incidents(log: &mut Log, pending: &mut Vec<crate::selfaudit::Event>) {
+fn report_incidents(log: &mut Log, pending: &mut Vec<crate::selfaudit::Event>, metrics: &Metrics) {
     for i in log.take_incidents() {
         tracing::warn!("{i}");
         pending.push(crate::selfaudit::Event::new("Log", "Integrity", i).failed());
@@ -272,7 +340,10 @@ fn report_incidents(log: &mut Log, pending: &mut Vec<crate::selfaudit::Event>) {
     let host = log.host().to_owned();
     let clock = log.clock();
     match crate::selfaudit::append_to(log, pending, &host, &*clock) {
-        Ok(_) => pending.clear(),
+        Ok(_) => {
+            metrics.written.inc_by(pending.len() as u64);
+            pending.clear();
+        }
         Err(e) => tracing::warn!("cannot record the incident(s) above yet: {e:#}"),
     }
 }

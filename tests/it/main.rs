@@ -4,7 +4,7 @@
 
 mod support;
 
-// `crate::servers` in the files benches/ include as well (syslog.rs).
+// `crate::support::servers` in the files benches/ include as well (syslog.rs).
 use support::servers;
 
 mod append;
@@ -13,6 +13,7 @@ mod crash;
 mod export;
 mod integrity;
 mod maintenance;
+mod metrics;
 mod operations;
 mod proftpd;
 mod recovery;
