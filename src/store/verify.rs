@@ -392,8 +392,7 @@ impl FileCheck<'_> {
             }
             _ => {}
         }
-        let reason = e.reason.to_ascii_lowercase();
-        if reason.contains("cut off") || reason.contains("end of file") || reason.contains("unclosed") {
+        if e.cut {
             self.problem(e.record, Damage::Truncated, format!("the file is cut short{after} {e}"))
         } else {
             self.problem(e.record, Damage::Malformed, format!("not well-formed{after} {e}"))

@@ -73,6 +73,10 @@ pub struct XmlError {
     pub reason: String,
     /// The record being read, once its start tag was.
     pub record: Option<u64>,
+    /// The input ended where the document goes on (inside a record or an
+    /// element): what a file cut short looks like, as against bytes that
+    /// are not well-formed.
+    pub cut: bool,
 }
 
 /// Something well-formed that the schema of the formats this version knows
@@ -237,6 +241,7 @@ impl<R: BufRead> XmlReader<R> {
             offset: 0,
             reason: "no <AuditTrail> element".into(),
             record: None,
+            cut: false,
         })
     }
 
@@ -371,7 +376,7 @@ impl<R: BufRead> XmlReader<R> {
 }
 
 fn io_err(e: std::io::Error) -> XmlError {
-    XmlError { offset: 0, reason: format!("read error: {e}"), record: None }
+    XmlError { offset: 0, reason: format!("read error: {e}"), record: None, cut: false }
 }
 
 fn shift(mut e: XmlError, delta: i64) -> XmlError {
@@ -607,8 +612,13 @@ impl<R: BufRead> SlowReader<R> {
         self.state == State::Closed
     }
 
+    /// The input ended inside the document.
+    fn cut_err(&self, reason: impl Into<String>) -> XmlError {
+        XmlError { cut: true, ..self.err(reason) }
+    }
+
     fn err(&self, reason: impl Into<String>) -> XmlError {
-        XmlError { offset: self.reader.buffer_position(), reason: reason.into(), record: None }
+        XmlError { offset: self.reader.buffer_position(), reason: reason.into(), record: None, cut: false }
     }
 
     /// Keeps the first misfit.
@@ -628,10 +638,15 @@ impl<R: BufRead> SlowReader<R> {
         let ev = match self.reader.read_event_into(&mut self.buf) {
             Ok(ev) => ev,
             Err(e) => {
-                return Err(XmlError { offset: self.reader.error_position(), reason: e.to_string(), record: None });
+                return Err(XmlError {
+                    offset: self.reader.error_position(),
+                    reason: e.to_string(),
+                    record: None,
+                    cut: false,
+                });
             }
         };
-        let bad = |reason: String| XmlError { offset: at, reason, record: None };
+        let bad = |reason: String| XmlError { offset: at, reason, record: None, cut: false };
         Ok(match ev {
             Event::Start(s) => Piece::Start(OwnedTag::from(wellformed::parse_tag(&s).map_err(bad)?)),
             Event::Empty(s) => Piece::Empty(OwnedTag::from(wellformed::parse_tag(&s).map_err(bad)?)),
@@ -781,7 +796,7 @@ impl<R: BufRead> SlowReader<R> {
                         return Ok(());
                     }
                 }
-                Piece::Eof => return Err(self.err("the file is cut off inside an element")),
+                Piece::Eof => return Err(self.cut_err("the file is cut off inside an element")),
                 _ => {}
             }
         }
@@ -793,7 +808,7 @@ impl<R: BufRead> SlowReader<R> {
         let mut next = 0;
         loop {
             match self.piece(false)? {
-                Piece::Eof => return Err(self.err(format!("record {id} is cut off"))),
+                Piece::Eof => return Err(self.cut_err(format!("record {id} is cut off"))),
                 Piece::Misc | Piece::Chars { blank: true } => {}
                 Piece::Chars { .. } => return Err(self.err(format!("record {id}: unexpected text"))),
                 Piece::End => return Ok(rec), // end names are checked by the parser
@@ -871,7 +886,7 @@ impl<R: BufRead> SlowReader<R> {
             match self.piece(true)? {
                 Piece::Chars { .. } | Piece::Misc => {}
                 Piece::End => return Ok(()),
-                Piece::Eof => return Err(self.err(format!("record {id} is cut off inside <{name}>"))),
+                Piece::Eof => return Err(self.cut_err(format!("record {id} is cut off inside <{name}>"))),
                 other => {
                     let what = describe(&other);
                     return Err(self.err(format!("record {id}: unexpected {what} inside <{name}>")));
