@@ -11,6 +11,7 @@ use anyhow::{Result, anyhow, bail};
 
 use crate::app::Ctx;
 use crate::error::{Kind, ServiceLink, failure};
+use crate::protocol::{Answer, parse_answer};
 use crate::service;
 
 /// How long to wait for a service that is starting to open its socket.
@@ -76,35 +77,6 @@ pub fn control_request(ctx: &Ctx, request: &serde_json::Value) -> Result<Option<
         Ok(Some(v.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_owned()))
     } else {
         bail!("{}", v.get("error").and_then(|m| m.as_str()).unwrap_or("the service refused the command"))
-    }
-}
-
-/// One answer of the ingest socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    Id(u64),
-    Dropped(String),
-    /// Refused: nothing of the line was stored. `retry` says whether sending
-    /// it again later can succeed.
-    Error {
-        message: String,
-        retry: bool,
-    },
-}
-
-pub fn parse_answer(line: &str) -> Answer {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-        return Answer::Error { message: format!("unreadable answer from the service: {line:?}"), retry: false };
-    };
-    if let Some(id) = v.get("id").and_then(serde_json::Value::as_u64) {
-        Answer::Id(id)
-    } else if let Some(d) = v.get("dropped").and_then(|d| d.as_str()) {
-        Answer::Dropped(d.to_owned())
-    } else {
-        Answer::Error {
-            message: v.get("error").and_then(|e| e.as_str()).unwrap_or("unknown answer").to_owned(),
-            retry: v.get("retry").and_then(serde_json::Value::as_bool).unwrap_or(false),
-        }
     }
 }
 

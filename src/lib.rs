@@ -15,6 +15,7 @@ mod fsx;
 mod fuzz;
 mod logging;
 mod maintenance;
+mod protocol;
 mod record;
 mod schedules;
 mod selfaudit;

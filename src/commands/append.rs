@@ -15,9 +15,10 @@ use std::collections::BTreeMap;
 
 use crate::app::Ctx;
 use crate::cli::AppendArgs;
-use crate::client::{self, Answer};
+use crate::client;
 use crate::config::mask::{self, EventMask};
 use crate::error::{Kind, failure};
+use crate::protocol::Answer;
 use crate::record::{self, Defaults, Field, FieldError, Record};
 use crate::store::writer::Log;
 use crate::timestamp;

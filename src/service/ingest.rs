@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use super::metrics::Metrics;
 use super::writer::{Batch, Refused, Request};
 use crate::config::mask::EventMask;
+use crate::protocol::{self, AnswerRef};
 use crate::record::{self, Defaults, Field};
 use crate::timestamp::{self, Clock};
 
@@ -253,19 +254,11 @@ fn answer(out: UnixStream, rx: mpsc::Receiver<Pending>, metrics: &Metrics) {
         for item in &p.items {
             line.clear();
             match (item, &first) {
-                (Item::Record(n), Some(Ok(first))) => {
-                    line.extend_from_slice(b"{\"id\":");
-                    line.extend_from_slice(itoa::Buffer::new().format(first + n).as_bytes());
-                    line.extend_from_slice(b"}\n");
-                }
+                (Item::Record(n), Some(Ok(first))) => protocol::write(&mut line, AnswerRef::Id(first + n)),
                 (Item::Record(_), Some(Err(e))) => error_line(&mut line, &e.message, e.retry),
                 (Item::Record(_), None) => error_line(&mut line, "internal error: no commit for this record", false),
                 (Item::Error(e, retry), _) => error_line(&mut line, e, *retry),
-                (Item::Dropped(why), _) => {
-                    line.extend_from_slice(b"{\"id\":null,\"dropped\":");
-                    line.extend_from_slice(serde_json::to_string(why).unwrap_or_default().as_bytes());
-                    line.extend_from_slice(b"}\n");
-                }
+                (Item::Dropped(why), _) => protocol::write(&mut line, AnswerRef::Dropped(why)),
             }
             if w.write_all(&line).is_err() {
                 let _ = out.shutdown(std::net::Shutdown::Both);
@@ -284,9 +277,7 @@ fn answer(out: UnixStream, rx: mpsc::Receiver<Pending>, metrics: &Metrics) {
 /// `{"error":"…","retry":…}`: nothing of the line was stored; `retry` says
 /// whether sending it again later can succeed.
 fn error_line(line: &mut Vec<u8>, msg: &str, retry: bool) {
-    line.extend_from_slice(b"{\"error\":");
-    line.extend_from_slice(serde_json::to_string(msg).unwrap_or_default().as_bytes());
-    line.extend_from_slice(if retry { b",\"retry\":true}\n" } else { b",\"retry\":false}\n" });
+    protocol::write(line, AnswerRef::Error { message: msg, retry });
 }
 
 /// The line buffer of one connection. Growth beyond the first chunk is
