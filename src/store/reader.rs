@@ -294,10 +294,18 @@ pub fn circular_from(last: u64, capacity: u64) -> u64 {
 /// The files and first id of the circular log: the newest `capacity` records.
 /// Also returns the last id (0 when the log is empty). Counted in records,
 /// not ids: where the ids have a gap (ids the log skipped, see `log`), the
-/// circular log reaches further back.
+/// circular log reaches further back. Only the newest files are opened, as
+/// far back as the circular log reaches.
 pub fn circular(layout: &Layout, capacity: u64) -> Result<(Vec<LogFile>, u64, u64)> {
-    let files = list(layout)?;
-    let last = last_id(layout, &files)?;
+    let mut back = Backwards::new(layout)?;
+    // Oldest first: the files opened so far.
+    let mut files = std::collections::VecDeque::new();
+    for _ in 0..2 {
+        if let Some(f) = back.older()? {
+            files.push_front(f);
+        }
+    }
+    let last = last_id(layout, files.make_contiguous())?;
     if last == 0 {
         return Ok((Vec::new(), 1, 0));
     }
@@ -305,7 +313,7 @@ pub fn circular(layout: &Layout, capacity: u64) -> Result<(Vec<LogFile>, u64, u6
     let mut file_last = last;
     let mut from = circular_from(last, capacity);
     let mut start = files.len();
-    let mut manifest = None;
+    let mut manifest = HashMap::new();
     while start > 0 && need > 0 {
         start -= 1;
         let f = &files[start];
@@ -316,27 +324,121 @@ pub fn circular(layout: &Layout, capacity: u64) -> Result<(Vec<LogFile>, u64, u6
         }
         need -= count;
         from = f.first_id;
+        if start == 0
+            && let Some(older) = back.older()?
+        {
+            files.push_front(older);
+            start += 1;
+        }
         if start > 0 {
-            file_last = sealed_last_id(layout, &files[start - 1], &mut manifest).unwrap_or(f.first_id - 1);
+            file_last = sealed_last_id(layout, &files[start - 1], &mut manifest).unwrap_or(files[start].first_id - 1);
         }
     }
-    Ok((files[start..].to_vec(), from, last))
+    Ok((files.into_iter().skip(start).collect(), from, last))
+}
+
+/// A history file known by its name only.
+#[derive(Debug, Clone)]
+pub struct Named {
+    pub kind: FileKind,
+    pub stem: String,
+}
+
+/// The time stamp in a stem (`<host>_<YYYYMMDDHHMMSS>`).
+fn stamp_of(stem: &str) -> &str {
+    stem.rsplit_once('_').map_or("", |(_, s)| s)
+}
+
+/// Every file of the history by name, oldest first, without opening any (a
+/// plain file is listed instead of its archived twin). The writer gives each
+/// new file a stamp later than that of every file before it
+/// (`Log::start_file`), so the stamps order the files as their ids do.
+pub fn list_names(layout: &Layout) -> Result<Vec<Named>> {
+    // With where its stamp starts, found once rather than at every comparison.
+    let mut keyed: Vec<(usize, Named)> = Vec::new();
+    for kind in [FileKind::Active, FileKind::Sealed, FileKind::Archived] {
+        let dir = layout.dir(kind);
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+        };
+        for entry in entries {
+            let name = entry?.file_name();
+            let Some(stem) = name.to_str().and_then(|n| kind.stem_of(n)) else { continue };
+            // `x.xml.gz` also ends in `.xml`: only what parses back to this kind.
+            if kind_of(name.to_str().unwrap_or_default()).map(|(k, _)| k) != Some(kind) {
+                continue;
+            }
+            keyed.push((stem.len() - stamp_of(stem).len(), Named { kind, stem: stem.to_owned() }));
+        }
+    }
+    // Twins side by side, the plain one first (the order of a file's life, backwards).
+    keyed.sort_unstable_by(|(a_at, a), (b_at, b)| {
+        a.stem[*a_at..].cmp(&b.stem[*b_at..]).then_with(|| a.stem.cmp(&b.stem)).then_with(|| b.kind.cmp(&a.kind))
+    });
+    keyed.dedup_by(|(_, later), (_, first)| later.stem == first.stem);
+    Ok(keyed.into_iter().map(|(_, n)| n).collect())
+}
+
+/// The file named, with its first id from its header, looked up in its next
+/// homes when it moved; `None` when it is gone, or is an active file whose
+/// header a crash cut short (as [`list`] skips it).
+pub fn resolve(layout: &Layout, named: &Named) -> Result<Option<LogFile>> {
+    for kind in [FileKind::Active, FileKind::Sealed, FileKind::Archived] {
+        if kind > named.kind {
+            continue;
+        }
+        let path = layout.file(kind, &named.stem);
+        match first_id_of(&path) {
+            Ok(Some(first_id)) => return Ok(Some(LogFile { path, kind, stem: named.stem.clone(), first_id })),
+            Err(_) if !path.exists() => continue,
+            Ok(None) | Err(_) if kind == FileKind::Active => return Ok(None),
+            Ok(None) => return Err(anyhow!("{} has no first-id in its header", path.display())),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// The files of the history from the newest back, opening each only when asked for.
+pub struct Backwards<'l> {
+    layout: &'l Layout,
+    names: Vec<Named>,
+}
+
+impl<'l> Backwards<'l> {
+    pub fn new(layout: &'l Layout) -> Result<Self> {
+        Ok(Backwards { layout, names: list_names(layout)? })
+    }
+
+    /// Over names already listed (oldest first, as [`list_names`] gives them).
+    pub fn over(layout: &'l Layout, names: Vec<Named>) -> Self {
+        Backwards { layout, names }
+    }
+
+    /// The next older file (the newest at first).
+    pub fn older(&mut self) -> Result<Option<LogFile>> {
+        while let Some(n) = self.names.pop() {
+            if let Some(f) = resolve(self.layout, &n)? {
+                return Ok(Some(f));
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// The last id of a sealed or archived file, from its seal (plain) or the
 /// archive manifest; `None` when neither tells.
-fn sealed_last_id(
-    layout: &Layout,
-    f: &LogFile,
-    manifest: &mut Option<Vec<crate::store::manifest::ManifestEntry>>,
-) -> Option<u64> {
+fn sealed_last_id(layout: &Layout, f: &LogFile, manifest: &mut HashMap<String, Option<u64>>) -> Option<u64> {
     match f.kind {
         FileKind::Sealed => crate::store::xml::scan::seal_time(&f.path).ok().flatten().map(|(_, last)| last),
         FileKind::Archived => {
-            let entries =
-                manifest.get_or_insert_with(|| crate::store::manifest::read_manifest(layout).unwrap_or_default());
             let name = f.path.file_name()?.to_str()?;
-            entries.iter().find(|e| e.file == name).map(|e| e.last_id)
+            let entry = manifest
+                .entry(name.to_owned())
+                .or_insert_with(|| crate::store::manifest::find_entry(layout, name).ok().flatten().map(|e| e.last_id));
+            *entry
         }
         FileKind::Active => None,
     }
@@ -706,5 +808,43 @@ mod tests {
         let got = follow(&mut f, &layout, third.first_id);
         assert_eq!(got, expected(&layout, third.first_id));
         assert!(got[0] > third.first_id);
+    }
+
+    #[test]
+    fn names_order_the_history_as_ids_do_and_the_circular_log_opens_only_the_newest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let (mut log, _) = Log::open(&layout, "h", 3, Arc::new(crate::timestamp::SystemClock), None).unwrap();
+        for n in 1..=20 {
+            log.append([rec(n)]).unwrap();
+        }
+        let files = list(&layout).unwrap();
+        // One archived, one archived with its plain twin still there.
+        archive(&layout, &files[0].stem);
+        let plain = std::fs::read(layout.file(FileKind::Sealed, &files[1].stem)).unwrap();
+        archive(&layout, &files[1].stem);
+        std::fs::write(layout.file(FileKind::Sealed, &files[1].stem), plain).unwrap();
+        let files = list(&layout).unwrap();
+        let names = list_names(&layout).unwrap();
+        let by_id: Vec<_> = files.iter().map(|f| (f.kind, f.stem.clone())).collect();
+        let by_name: Vec<_> = names.iter().map(|n| (n.kind, n.stem.clone())).collect();
+        assert_eq!(by_name, by_id);
+        let mut back = Backwards::over(&layout, names);
+        let mut newest_first = Vec::new();
+        while let Some(f) = back.older().unwrap() {
+            newest_first.push(f.first_id);
+        }
+        newest_first.reverse();
+        assert_eq!(newest_first, files.iter().map(|f| f.first_id).collect::<Vec<_>>());
+        // The circular log, for every capacity, as the whole history gives it.
+        let last = last_id(&layout, &files).unwrap();
+        for capacity in 1..=25 {
+            let (cfiles, from, clast) = circular(&layout, capacity).unwrap();
+            assert_eq!(clast, last);
+            let ids: Vec<u64> = Records::new(&layout, cfiles, from).map(|r| r.unwrap().id).collect();
+            let all: Vec<u64> = Records::new(&layout, files.clone(), 0).map(|r| r.unwrap().id).collect();
+            let want = all[all.len().saturating_sub(capacity as usize)..].to_vec();
+            assert_eq!(ids, want, "capacity {capacity}");
+        }
     }
 }
