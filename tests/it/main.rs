@@ -18,6 +18,7 @@ mod siem_interop;
 mod syslog;
 mod syslogng;
 mod tamper;
+mod timeindex;
 mod upload;
 mod viewer;
 mod wellformed;
