@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod bulk;
 mod crash;
 mod integrity;
 mod log;
