@@ -2,11 +2,12 @@
 //!
 //! JSON input is checked completely before anything is written: if any line
 //! is bad, every bad line is reported and nothing is appended. The check runs
-//! on all cores; the input is then parsed again while writing, so memory stays
-//! at the size of the input however many records it holds.
+//! on all cores, block by block, while the input is copied into a spool file
+//! in `state/tmp/`; the spool is then parsed again while writing. Neither pass
+//! holds more than a few blocks, so memory does not grow with the input.
 
 use std::borrow::Cow;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -94,14 +95,66 @@ fn flag_message(e: &FieldError) -> String {
     }
 }
 
-fn read_input(path: &std::path::Path) -> Result<Vec<u8>> {
-    let mut input = Vec::new();
-    if path.as_os_str() == "-" {
-        std::io::stdin().lock().read_to_end(&mut input).context("cannot read standard input")?;
-    } else {
-        input = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+/// Input bytes read at a time: a block ends at a line end.
+const BLOCK: usize = 2 << 20;
+/// A line longer than this cannot be a record (fields have size limits).
+const MAX_LINE: usize = 64 << 20;
+
+/// The input in blocks of about [`BLOCK`] bytes, each ending at a line end
+/// (or at the end of the input), so memory does not grow with its size.
+struct Blocks {
+    src: Box<dyn Read + Send>,
+    carry: Vec<u8>,
+    eof: bool,
+    /// Where the input comes from, for errors.
+    name: String,
+}
+
+impl Blocks {
+    fn open(path: &std::path::Path) -> Result<Blocks> {
+        let (src, name): (Box<dyn Read + Send>, String) = if path.as_os_str() == "-" {
+            (Box::new(std::io::stdin()), "standard input".into())
+        } else {
+            let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+            (Box::new(f), path.display().to_string())
+        };
+        Ok(Blocks { src, carry: Vec::new(), eof: false, name })
     }
-    Ok(input)
+
+    fn next_block(&mut self) -> Result<Option<Vec<u8>>> {
+        let mut buf = std::mem::take(&mut self.carry);
+        loop {
+            if self.eof {
+                return Ok((!buf.is_empty()).then_some(buf));
+            }
+            let old = buf.len();
+            buf.resize(old + BLOCK, 0);
+            let mut got = 0;
+            while got < BLOCK {
+                match self.src.read(&mut buf[old + got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e).with_context(|| format!("cannot read {}", self.name)),
+                }
+            }
+            buf.truncate(old + got);
+            if got < BLOCK {
+                self.eof = true;
+                continue;
+            }
+            if let Some(nl) = memchr::memrchr(b'\n', &buf[old..]) {
+                self.carry = buf.split_off(old + nl + 1);
+                return Ok(Some(buf));
+            }
+            if buf.len() > MAX_LINE {
+                return Err(failure(
+                    Kind::Invalid,
+                    format!("{}: a line longer than {} MiB; nothing was appended", self.name, MAX_LINE >> 20),
+                ));
+            }
+        }
+    }
 }
 
 /// The lines of the input with their 1-based numbers, skipping blank ones.
@@ -184,42 +237,62 @@ fn render(chunk: &[u8], defaults: &Defaults<'_>, mask: &EventMask) -> Result<Ren
     Ok(r)
 }
 
-/// Renders the input on `threads` workers, in windows, and appends the
-/// records in input order. Each worker keeps at most two windows ahead, so
-/// memory stays bounded whatever the input size.
+/// Renders the spooled input on `threads` workers, in windows, and appends
+/// the records in input order. A reader thread hands the windows out; each
+/// worker keeps at most one window ahead, so memory stays bounded whatever
+/// the input size.
 fn append_parallel(
     log: &mut Log,
-    input: &[u8],
+    spool: &std::path::Path,
     defaults: &Defaults<'_>,
     mask: &EventMask,
     threads: usize,
 ) -> Result<Option<(u64, u64)>> {
-    let windows = chunks(input, WINDOW);
+    let mut blocks = Blocks::open(spool)?;
     let mut app = log.begin()?;
     std::thread::scope(|s| -> Result<()> {
-        let mut receivers = Vec::new();
-        for k in 0..threads {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Rendered, String>>(2);
-            receivers.push(rx);
-            let mine: Vec<&[u8]> = windows.iter().skip(k).step_by(threads).map(|(c, _)| *c).collect();
+        let mut inputs = Vec::new();
+        let mut results = Vec::new();
+        for _ in 0..threads {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+            let (rtx, rrx) = std::sync::mpsc::sync_channel::<Result<Rendered, String>>(1);
+            inputs.push(tx);
+            results.push(rrx);
             s.spawn(move || {
-                for chunk in mine {
-                    if tx.send(render(chunk, defaults, mask)).is_err() {
+                for chunk in rx {
+                    if rtx.send(render(&chunk, defaults, mask)).is_err() {
                         return;
                     }
                 }
             });
         }
-        for i in 0..windows.len() {
-            let rendered = receivers[i % threads]
-                .recv()
-                .map_err(|_| anyhow::anyhow!("a render worker stopped"))?
-                .map_err(|e| anyhow::anyhow!(e))?;
+        // The reader: windows in order, round robin; how many it handed out, or why it stopped.
+        let reader = s.spawn(move || -> Result<usize> {
+            let mut n = 0;
+            while let Some(block) = blocks.next_block()? {
+                for (w, _) in chunks(&block, WINDOW) {
+                    if inputs[n % threads].send(w.to_vec()).is_err() {
+                        return Ok(n);
+                    }
+                    n += 1;
+                }
+            }
+            Ok(n)
+        });
+        let mut i = 0;
+        while let Ok(rendered) = results[i % threads].recv() {
+            let rendered = rendered.map_err(|e| anyhow::anyhow!(e))?;
             let mut start = 0;
             for &end in &rendered.ends {
                 app.push_entry(&rendered.bodies[start..end])?;
                 start = end;
             }
+            i += 1;
+        }
+        drop(results);
+        let handed = reader.join().map_err(|_| anyhow::anyhow!("the spool reader stopped"))??;
+        if handed != i {
+            bail!("rendered {i} of {handed} windows of the input");
         }
         Ok(())
     })?;
@@ -227,29 +300,54 @@ fn append_parallel(
 }
 
 /// Input bytes per rendering window.
-const WINDOW: usize = 1 << 20;
+const WINDOW: usize = 512 << 10;
+
+/// Removes the spool file when the append is over, whatever the outcome.
+struct Spool(std::path::PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
 
 fn append_json(ctx: &Ctx, path: &std::path::Path, defaults: &Defaults<'_>) -> Result<ExitCode> {
-    let input = read_input(path)?;
     let mask = ctx.config.mask();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    let part = if input.len() < WINDOW { input.len() } else { input.len() / threads + 1 };
-    let results: Vec<Checked> = std::thread::scope(|s| {
-        let mask = &mask;
-        let handles: Vec<_> = chunks(&input, part)
-            .into_iter()
-            .map(|(chunk, first)| s.spawn(move || check(chunk, first, defaults, mask)))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
-    });
-    let total: u64 = results.iter().map(|r| r.admitted).sum();
+    // First pass: check every line, block by block on all cores, and copy the
+    // input into a spool file, so the second pass appends exactly what was
+    // checked (standard input cannot be read twice, and a file may change).
+    let tmp = ctx.layout.state.join("tmp");
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let (spool_path, spool_file) = crate::fsx::create_temp_exclusive(&tmp, "append-input")?;
+    let spool = Spool(spool_path);
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, spool_file);
+    let mut blocks = Blocks::open(path)?;
+    let (mut total, mut line) = (0u64, 1usize);
     let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
-    for r in &results {
-        for (k, v) in &r.dropped {
-            *dropped.entry(k.clone()).or_default() += v;
+    let mut errors = Vec::new();
+    while let Some(block) = blocks.next_block()? {
+        let part = if block.len() < WINDOW { block.len() } else { block.len() / threads + 1 };
+        let results: Vec<Checked> = std::thread::scope(|s| {
+            let mask = &mask;
+            let handles: Vec<_> = chunks(&block, part)
+                .into_iter()
+                .map(|(chunk, first)| s.spawn(move || check(chunk, line + first - 1, defaults, mask)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        });
+        line += memchr::memchr_iter(b'\n', &block).count();
+        for r in results {
+            total += r.admitted;
+            for (k, v) in r.dropped {
+                *dropped.entry(k).or_default() += v;
+            }
+            errors.extend(r.errors);
+        }
+        if errors.is_empty() {
+            out.write_all(&block).with_context(|| format!("cannot write {}", spool.0.display()))?;
         }
     }
-    let errors: Vec<_> = results.into_iter().flat_map(|r| r.errors).collect();
     if !errors.is_empty() {
         let mut bad_lines = 0;
         let mut last = 0;
@@ -262,8 +360,10 @@ fn append_json(ctx: &Ctx, path: &std::path::Path, defaults: &Defaults<'_>) -> Re
         }
         return Err(failure(Kind::Invalid, format!("{bad_lines} invalid line(s) in the input; nothing was appended")));
     }
+    out.flush().with_context(|| format!("cannot write {}", spool.0.display()))?;
+    drop(out);
     if let Some(stream) = client::ingest(ctx)? {
-        return append_via_service(stream, &input, ctx.timeout);
+        return append_via_service(ctx, stream, &spool.0, ctx.timeout);
     }
     let dropped_note = dropped_note(dropped.values().sum());
     if total == 0 {
@@ -275,7 +375,7 @@ fn append_json(ctx: &Ctx, path: &std::path::Path, defaults: &Defaults<'_>) -> Re
         return Ok(ExitCode::SUCCESS);
     }
     let mut log = ctx.open_log_for_append()?;
-    let (first, last) = append_parallel(&mut log, &input, defaults, &mask, threads)?.context("nothing appended")?;
+    let (first, last) = append_parallel(&mut log, &spool.0, defaults, &mask, threads)?.context("nothing appended")?;
     if last - first + 1 != total {
         bail!("appended ids {first}..{last}, but the input held {total} records");
     }
@@ -290,30 +390,46 @@ fn dropped_note(n: u64) -> String {
 
 /// Sends checked input through the running service's socket.
 fn append_via_service(
+    ctx: &Ctx,
     stream: std::os::unix::net::UnixStream,
-    input: &[u8],
+    spool: &std::path::Path,
     timeout: std::time::Duration,
 ) -> Result<ExitCode> {
     let (mut count, mut dropped) = (0u64, 0u64);
     let (mut first, mut last) = (u64::MAX, 0);
     let mut errors = Vec::new();
     let mut retryable = 0;
-    let mut numbers = lines(input, 1).map(|(n, _)| n);
-    let submitted = client::submit(stream, input, timeout, |a| {
-        let n = numbers.next().unwrap_or(0);
-        match a {
-            Answer::Id(id) => {
-                count += 1;
-                first = first.min(id);
-                last = last.max(id);
+    // Block by block, one connection each, in order.
+    let mut blocks = Blocks::open(spool)?;
+    let mut stream = Some(stream);
+    let mut line = 1;
+    let mut submitted = Ok(0);
+    while let Some(input) = blocks.next_block()? {
+        let stream = match stream.take() {
+            Some(s) => s,
+            None => client::ingest(ctx)?.context("the service stopped during the append")?,
+        };
+        let mut numbers = lines(&input, line).map(|(n, _)| n);
+        line += memchr::memchr_iter(b'\n', &input).count();
+        submitted = client::submit(stream, &input, timeout, |a| {
+            let n = numbers.next().unwrap_or(0);
+            match a {
+                Answer::Id(id) => {
+                    count += 1;
+                    first = first.min(id);
+                    last = last.max(id);
+                }
+                Answer::Dropped(_) => dropped += 1,
+                Answer::Error { message, retry } => {
+                    retryable += usize::from(retry);
+                    errors.push((n, message));
+                }
             }
-            Answer::Dropped(_) => dropped += 1,
-            Answer::Error { message, retry } => {
-                retryable += usize::from(retry);
-                errors.push((n, message));
-            }
+        });
+        if submitted.is_err() {
+            break;
         }
-    });
+    }
     if let Err(e) = submitted {
         // Some answers may have arrived: say what is known to be stored.
         if count > 0 {

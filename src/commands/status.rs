@@ -169,11 +169,29 @@ struct ActiveStatus {
 
 pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
     let (schedules, schedule_errors) = super::schedules::collect(ctx, 1);
-    let files = reader::list(&ctx.layout)?;
-    let (last, head) = reader::last_record(&ctx.layout, &files)?;
+    // Files by name; only the oldest and the newest two are opened, so the
+    // cost does not grow with the history.
+    let names = reader::list_names(&ctx.layout)?;
+    let count = |kind| names.iter().filter(|n| n.kind == kind).count();
+    let (sealed_files, archived_files) = (count(FileKind::Sealed), count(FileKind::Archived));
+    let mut back = reader::Backwards::over(&ctx.layout, names.clone());
+    let mut newest = Vec::new();
+    for _ in 0..2 {
+        if let Some(f) = back.older()? {
+            newest.insert(0, f);
+        }
+    }
+    let mut oldest = None;
+    for n in &names {
+        if let Some(f) = reader::resolve(&ctx.layout, n)? {
+            oldest = Some(f);
+            break;
+        }
+    }
+    let (last, head) = reader::last_record(&ctx.layout, &newest)?;
     let from = reader::circular_from(last, ctx.config.capacity);
     // The active file is the newest, so its records run from its first id to `last`.
-    let active = files.iter().find(|f| f.kind == FileKind::Active).map(|f| ActiveStatus {
+    let active = newest.iter().find(|f| f.kind == FileKind::Active).map(|f| ActiveStatus {
         path: f.path.display().to_string(),
         first_id: f.first_id,
         records: (last + 1).saturating_sub(f.first_id),
@@ -184,10 +202,10 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         capacity: ctx.config.capacity,
         next_id: last + 1,
         circular_records: if last == 0 { 0 } else { last - from + 1 },
-        oldest_id: files.first().map_or(0, |f| f.first_id.min(last)),
+        oldest_id: oldest.map_or(0, |f| f.first_id.min(last)),
         active_file: active,
-        sealed_files: files.iter().filter(|f| f.kind == FileKind::Sealed).count(),
-        archived_files: files.iter().filter(|f| f.kind == FileKind::Archived).count(),
+        sealed_files,
+        archived_files,
         service: crate::service::running_pid(&ctx.layout).map(|pid| ServiceStatus {
             pid,
             socket: crate::service::ingest_socket_path(&ctx.layout, &ctx.config).display().to_string(),
@@ -196,7 +214,12 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         event_mask: ctx.config.event_mask.clone(),
         schedules,
         schedule_errors,
-        uploads: crate::upload::status(&ctx.layout, &ctx.config)?,
+        // Without targets there is nothing to count (and no listing to make).
+        uploads: if ctx.config.targets.is_empty() {
+            Vec::new()
+        } else {
+            crate::upload::status(&ctx.layout, &ctx.config)?
+        },
         chain: head.filter(|_| last > 0).map(|c| {
             let value = crate::store::chain::hex(&c);
             ChainStatus { id: last, anchor: format!("{last}:{value}"), value }

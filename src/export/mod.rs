@@ -63,6 +63,11 @@ impl Filter {
         Ok(Filter { from, to, text })
     }
 
+    /// The event-time range asked for (milliseconds since the epoch, inclusive).
+    pub fn time_range(&self) -> (Option<i64>, Option<i64>) {
+        (self.from, self.to)
+    }
+
     pub fn matches(&self, r: &Record<'_>) -> bool {
         for (f, want) in &self.text {
             if !r.get(*f).is_some_and(|v| v.eq_ignore_ascii_case(want)) {

@@ -23,7 +23,7 @@ use crate::config::{SiemFormat, SiemProtocol};
 use crate::siem::{self, Conn, InFlight, LastAnchor, SiemState, format};
 use crate::store::chain::{self, Digest};
 use crate::store::layout::Layout;
-use crate::store::reader::{self, Records};
+use crate::store::reader::Follow;
 use crate::timestamp::{self, Clock};
 
 /// At most this often the log is read for new records (a burst is sent at
@@ -92,6 +92,8 @@ struct Worker {
     /// Gaps found and not yet recorded as self-audit events.
     gaps: Vec<crate::selfaudit::Event>,
     metrics: Arc<super::metrics::Metrics>,
+    /// Where the next record is read from: a file and an offset in it.
+    follow: Follow,
 }
 
 impl Worker {
@@ -113,6 +115,7 @@ impl Worker {
             anchored_at: None,
             gaps: Vec::new(),
             metrics: Arc::default(),
+            follow: Follow::new(),
         }
     }
 
@@ -332,49 +335,43 @@ impl Worker {
 
     /// Sends records from `pos` up to (not including) `end`.
     fn send_up_to(&mut self, cfg: &SiemConfig, end: u64, stop: &AtomicBool) {
-        let files = match reader::list(&self.layout) {
-            Ok(f) => f,
-            Err(e) => return self.fail(format!("cannot list the log: {e:#}")),
-        };
-        // From the newest file starting at or before `pos`.
-        let start = files.iter().rposition(|f| f.first_id <= self.pos).unwrap_or(0);
-        let files = files[start..].to_vec();
         let cef = cfg.format == SiemFormat::Cef;
         let facility = cfg.facility_code();
         let mut sent = 0u64;
         let mut failure = None;
         let mut gaps = Vec::new();
         {
-            let Some(conn) = self.conn.as_mut() else { return };
+            let Worker { layout, host, conn, in_flight, pos, newest_sent, follow, .. } = self;
+            let Some(conn) = conn.as_mut() else { return };
             let max = conn.max_datagram;
-            for rec in Records::new(&self.layout, files, self.pos) {
-                let rec = match rec {
-                    Ok(r) => r,
-                    Err(e) => {
-                        failure = Some(format!("cannot read the log: {e:#}"));
-                        break;
-                    }
-                };
+            let from = *pos;
+            let mut visit = |rec: crate::record::Record<'static>| {
                 if rec.id >= end {
-                    break;
+                    return false;
                 }
-                if rec.id > self.pos {
-                    gaps.push((self.pos, rec.id));
+                if sent > 0 && sent.is_multiple_of(4096) && stop.load(Ordering::SeqCst) {
+                    return false;
                 }
-                let msg = format::message(&rec, cef, facility, &cfg.app_name, &self.host, max);
+                if rec.id > *pos {
+                    gaps.push((*pos, rec.id));
+                }
+                let msg = format::message(&rec, cef, facility, &cfg.app_name, host, max);
                 if let Err(e) = conn.send(&msg) {
                     failure = Some(Conn::reason(&e, cfg));
-                    break;
+                    return false;
                 }
-                self.in_flight.push(rec.id, Instant::now());
-                self.pos = rec.id + 1;
+                in_flight.push(rec.id, Instant::now());
+                *pos = rec.id + 1;
                 if let Some(value) = rec.chain {
-                    self.newest_sent = Some((rec.id, value));
+                    *newest_sent = Some((rec.id, value));
                 }
                 sent += 1;
-                if sent.is_multiple_of(4096) && stop.load(Ordering::SeqCst) {
-                    break;
-                }
+                true
+            };
+            // The position knows its file: the history is listed only at the
+            // start and when its file moved out of reach (see `reader::Follow`).
+            if let Err(e) = follow.read(layout, from, &mut visit) {
+                failure.get_or_insert_with(|| format!("cannot read the log: {e:#}"));
             }
             if failure.is_none()
                 && let Err(e) = conn.flush()

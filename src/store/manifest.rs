@@ -93,3 +93,29 @@ pub fn append_manifest(layout: &Layout, entry: &ManifestEntry) -> Result<()> {
     }
     Ok(())
 }
+
+/// The manifest entry of one archived file (`<name>.xml.gz`), found without
+/// parsing the other lines (the newest entry for it if there are several).
+pub fn find_entry(layout: &Layout, file: &str) -> Result<Option<ManifestEntry>> {
+    let p = manifest_path(layout);
+    let bytes = match fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", p.display())),
+    };
+    let good = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let needle = serde_json::to_vec(&serde_json::json!({ "file": file }))?;
+    // `{"file":"NAME"}` without its braces: how every line starts.
+    let needle = &needle[1..needle.len() - 1];
+    let mut found = None;
+    for at in memchr::memmem::find_iter(&bytes[..good], needle) {
+        let start = bytes[..at].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let end = start + bytes[start..good].iter().position(|&b| b == b'\n').unwrap_or(good - start);
+        if let Ok(e) = serde_json::from_slice::<ManifestEntry>(&bytes[start..end])
+            && e.file == file
+        {
+            found = Some(e);
+        }
+    }
+    Ok(found)
+}

@@ -12,11 +12,14 @@
 //!   well-formedness check);
 //! - [`chain`]: the hash chain and its seals;
 //! - [`verify`]: checking a set of files against their chain;
+//! - [`index`]: the earliest and latest event time of each sealed file, so a
+//!   time-range export reads only the files that can hold a match;
 //! - [`gzread`]: reading `.xml.gz` archives exactly (single member, no trailing
 //!   bytes).
 
 pub mod chain;
 pub mod gzread;
+pub mod index;
 pub mod layout;
 pub mod manifest;
 pub mod reader;

@@ -7,7 +7,7 @@
 //! listed in that order — a file moving between two listings is seen at least
 //! once — and a file that is gone when opened is looked up in its next home.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -108,6 +108,19 @@ fn list_dir(
     seen: &mut HashSet<String>,
     out: &mut Vec<LogFile>,
 ) -> Result<()> {
+    list_dir_known(dir, want, lenient, seen, out, None)
+}
+
+/// [`list_dir`], taking the first id of a file it knows from `known` instead
+/// of opening it (and adding the ones it opens).
+fn list_dir_known(
+    dir: &Path,
+    want: FileKind,
+    lenient: bool,
+    seen: &mut HashSet<String>,
+    out: &mut Vec<LogFile>,
+    mut known: Option<&mut Known>,
+) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -121,6 +134,11 @@ fn list_dir(
             continue;
         }
         let stem = stem.to_owned();
+        if let Some(&first_id) = known.as_deref().and_then(|k| k.0.get(&stem)) {
+            seen.insert(stem.clone());
+            out.push(LogFile { path, kind, stem, first_id });
+            continue;
+        }
         let first_id = match first_id_of(&path) {
             Ok(Some(id)) => id,
             // Moved away between listing and opening: its next home is listed next.
@@ -132,6 +150,9 @@ fn list_dir(
             Ok(None) => return Err(anyhow!("{} has no first-id in its header", path.display())),
             Err(e) => return Err(e),
         };
+        if let Some(k) = known.as_deref_mut() {
+            k.0.insert(stem.clone(), first_id);
+        }
         seen.insert(stem.clone());
         out.push(LogFile { path, kind, stem, first_id });
     }
@@ -273,10 +294,18 @@ pub fn circular_from(last: u64, capacity: u64) -> u64 {
 /// The files and first id of the circular log: the newest `capacity` records.
 /// Also returns the last id (0 when the log is empty). Counted in records,
 /// not ids: where the ids have a gap (ids the log skipped, see `log`), the
-/// circular log reaches further back.
+/// circular log reaches further back. Only the newest files are opened, as
+/// far back as the circular log reaches.
 pub fn circular(layout: &Layout, capacity: u64) -> Result<(Vec<LogFile>, u64, u64)> {
-    let files = list(layout)?;
-    let last = last_id(layout, &files)?;
+    let mut back = Backwards::new(layout)?;
+    // Oldest first: the files opened so far.
+    let mut files = std::collections::VecDeque::new();
+    for _ in 0..2 {
+        if let Some(f) = back.older()? {
+            files.push_front(f);
+        }
+    }
+    let last = last_id(layout, files.make_contiguous())?;
     if last == 0 {
         return Ok((Vec::new(), 1, 0));
     }
@@ -284,7 +313,7 @@ pub fn circular(layout: &Layout, capacity: u64) -> Result<(Vec<LogFile>, u64, u6
     let mut file_last = last;
     let mut from = circular_from(last, capacity);
     let mut start = files.len();
-    let mut manifest = None;
+    let mut manifest = HashMap::new();
     while start > 0 && need > 0 {
         start -= 1;
         let f = &files[start];
@@ -295,28 +324,527 @@ pub fn circular(layout: &Layout, capacity: u64) -> Result<(Vec<LogFile>, u64, u6
         }
         need -= count;
         from = f.first_id;
+        if start == 0
+            && let Some(older) = back.older()?
+        {
+            files.push_front(older);
+            start += 1;
+        }
         if start > 0 {
-            file_last = sealed_last_id(layout, &files[start - 1], &mut manifest).unwrap_or(f.first_id - 1);
+            file_last = sealed_last_id(layout, &files[start - 1], &mut manifest).unwrap_or(files[start].first_id - 1);
         }
     }
-    Ok((files[start..].to_vec(), from, last))
+    Ok((files.into_iter().skip(start).collect(), from, last))
+}
+
+/// A history file known by its name only.
+#[derive(Debug, Clone)]
+pub struct Named {
+    pub kind: FileKind,
+    pub stem: String,
+}
+
+/// The time stamp in a stem (`<host>_<YYYYMMDDHHMMSS>`).
+fn stamp_of(stem: &str) -> &str {
+    stem.rsplit_once('_').map_or("", |(_, s)| s)
+}
+
+/// Every file of the history by name, oldest first, without opening any (a
+/// plain file is listed instead of its archived twin). The writer gives each
+/// new file a stamp later than that of every file before it
+/// (`Log::start_file`), so the stamps order the files as their ids do.
+pub fn list_names(layout: &Layout) -> Result<Vec<Named>> {
+    // With where its stamp starts, found once rather than at every comparison.
+    let mut keyed: Vec<(usize, Named)> = Vec::new();
+    for kind in [FileKind::Active, FileKind::Sealed, FileKind::Archived] {
+        let dir = layout.dir(kind);
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+        };
+        for entry in entries {
+            let name = entry?.file_name();
+            let Some(stem) = name.to_str().and_then(|n| kind.stem_of(n)) else { continue };
+            // `x.xml.gz` also ends in `.xml`: only what parses back to this kind.
+            if kind_of(name.to_str().unwrap_or_default()).map(|(k, _)| k) != Some(kind) {
+                continue;
+            }
+            keyed.push((stem.len() - stamp_of(stem).len(), Named { kind, stem: stem.to_owned() }));
+        }
+    }
+    // Twins side by side, the plain one first (the order of a file's life, backwards).
+    keyed.sort_unstable_by(|(a_at, a), (b_at, b)| {
+        a.stem[*a_at..].cmp(&b.stem[*b_at..]).then_with(|| a.stem.cmp(&b.stem)).then_with(|| b.kind.cmp(&a.kind))
+    });
+    keyed.dedup_by(|(_, later), (_, first)| later.stem == first.stem);
+    Ok(keyed.into_iter().map(|(_, n)| n).collect())
+}
+
+/// The file named, with its first id from its header, looked up in its next
+/// homes when it moved; `None` when it is gone, or is an active file whose
+/// header a crash cut short (as [`list`] skips it).
+pub fn resolve(layout: &Layout, named: &Named) -> Result<Option<LogFile>> {
+    for kind in [FileKind::Active, FileKind::Sealed, FileKind::Archived] {
+        if kind > named.kind {
+            continue;
+        }
+        let path = layout.file(kind, &named.stem);
+        match first_id_of(&path) {
+            Ok(Some(first_id)) => return Ok(Some(LogFile { path, kind, stem: named.stem.clone(), first_id })),
+            Err(_) if !path.exists() => continue,
+            Ok(None) | Err(_) if kind == FileKind::Active => return Ok(None),
+            Ok(None) => return Err(anyhow!("{} has no first-id in its header", path.display())),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// The files of the history from the newest back, opening each only when asked for.
+pub struct Backwards<'l> {
+    layout: &'l Layout,
+    names: Vec<Named>,
+}
+
+impl<'l> Backwards<'l> {
+    pub fn new(layout: &'l Layout) -> Result<Self> {
+        Ok(Backwards { layout, names: list_names(layout)? })
+    }
+
+    /// Over names already listed (oldest first, as [`list_names`] gives them).
+    pub fn over(layout: &'l Layout, names: Vec<Named>) -> Self {
+        Backwards { layout, names }
+    }
+
+    /// The next older file (the newest at first).
+    pub fn older(&mut self) -> Result<Option<LogFile>> {
+        while let Some(n) = self.names.pop() {
+            if let Some(f) = resolve(self.layout, &n)? {
+                return Ok(Some(f));
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// The last id of a sealed or archived file, from its seal (plain) or the
 /// archive manifest; `None` when neither tells.
-fn sealed_last_id(
-    layout: &Layout,
-    f: &LogFile,
-    manifest: &mut Option<Vec<crate::store::manifest::ManifestEntry>>,
-) -> Option<u64> {
+fn sealed_last_id(layout: &Layout, f: &LogFile, manifest: &mut HashMap<String, Option<u64>>) -> Option<u64> {
     match f.kind {
         FileKind::Sealed => crate::store::xml::scan::seal_time(&f.path).ok().flatten().map(|(_, last)| last),
         FileKind::Archived => {
-            let entries =
-                manifest.get_or_insert_with(|| crate::store::manifest::read_manifest(layout).unwrap_or_default());
             let name = f.path.file_name()?.to_str()?;
-            entries.iter().find(|e| e.file == name).map(|e| e.last_id)
+            let entry = manifest
+                .entry(name.to_owned())
+                .or_insert_with(|| crate::store::manifest::find_entry(layout, name).ok().flatten().map(|e| e.last_id));
+            *entry
         }
         FileKind::Active => None,
+    }
+}
+
+/// First ids of the files a listing has opened, by stem. A file keeps its
+/// stem and header as it moves (active → sealed → archived), so a listing
+/// that keeps one opens only the files it has not seen before.
+#[derive(Debug, Default)]
+pub struct Known(HashMap<String, u64>);
+
+/// Every file of the history, oldest first, opening only the files `known`
+/// does not hold yet (and forgetting the ones that are gone).
+pub fn list_known(layout: &Layout, known: &mut Known) -> Result<Vec<LogFile>> {
+    let (mut files, mut seen) = (Vec::new(), HashSet::new());
+    for (dir, kind) in
+        [(&layout.active, FileKind::Active), (&layout.sealed, FileKind::Sealed), (&layout.archive, FileKind::Archived)]
+    {
+        list_dir_known(dir, kind, false, &mut seen, &mut files, Some(known))?;
+    }
+    known.0.retain(|stem, _| seen.contains(stem));
+    files.sort_by_key(|f| (f.first_id, f.kind));
+    Ok(files)
+}
+
+/// Follows the history from an id on, for a reader that comes back for more
+/// (the SIEM forwarder). It keeps the file it is in and the byte offset just
+/// past the last record it read, so a look for new records opens one file
+/// and reads only what was added since. It follows its file by name when it
+/// moves (sealed, archived), and the next file by its first id. The history
+/// is listed only at the start, when the position goes back before its file,
+/// when its file is gone from every home, or to find the file after a
+/// complete one that neither the files it knows nor the active directory
+/// hold; that listing opens only files it has not seen before.
+#[derive(Debug, Default)]
+pub struct Follow {
+    at: Option<Spot>,
+    known: Known,
+    /// How many times the history was listed (tests check the hot path lists nothing).
+    pub listings: u64,
+}
+
+#[derive(Debug)]
+struct Spot {
+    file: LogFile,
+    /// The file's bytes up to the end of its root start tag, put in front of
+    /// the bytes from `offset` on (plain files only; empty until read).
+    head: Vec<u8>,
+    /// Offset in the plain file just past the last record read (0: from the start).
+    offset: u64,
+    /// The id after the last record read (`first_id` while `offset` is 0).
+    next_id: u64,
+}
+
+impl Spot {
+    fn at_start(file: LogFile) -> Spot {
+        Spot { next_id: file.first_id, file, head: Vec::new(), offset: 0 }
+    }
+}
+
+/// How reading one file ended.
+enum Ended {
+    /// `visit` said stop.
+    Stopped,
+    /// At the end of what an active file holds so far.
+    Pending,
+    /// Read to its end; the id of its last record (or before its first).
+    Complete(u64),
+    /// Not found in any of its homes.
+    Gone,
+}
+
+impl Follow {
+    pub fn new() -> Follow {
+        Follow::default()
+    }
+
+    /// Hands the records with ids from `from` on to `visit`, in order, until
+    /// it returns false (that record does not count as read: the next call
+    /// starts with it again) or the history holds nothing more.
+    pub fn read(&mut self, layout: &Layout, from: u64, visit: &mut dyn FnMut(Record<'static>) -> bool) -> Result<()> {
+        let mut relisted = false;
+        let mut spot = match self.at.take() {
+            Some(s) if from >= s.next_id => s,
+            // Back within the file (a replay): read it again from its start.
+            Some(s) if from >= s.file.first_id => Spot::at_start(s.file),
+            _ => match self.locate(layout, from)? {
+                Some(s) => s,
+                None => return Ok(()),
+            },
+        };
+        let mut from = from;
+        loop {
+            let ended = read_spot(layout, &mut spot, from, visit)?;
+            // What was read is behind: a file found from here on starts after it.
+            from = from.max(spot.next_id);
+            match ended {
+                Ended::Stopped | Ended::Pending => break,
+                Ended::Complete(last) => match self.next_after(layout, &spot.file, last)? {
+                    Some(next) => {
+                        spot = Spot::at_start(next);
+                        relisted = false;
+                    }
+                    // The newest file is complete and the next has not started yet.
+                    None => break,
+                },
+                Ended::Gone if relisted => {
+                    return Err(anyhow!("{} disappeared while it was being read", spot.file.path.display()));
+                }
+                Ended::Gone => {
+                    relisted = true;
+                    match self.locate(layout, from)? {
+                        Some(s) => spot = s,
+                        None => return Ok(()),
+                    }
+                }
+            }
+        }
+        self.at = Some(spot);
+        Ok(())
+    }
+
+    fn list(&mut self, layout: &Layout) -> Result<Vec<LogFile>> {
+        self.listings += 1;
+        list_known(layout, &mut self.known)
+    }
+
+    /// The newest file starting at or before `from` (else the oldest file).
+    fn locate(&mut self, layout: &Layout, from: u64) -> Result<Option<Spot>> {
+        let files = self.list(layout)?;
+        let at = files.iter().rposition(|f| f.first_id <= from).unwrap_or(0);
+        Ok(files.into_iter().nth(at).map(Spot::at_start))
+    }
+
+    /// The file after `file`, whose last record is `last`: the known file
+    /// starting at `last + 1` (nothing can lie between), else the active
+    /// file if it starts there, else the first file after it in a listing.
+    fn next_after(&mut self, layout: &Layout, file: &LogFile, last: u64) -> Result<Option<LogFile>> {
+        let want = last + 1;
+        if let Some(stem) = self.known.0.iter().find(|(s, id)| **id == want && **s != file.stem).map(|(s, _)| s.clone())
+        {
+            for kind in [FileKind::Active, FileKind::Sealed, FileKind::Archived] {
+                let path = layout.file(kind, &stem);
+                if path.exists() {
+                    return Ok(Some(LogFile { path, kind, stem, first_id: want }));
+                }
+            }
+        }
+        let mut active = Vec::new();
+        list_dir_known(
+            &layout.active,
+            FileKind::Active,
+            false,
+            &mut HashSet::new(),
+            &mut active,
+            Some(&mut self.known),
+        )?;
+        if let Some(f) = active.into_iter().find(|f| f.first_id == want && f.stem != file.stem) {
+            return Ok(Some(f));
+        }
+        let files = self.list(layout)?;
+        Ok(files.into_iter().find(|f| f.first_id > file.first_id && f.stem != file.stem))
+    }
+}
+
+/// Opens the file of `spot` in its home or, when it moved, the next one.
+fn open_spot(layout: &Layout, spot: &mut Spot) -> Result<Option<File>> {
+    for kind in [FileKind::Active, FileKind::Sealed, FileKind::Archived] {
+        if kind > spot.file.kind {
+            continue;
+        }
+        let path = layout.file(kind, &spot.file.stem);
+        match File::open(&path) {
+            Ok(f) => {
+                if kind != spot.file.kind {
+                    if kind == FileKind::Archived {
+                        // Offsets are into the plain file: read the compressed one from its start.
+                        spot.offset = 0;
+                        spot.next_id = spot.file.first_id;
+                    }
+                    spot.file.kind = kind;
+                    spot.file.path = path;
+                }
+                return Ok(Some(f));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+        }
+    }
+    Ok(None)
+}
+
+/// Reads the file of `spot` from its offset, handing records from `from` on to `visit`.
+fn read_spot(
+    layout: &Layout,
+    spot: &mut Spot,
+    from: u64,
+    visit: &mut dyn FnMut(Record<'static>) -> bool,
+) -> Result<Ended> {
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::FileExt;
+    let Some(mut file) = open_spot(layout, spot)? else { return Ok(Ended::Gone) };
+    let path = spot.file.path.clone();
+    let plain = spot.file.kind != FileKind::Archived;
+    // Offsets the reader gives plus `delta` are offsets in the file.
+    let (mut rd, delta): (XmlReader<Box<dyn BufRead + Send>>, i64) =
+        if plain && spot.offset > 0 && !spot.head.is_empty() {
+            file.seek(SeekFrom::Start(spot.offset)).with_context(|| format!("cannot read {}", path.display()))?;
+            let stream = std::io::Cursor::new(spot.head.clone()).chain(file);
+            (
+                XmlReader::new(Box::new(BufReader::with_capacity(READ_BUF, stream))),
+                spot.offset as i64 - spot.head.len() as i64,
+            )
+        } else {
+            spot.offset = 0;
+            spot.next_id = spot.file.first_id;
+            let twin = if plain {
+                Some(file.try_clone().with_context(|| format!("cannot read {}", path.display()))?)
+            } else {
+                None
+            };
+            let mut rd = XmlReader::new(if plain {
+                Box::new(BufReader::with_capacity(READ_BUF, file)) as Box<dyn BufRead + Send>
+            } else {
+                Box::new(BufReader::with_capacity(READ_BUF, gzread::GzReader::new(file, false)))
+            });
+            match (rd.header(), twin) {
+                (Ok(_), Some(twin)) => {
+                    let mut head = vec![0; rd.good_end() as usize];
+                    twin.read_exact_at(&mut head, 0).with_context(|| format!("cannot read {}", path.display()))?;
+                    spot.head = head;
+                }
+                (Ok(_), None) => {}
+                // An active file whose header is not complete yet holds nothing.
+                (Err(_), _) if spot.file.kind == FileKind::Active => return Ok(Ended::Pending),
+                (Err(e), _) => return Err(anyhow!("{}: {e}", path.display())),
+            }
+            (rd, 0)
+        };
+    loop {
+        match rd.next_record() {
+            Ok(Some(r)) => {
+                let id = r.id;
+                if id >= from && !visit(r) {
+                    return Ok(Ended::Stopped);
+                }
+                if plain {
+                    spot.offset = (rd.good_end() as i64 + delta) as u64;
+                }
+                spot.next_id = id + 1;
+            }
+            Ok(None) if !rd.closed() && rd.seal().is_none() && spot.file.kind == FileKind::Active => {
+                return Ok(Ended::Pending);
+            }
+            Ok(None) => {
+                let last = rd.seal().map_or(0, |s| s.last_id).max(spot.next_id.saturating_sub(1));
+                return Ok(Ended::Complete(last));
+            }
+            // The active file may end in a record still being written.
+            Err(_) if spot.file.kind == FileKind::Active => return Ok(Ended::Pending),
+            Err(e) => return Err(anyhow!("{}: {e}", path.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::writer::Log;
+
+    fn rec(n: u64) -> Record<'static> {
+        let line = format!(r#"{{"app_name":"T","action_type":"A{n}"}}"#);
+        let mut r = crate::record::parse_json_line(line.as_bytes()).unwrap().into_owned();
+        let defaults = crate::record::Defaults { now: "2026-01-01T00:00:00.000+00:00", node: "h" };
+        crate::record::validate(&mut r, &defaults).unwrap();
+        r
+    }
+
+    fn follow(f: &mut Follow, layout: &Layout, from: u64) -> Vec<u64> {
+        let mut ids = Vec::new();
+        f.read(layout, from, &mut |r| {
+            ids.push(r.id);
+            true
+        })
+        .unwrap();
+        ids
+    }
+
+    /// What a full listing and read give from `from` on.
+    fn expected(layout: &Layout, from: u64) -> Vec<u64> {
+        let files = list(layout).unwrap();
+        let at = files.iter().rposition(|f| f.first_id <= from).unwrap_or(0);
+        Records::new(layout, files[at..].to_vec(), from).map(|r| r.unwrap().id).collect()
+    }
+
+    fn archive(layout: &Layout, stem: &str) {
+        use std::io::Write;
+        let plain = std::fs::read(layout.file(FileKind::Sealed, stem)).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&plain).unwrap();
+        std::fs::write(layout.file(FileKind::Archived, stem), gz.finish().unwrap()).unwrap();
+        std::fs::remove_file(layout.file(FileKind::Sealed, stem)).unwrap();
+    }
+
+    #[test]
+    fn follow_reads_every_record_once_and_lists_only_when_it_must() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let (mut log, _) = Log::open(&layout, "h", 3, Arc::new(crate::timestamp::SystemClock), None).unwrap();
+        for n in 1..=10 {
+            log.append([rec(n)]).unwrap();
+        }
+        let mut f = Follow::new();
+        let all = follow(&mut f, &layout, 1);
+        assert_eq!(all, expected(&layout, 1));
+        assert!(all.len() >= 10 && all.windows(2).all(|w| w[1] == w[0] + 1), "{all:?}");
+        let listed = f.listings;
+        // One record at a time, into the active file, sealing it and starting the next.
+        for n in 11..=20 {
+            let next = log.next_id();
+            log.append([rec(n)]).unwrap();
+            assert_eq!(follow(&mut f, &layout, next), expected(&layout, next), "record {n}");
+        }
+        assert_eq!(f.listings, listed, "following the log one record at a time lists nothing");
+        // A batch, and a reader that stops in the middle: the refused record comes again.
+        let next = log.next_id();
+        log.append((21..=30).map(rec)).unwrap();
+        let mut ids = Vec::new();
+        f.read(&layout, next, &mut |r| {
+            if r.id == next + 4 {
+                return false;
+            }
+            ids.push(r.id);
+            true
+        })
+        .unwrap();
+        assert_eq!(ids, (next..next + 4).collect::<Vec<_>>());
+        assert_eq!(follow(&mut f, &layout, next + 4), expected(&layout, next + 4));
+        // Files sealed since the last look are found by one listing.
+        assert_eq!(f.listings, listed + 1);
+        assert_eq!(follow(&mut f, &layout, log.next_id()), Vec::<u64>::new());
+
+        // Going back: within the file, and to before it.
+        let end = log.next_id();
+        assert_eq!(follow(&mut f, &layout, end - 1), vec![end - 1]);
+        assert_eq!(follow(&mut f, &layout, 2), expected(&layout, 2));
+
+        // The file it is in is archived under it.
+        let files = list(&layout).unwrap();
+        let second = files[1].clone();
+        let mut got = Vec::new();
+        f.read(&layout, second.first_id, &mut |r| {
+            got.push(r.id);
+            got.len() < 2
+        })
+        .unwrap();
+        archive(&layout, &second.stem);
+        let from = got[1];
+        assert_eq!(follow(&mut f, &layout, from), expected(&layout, from));
+
+        // The file it is in is purged: it goes on with the next file there is.
+        let third = list(&layout).unwrap()[2].clone();
+        f.read(&layout, third.first_id, &mut |_| false).unwrap();
+        std::fs::remove_file(&third.path).unwrap();
+        let got = follow(&mut f, &layout, third.first_id);
+        assert_eq!(got, expected(&layout, third.first_id));
+        assert!(got[0] > third.first_id);
+    }
+
+    #[test]
+    fn names_order_the_history_as_ids_do_and_the_circular_log_opens_only_the_newest_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let (mut log, _) = Log::open(&layout, "h", 3, Arc::new(crate::timestamp::SystemClock), None).unwrap();
+        for n in 1..=20 {
+            log.append([rec(n)]).unwrap();
+        }
+        let files = list(&layout).unwrap();
+        // One archived, one archived with its plain twin still there.
+        archive(&layout, &files[0].stem);
+        let plain = std::fs::read(layout.file(FileKind::Sealed, &files[1].stem)).unwrap();
+        archive(&layout, &files[1].stem);
+        std::fs::write(layout.file(FileKind::Sealed, &files[1].stem), plain).unwrap();
+        let files = list(&layout).unwrap();
+        let names = list_names(&layout).unwrap();
+        let by_id: Vec<_> = files.iter().map(|f| (f.kind, f.stem.clone())).collect();
+        let by_name: Vec<_> = names.iter().map(|n| (n.kind, n.stem.clone())).collect();
+        assert_eq!(by_name, by_id);
+        let mut back = Backwards::over(&layout, names);
+        let mut newest_first = Vec::new();
+        while let Some(f) = back.older().unwrap() {
+            newest_first.push(f.first_id);
+        }
+        newest_first.reverse();
+        assert_eq!(newest_first, files.iter().map(|f| f.first_id).collect::<Vec<_>>());
+        // The circular log, for every capacity, as the whole history gives it.
+        let last = last_id(&layout, &files).unwrap();
+        for capacity in 1..=25 {
+            let (cfiles, from, clast) = circular(&layout, capacity).unwrap();
+            assert_eq!(clast, last);
+            let ids: Vec<u64> = Records::new(&layout, cfiles, from).map(|r| r.unwrap().id).collect();
+            let all: Vec<u64> = Records::new(&layout, files.clone(), 0).map(|r| r.unwrap().id).collect();
+            let want = all[all.len().saturating_sub(capacity as usize)..].to_vec();
+            assert_eq!(ids, want, "capacity {capacity}");
+        }
     }
 }

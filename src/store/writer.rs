@@ -442,6 +442,8 @@ impl Log {
         }
         fs::rename(path, &dest).with_context(|| format!("cannot move {} to {}", path.display(), dest.display()))?;
         self.dirs_dirty = true;
+        // Best effort: a file without its line in the time index is always read.
+        let _ = crate::store::index::note_sealed(&self.layout, stem, &dest);
         Ok(dest)
     }
 

@@ -4,10 +4,11 @@
 
 mod support;
 
-// `crate::support::servers` in the files benches/ include as well (syslog.rs).
+// `crate::servers` in the files benches/ include as well (syslog.rs).
 use support::servers;
 
 mod append;
+mod bulk;
 mod config;
 mod crash;
 mod export;
@@ -26,6 +27,7 @@ mod siem_interop;
 mod syslog;
 mod syslogng;
 mod tamper;
+mod timeindex;
 mod upload;
 mod verify;
 mod viewer;
