@@ -1,5 +1,6 @@
 //! Benchmark of `audit-trail upload` against the tools a cron job would use:
-//! OpenSSH `sftp -b` to an OpenSSH server, and `curl -T` to vsftpd, moving
+//! OpenSSH `sftp -b` to an OpenSSH server, `curl -T` to vsftpd, and `curl -T
+//! --ssl-reqd` to vsftpd FTPS with its defaults (require_ssl_reuse=YES), moving
 //! the same archived files to the same servers in the same run.
 //!
 //! `cargo bench --bench upload` (records: `BENCH_RECORDS`, default 250000,
@@ -97,6 +98,10 @@ fn main() {
     common::generate(n, &input);
     let sshd = servers::Sshd::start();
     let ftpd = servers::Ftpd::start_ftp();
+    // vsftpd's FTPS with its own defaults (require_ssl_reuse=YES: every data
+    // connection must resume the control connection's TLS session).
+    let ftpsd = servers::Ftpd::start_ftps();
+    let ftps_ca = ftpsd.ca_file.clone().expect("the FTPS server's CA certificate");
 
     // BENCH_BIG_MB=0: the archived files only.
     let mut sets: Vec<(&str, usize)> = vec![("archived files", 0)];
@@ -143,7 +148,8 @@ fn main() {
         let config = format!(
             "host_name = \"bench\"\n\
              [targets.sftp]\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\nkey_file = \"{}\"\nknown_hosts = \"{}\"\nremote_dir = \"{}\"\n\
-             [targets.ftp]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\npassword_file = \"{}\"\nremote_dir = \"{ftp_rel}\"\n",
+             [targets.ftp]\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\npassword_file = \"{}\"\nremote_dir = \"{ftp_rel}\"\n\
+             [targets.ftps]\nprotocol = \"ftps\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\npassword_file = \"{}\"\nca_file = \"{}\"\nremote_dir = \"{ftp_rel}\"\n",
             sshd.port,
             sshd.user,
             sshd.key_file.display(),
@@ -152,6 +158,10 @@ fn main() {
             ftpd.port,
             ftpd.user,
             ftpd.password_file.display(),
+            ftpsd.port,
+            ftpsd.user,
+            ftpsd.password_file.display(),
+            ftps_ca.display(),
         );
         std::fs::write(data.join("audit-trail.toml"), config).unwrap();
         let ledgers = data.join("state/uploads");
@@ -213,13 +223,45 @@ fn main() {
             audit_trail(&data, &["upload", "--target", "ftp"]);
             assert_eq!(std::fs::read_dir(&ftp_dir).unwrap().count(), files.len());
         };
-        let t = interleaved(rounds, &mut [&mut openssh, &mut ours_sftp, &mut curl, &mut ours_ftp]);
-        let (openssh, ours_sftp, curl, ours_ftp) = (t[0], t[1], t[2], t[3]);
+        let ftps_dir = ftpsd.root.join(&ftp_rel);
+        let netrc_tls = tmp.path().join("netrc-tls");
+        std::fs::write(&netrc_tls, format!("machine 127.0.0.1 login {} password {}\n", ftpsd.user, ftpsd.password))
+            .unwrap();
+        let mut curl_tls = || {
+            reset_dir(&ftps_dir, Some(&ftpsd.user));
+            run(
+                Command::new("curl")
+                    .arg("-sS")
+                    .arg("--ssl-reqd")
+                    .arg("--cacert")
+                    .arg(&ftps_ca)
+                    .arg("--netrc-file")
+                    .arg(&netrc_tls)
+                    .arg("-T")
+                    .arg(format!("{{{}}}", list.join(",")))
+                    .arg(format!("ftp://127.0.0.1:{}/{ftp_rel}/", ftpsd.port)),
+                "curl -T --ssl-reqd",
+            );
+            assert_eq!(std::fs::read_dir(&ftps_dir).unwrap().count(), files.len());
+        };
+        let mut ours_ftps = || {
+            reset_dir(&ftps_dir, Some(&ftpsd.user));
+            let _ = std::fs::remove_dir_all(&ledgers);
+            audit_trail(&data, &["upload", "--target", "ftps"]);
+            assert_eq!(std::fs::read_dir(&ftps_dir).unwrap().count(), files.len());
+        };
+        let t = interleaved(
+            rounds,
+            &mut [&mut openssh, &mut ours_sftp, &mut curl, &mut ours_ftp, &mut curl_tls, &mut ours_ftps],
+        );
+        let (openssh, ours_sftp, curl, ours_ftp, curl_tls, ours_ftps) = (t[0], t[1], t[2], t[3], t[4], t[5]);
 
         row("OpenSSH sftp -b (put per file)", bytes, openssh);
         row("audit-trail upload (sftp)", bytes, ours_sftp);
         row("curl -T {files} (one connection)", bytes, curl);
         row("audit-trail upload (ftp)", bytes, ours_ftp);
+        row("curl -T --ssl-reqd {files} (one connection)", bytes, curl_tls);
+        row("audit-trail upload (ftps)", bytes, ours_ftps);
         let ratio = |peer: (Duration, Duration), ours: (Duration, Duration)| {
             (peer.0.as_secs_f64() / ours.0.as_secs_f64(), peer.1.as_secs_f64() / ours.1.as_secs_f64())
         };
@@ -227,6 +269,8 @@ fn main() {
         println!("sftp: audit-trail at {b:.2}x the speed of OpenSSH sftp -b (best), {sftp_median:.2}x (median)");
         let (b, ftp_median) = ratio(curl, ours_ftp);
         println!("ftp:  audit-trail at {b:.2}x the speed of curl -T (best), {ftp_median:.2}x (median)");
+        let (b, ftps_median) = ratio(curl_tls, ours_ftps);
+        println!("ftps: audit-trail at {b:.2}x the speed of curl -T --ssl-reqd (best), {ftps_median:.2}x (median)");
 
         let what = if mb == 0 { format!("{} archived files", files.len()) } else { format!("one {mb} MB file") };
         let figure = |(_, median): (Duration, Duration)| {
@@ -247,6 +291,14 @@ fn main() {
             &figure(curl),
             Some(ftp_median),
             "≥ 0.8x curl -T",
+        );
+        summary(
+            &format!("upload {what} over FTPS (vsftpd defaults), median of {rounds}"),
+            &figure(ours_ftps),
+            "curl -T --ssl-reqd (one connection)",
+            &figure(curl_tls),
+            Some(ftps_median),
+            "≥ 0.8x curl -T --ssl-reqd",
         );
     }
 }

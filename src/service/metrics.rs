@@ -14,13 +14,14 @@
 //! reset); `state/dropped.json` keeps the all-time drop counts.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -349,26 +350,41 @@ impl Metrics {
 }
 
 /// The endpoint: its listening socket, bound before the service says it is ready.
+///
+/// It answers one request at a time on one thread and then closes the
+/// connection: a scrape is one small GET. Each connection gets
+/// [`REQUEST_DEADLINE`] to send a request head of at most [`MAX_HEAD`] bytes
+/// (parsed by `httparse`); a request body is never read, whatever its
+/// announced length, and connections waiting their turn stay in the kernel's
+/// backlog, so neither slow nor many clients can take memory, threads or
+/// descriptors from ingest. (An HTTP server crate with a thread per
+/// connection and bodies buffered by their announced length allowed both.)
 pub struct Endpoint {
-    server: Arc<tiny_http::Server>,
+    listener: TcpListener,
     addr: SocketAddr,
 }
 
 /// The serving thread of the endpoint.
 pub struct Running {
-    server: Arc<tiny_http::Server>,
+    stop: Arc<AtomicBool>,
+    addr: SocketAddr,
     thread: Option<JoinHandle<()>>,
 }
 
+/// Longest request head (request line and headers) read.
+const MAX_HEAD: usize = 8 * 1024;
+/// Time a connection has to send its request head.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+
 impl Endpoint {
     pub fn bind(addr: SocketAddr) -> Result<Endpoint> {
-        let server = tiny_http::Server::http(addr)
-            .map_err(|e| anyhow!("{e}"))
-            .with_context(|| format!("cannot listen for metrics on {addr} (metrics_listen)"))?;
+        let listener =
+            TcpListener::bind(addr).with_context(|| format!("cannot listen for metrics on {addr} (metrics_listen)"))?;
+        let addr = listener.local_addr().unwrap_or(addr);
         if !addr.ip().is_loopback() {
             tracing::warn!("metrics on {addr}: record counts are readable from the network");
         }
-        Ok(Endpoint { server: Arc::new(server), addr })
+        Ok(Endpoint { listener, addr })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -377,49 +393,125 @@ impl Endpoint {
 
     /// Serves scrapes, one at a time, until [`Running::stop`].
     pub fn start(self, metrics: Arc<Metrics>, env: Arc<JobEnv>) -> Result<Running> {
-        let server = self.server.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let listener = self.listener;
         let thread = std::thread::Builder::new().name("metrics".into()).spawn(move || {
-            for req in server.incoming_requests() {
-                answer(req, &metrics, &env);
+            let mut last_warning: Option<Instant> = None;
+            for conn in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                match conn {
+                    Ok(stream) => answer(stream, &metrics, &env),
+                    // Out of descriptors, say: keep the listener, try again shortly.
+                    Err(e) => {
+                        if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                            tracing::warn!("metrics: cannot accept a connection: {e}");
+                            last_warning = Some(Instant::now());
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
             }
         })?;
-        Ok(Running { server: self.server, thread: Some(thread) })
+        Ok(Running { stop, addr: self.addr, thread: Some(thread) })
     }
 }
 
 impl Running {
     pub fn stop(mut self) {
-        self.server.unblock();
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
+/// Reads a request head, within [`REQUEST_DEADLINE`] and [`MAX_HEAD`] bytes.
+fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+        stream.set_read_timeout(Some(left)).ok()?;
+        let n = stream.read(&mut buf).ok().filter(|&n| n > 0)?;
+        head.extend_from_slice(&buf[..n]);
+        if head.len() > MAX_HEAD {
+            return None;
+        }
+    }
+    Some(head)
 }
 
-fn answer(req: tiny_http::Request, metrics: &Metrics, env: &JobEnv) {
-    use tiny_http::{Method, Response};
-    let path = req.url().split('?').next().unwrap_or_default();
-    let text = |code: u16, body: &str| {
-        Response::from_string(body)
-            .with_status_code(code)
-            .with_header(header("Content-Type", "text/plain; charset=utf-8"))
+fn answer(mut stream: TcpStream, metrics: &Metrics, env: &JobEnv) {
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+    let reply = match read_head(&mut stream) {
+        None => Reply::text(400, "bad request: send one GET /metrics request head\n"),
+        Some(head) => {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(&head) {
+                Ok(httparse::Status::Complete(_)) => {
+                    let path = req.path.unwrap_or_default().split('?').next().unwrap_or_default();
+                    let method = req.method.unwrap_or_default();
+                    if path != "/metrics" {
+                        Reply::text(404, "not found; metrics are at /metrics\n")
+                    } else if method != "GET" && method != "HEAD" {
+                        Reply::text(405, "only GET\n")
+                    } else {
+                        Reply {
+                            code: 200,
+                            content_type: "text/plain; version=0.0.4; charset=utf-8",
+                            body: metrics.render(env),
+                            head_only: method == "HEAD",
+                        }
+                    }
+                }
+                _ => Reply::text(400, "bad request\n"),
+            }
+        }
     };
-    let result = if path != "/metrics" {
-        req.respond(text(404, "not found; metrics are at /metrics\n"))
-    } else if !matches!(req.method(), Method::Get | Method::Head) {
-        req.respond(text(405, "only GET\n").with_header(header("Allow", "GET, HEAD")))
-    } else {
-        let body = metrics.render(env);
-        req.respond(
-            Response::from_data(body).with_header(header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")),
-        )
-    };
-    if let Err(e) = result {
-        tracing::warn!("metrics: cannot answer a scrape: {e}");
+    if let Err(e) = reply.write(&mut stream) {
+        tracing::debug!("metrics: cannot answer a scrape: {e}");
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+struct Reply {
+    code: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    head_only: bool,
+}
+
+impl Reply {
+    fn text(code: u16, body: &str) -> Reply {
+        Reply { code, content_type: "text/plain; charset=utf-8", body: body.as_bytes().to_vec(), head_only: false }
+    }
+
+    fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let reason = match self.code {
+            200 => "OK",
+            400 => "Bad Request",
+            404 => "Not Found",
+            _ => "Method Not Allowed",
+        };
+        let allow = if self.code == 405 { "Allow: GET, HEAD\r\n" } else { "" };
+        write!(
+            out,
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
+            self.code,
+            self.content_type,
+            self.body.len()
+        )?;
+        if !self.head_only {
+            out.write_all(&self.body)?;
+        }
+        out.flush()
     }
 }
 

@@ -38,7 +38,7 @@ fn http(port: u16, method: &str, path: &str) -> (u16, String, String) {
     let raw = String::from_utf8(raw).expect("UTF-8 answer");
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end in {raw:?}"));
     let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("status in {head:?}"));
-    // A chunked body (tiny_http chooses it for some answers) is put back together.
+    // A chunked body (should a server choose it) is put back together.
     let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         let mut out = String::new();
         let mut rest = body;
@@ -502,4 +502,56 @@ fn siem_lag_and_errors_follow_the_receiver() {
     }
     server.stop();
     let _ = reader.join();
+}
+
+#[test]
+fn hostile_clients_of_the_endpoint_never_stop_the_service_or_ingest() {
+    let port = free_port();
+    let env = env_with_metrics(port, "");
+    let server = env.serve(&env.no_schedules());
+    let send = |raw: &[u8]| {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(raw);
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    // A body announced far larger than memory: never read, never allocated.
+    for method in ["GET /x", "POST /metrics", "GET /metrics"] {
+        let a = send(format!("{method} HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n").as_bytes());
+        assert!(a.starts_with("HTTP/1.1 "), "{method}: {a:?}");
+    }
+    // An endless header, HTTP/0.9, and garbage get 400.
+    let long = format!("GET /metrics HTTP/1.1\r\nX-a: {}\r\n\r\n", "a".repeat(100_000));
+    assert!(send(long.as_bytes()).starts_with("HTTP/1.1 400"));
+    assert!(send(b"GET /metrics\r\n\r\n").starts_with("HTTP/1.1 400"));
+    assert!(send(b"\x00\x01\x02\r\n\r\n").starts_with("HTTP/1.1 400"));
+
+    // Many idle connections that never finish their request: ingest keeps
+    // its descriptors and the endpoint answers again once they are gone.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let idle: Vec<TcpStream> = (0..600)
+        .map_while(|_| {
+            // Past the listen backlog a connect waits: stop there.
+            let mut c = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+            let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nX-a: ");
+            Some(c)
+        })
+        .collect();
+    assert!(idle.len() > 100, "the kernel backlog took {} connections", idle.len());
+    let ack = submit(server.connect(), record(1, "config").into_bytes());
+    assert!(ack[0]["id"].as_u64().is_some(), "ingest while the endpoint is held: {ack:?}");
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _, body) = http(port, "GET", "/metrics");
+        if status == 200 && body.contains("audit_trail_records_accepted_total") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the endpoint did not come back: {status}");
+    }
+    let stderr = server.stop();
+    assert!(stderr.lines().all(|l| l.starts_with("audit-trail: ")), "{stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("memory allocation"), "{stderr}");
 }
