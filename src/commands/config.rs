@@ -221,13 +221,21 @@ fn show(ctx: &Ctx, as_json: bool) -> Result<ExitCode> {
     crate::outln!("# The effective configuration ({source}), defaults filled in; secrets are never shown.")?;
     crate::outln!("# data directory: {}", ctx.layout.data_dir.display())?;
     crate::outln!("{}", toml::to_string(&cfg)?.trim_end())?;
-    crate::outln!("\n# The schedules of {} (one file each; shown here as [[schedule]]).", ctx.schedules_dir.display())?;
+    // The schedules are comments, so that what is printed is itself a
+    // configuration file `config check` accepts.
+    let one_line = |t: &str| t.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
+    crate::outln!(
+        "\n# The schedules of {} (one file each there; shown here as [[schedule]]).",
+        one_line(&ctx.schedules_dir.display().to_string())
+    )?;
     let doc = json!({ "schedule": schedules });
     if !schedules.is_empty() {
-        crate::outln!("{}", toml::to_string(&doc)?.trim_end())?;
+        for line in toml::to_string(&doc)?.trim_end().lines() {
+            crate::outln!("# {line}")?;
+        }
     }
     for e in &loaded.errors {
-        crate::outln!("# not loaded: {e}")?;
+        crate::outln!("# not loaded: {}", one_line(e))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -263,9 +263,18 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         st.check = Some(Check { status: problems.iter().map(|p| p.code).min().unwrap_or(0), problems });
     }
     let code = ExitCode::from(st.check.as_ref().map_or(0, |c| c.status));
-    if args.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&st)?)?;
-        return Ok(code);
+    // The status of a check is the answer: a reader that stops reading
+    // early (`| head -1`) must not turn it into success.
+    match print(ctx, &st, args.json) {
+        Err(e) if crate::error::is_stdout_closed(&e) => Ok(code),
+        r => r.map(|()| code),
+    }
+}
+
+fn print(ctx: &Ctx, st: &Status, json: bool) -> Result<()> {
+    if json {
+        crate::outln!("{}", serde_json::to_string_pretty(st)?)?;
+        return Ok(());
     }
     crate::outln!("data directory   {}", st.data_dir)?;
     crate::outln!("host             {}", st.host)?;
@@ -359,5 +368,5 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
             crate::outln!("  {:<14} {}", p.check, p.message)?;
         }
     }
-    Ok(code)
+    Ok(())
 }

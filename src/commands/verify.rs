@@ -22,8 +22,12 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         record(ctx, &report);
     }
     if args.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&json(&report, &opts))?)?;
-        return Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { tampered() });
+        let code = if report.problems.is_empty() { ExitCode::SUCCESS } else { tampered() };
+        // The status is the verdict, even when the reader stops reading early.
+        return match crate::outln!("{}", serde_json::to_string_pretty(&json(&report, &opts))?) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(code),
+            r => r.map(|()| code).map_err(Into::into),
+        };
     }
     for n in &report.notes {
         tracing::info!("{n}");

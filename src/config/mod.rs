@@ -174,8 +174,26 @@ word_enum! {
 /// A syslog facility (RFC 5424 §6.2.1), written by name (`auth`, `local0`,
 /// case-insensitive) or number (0..=23).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(try_from = "FacilityText", into = "String")]
 pub struct Facility(u8);
+
+/// A facility as written in the file: a name or number in quotes, or a bare number.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FacilityText {
+    Number(i64),
+    Text(String),
+}
+
+impl TryFrom<FacilityText> for Facility {
+    type Error = String;
+    fn try_from(v: FacilityText) -> std::result::Result<Self, String> {
+        match v {
+            FacilityText::Number(n) => Facility::try_from(n.to_string()),
+            FacilityText::Text(t) => Facility::try_from(t),
+        }
+    }
+}
 
 impl Facility {
     pub fn code(self) -> u8 {
@@ -445,11 +463,9 @@ impl SiemConfig {
 }
 
 fn facility_code(name: &str) -> Option<u8> {
-    FACILITIES
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, c)| *c)
-        .or_else(|| name.parse::<u8>().ok().filter(|c| *c <= 23))
+    FACILITIES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, c)| *c).or_else(|| {
+        name.bytes().all(|b| b.is_ascii_digit()).then(|| name.parse::<u8>().ok()).flatten().filter(|c| *c <= 23)
+    })
 }
 
 fn octet_counting() -> Framing {
@@ -735,6 +751,10 @@ mod tests {
         let e = toml::from_str::<SiemConfig>("protocol = 'tcp'\nhost = 'h'\nframing = 'LF'\n").unwrap_err();
         assert!(e.message().contains("\"LF\" is not octet-counting or lf"), "{e}");
         assert!(toml::from_str::<SiemConfig>("protocol = 'tcp'\nhost = 'h'\nfacility = '24'\n").is_err());
+        assert!(toml::from_str::<SiemConfig>("protocol = 'tcp'\nhost = 'h'\nfacility = '+4'\n").is_err());
+        let n: SiemConfig = toml::from_str("protocol = 'tcp'\nhost = 'h'\nfacility = 17\n").unwrap();
+        assert_eq!(n.facility_code(), 17, "a bare number is a facility too");
+        assert!(toml::from_str::<SiemConfig>("protocol = 'tcp'\nhost = 'h'\nfacility = 24\n").is_err());
         // Written back as the words they were read from.
         let back = toml::to_string(&s).unwrap();
         assert!(back.contains("protocol = \"tls\"") && back.contains("facility = \"local3\""), "{back}");

@@ -163,7 +163,7 @@ fn config_show_prints_defaults_resolved_values_and_schedules_but_no_secret() {
         assert!(!text.contains(secret), "a secret is shown:\n{text}");
         assert!(!show(true).contains(secret), "a secret is shown in JSON");
     }
-    // The text is TOML: the configuration's keys with the schedules as [[schedule]].
+    // The text is TOML: the configuration's keys, then the schedules as comments.
     let doc: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     // Every key left out has the default the README's Configuration table states.
     let defaults = readme_defaults();
@@ -185,18 +185,23 @@ fn config_show_prints_defaults_resolved_values_and_schedules_but_no_secret() {
     // Where the password is read from is shown; the password is not.
     assert_eq!(targets["ftp1"]["password_file"].as_str(), pw_file.to_str());
     assert_eq!(targets["sftp1"]["password_env"].as_str(), Some("AT_OPS_TEST_PW"));
-    let names: Vec<&str> = doc["schedule"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    // The schedules are there as comments: uncommented, they are [[schedule]] tables.
+    assert!(doc.get("schedule").is_none(), "schedules are comments");
+    let part = text.split("\n# The schedules").nth(1).unwrap();
+    let uncommented: String =
+        part.lines().skip(1).filter_map(|l| l.strip_prefix("# ")).map(|l| format!("{l}\n")).collect();
+    let sched: toml::Table = toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+    let names: Vec<&str> = sched["schedule"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["rotate-daily", "upload-ftp1"]);
-    assert_eq!(doc["schedule"][1]["target"].as_str(), Some("ftp1"));
+    assert_eq!(sched["schedule"][1]["target"].as_str(), Some("ftp1"));
 
     let v: serde_json::Value = serde_json::from_str(&show(true)).unwrap();
     assert_eq!(v["config"]["targets"]["ftp1"]["port"], 21);
     assert_eq!(v["config_file"].as_str(), env.config.to_str());
     assert_eq!(v["schedules"].as_array().unwrap().len(), 2);
 
-    // What `show` prints is a configuration `check` accepts, once the schedules are taken out.
-    let config_part = text.split("\n# The schedules").next().unwrap();
-    std::fs::write(&env.config, config_part).unwrap();
+    // What `show` prints is a configuration `check` accepts, as it is.
+    std::fs::write(&env.config, &text).unwrap();
     check(&env, &dir).success();
 
     std::fs::write(&env.config, "capacity = -1\n").unwrap();
@@ -570,4 +575,19 @@ fn a_service_message_never_spans_lines() {
         lines.iter().any(|l| l.starts_with("audit-trail: error: schedule not loaded") && l.contains("bad name")),
         "{err}"
     );
+}
+
+#[test]
+fn a_check_keeps_its_status_when_the_reader_stops_early() {
+    // No service runs here: status --check says 10, also into a closed pipe.
+    let env = Env::new();
+    for _ in 0..10 {
+        let out = std::process::Command::new("bash")
+            .args(["-c", "\"$0\" --data-dir \"$1\" status --check | true; echo \"${PIPESTATUS[0]}\""])
+            .arg(crate::support::harness::BIN)
+            .arg(&env.data)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "10", "{out:?}");
+    }
 }
