@@ -114,6 +114,18 @@ pub fn load_dir(dir: &Path) -> Loaded {
         .collect();
     paths.sort();
     for path in paths {
+        // A name is printed by `status` and `schedules` and written into
+        // logs: one holding a control character (a line break, an escape)
+        // or not UTF-8 is refused, named with those characters escaped.
+        let name = path.file_name().unwrap_or_default();
+        if name.to_str().is_none_or(|n| n.chars().any(char::is_control)) {
+            out.errors.push(format!(
+                "{}/{:?}: the file name holds a control character or is not UTF-8; rename it",
+                dir.display(),
+                name
+            ));
+            continue;
+        }
         match load_file(&path) {
             Ok(s) => out.schedules.push(s),
             Err(e) => out.errors.push(e),
@@ -318,6 +330,20 @@ pub fn write_last_due(layout: &Layout, due: &BTreeMap<String, DateTime<Local>>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_name_with_a_control_character_is_refused_and_named_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = "job = \"rotate\"\ncron = \"0 0 * * * *\"\n";
+        std::fs::write(dir.path().join("ok.toml"), good).unwrap();
+        std::fs::write(dir.path().join("evil\naudit-trail: error: forged\u{1b}[31m.toml"), good).unwrap();
+        let loaded = load_dir(dir.path());
+        assert_eq!(loaded.schedules.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["ok"]);
+        assert_eq!(loaded.errors.len(), 1);
+        let e = &loaded.errors[0];
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+        assert!(e.contains("evil\\naudit-trail") && e.contains("control character"), "{e}");
+    }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);

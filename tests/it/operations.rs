@@ -572,7 +572,7 @@ fn a_service_message_never_spans_lines() {
     let lines: Vec<&str> = err.lines().collect();
     assert!(lines.iter().all(|l| l.starts_with("audit-trail: ")), "{err}");
     assert!(
-        lines.iter().any(|l| l.starts_with("audit-trail: error: schedule not loaded") && l.contains("bad name")),
+        lines.iter().any(|l| l.starts_with("audit-trail: error: schedule not loaded") && l.contains("bad\\nname")),
         "{err}"
     );
 }
