@@ -91,7 +91,7 @@ fn label(level: Level) -> &'static str {
 }
 
 /// `text` on one line: every control character becomes a space.
-fn one_line(text: &str) -> String {
+pub fn one_line(text: &str) -> String {
     text.chars().map(|c| if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') { ' ' } else { c }).collect()
 }
 

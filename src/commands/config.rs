@@ -223,7 +223,7 @@ fn show(ctx: &Ctx, as_json: bool) -> Result<ExitCode> {
     crate::outln!("{}", toml::to_string(&cfg)?.trim_end())?;
     // The schedules are comments, so that what is printed is itself a
     // configuration file `config check` accepts.
-    let one_line = |t: &str| t.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
+    use crate::logging::one_line;
     crate::outln!(
         "\n# The schedules of {} (one file each there; shown here as [[schedule]]).",
         one_line(&ctx.schedules_dir.display().to_string())

@@ -38,23 +38,8 @@ fn http(port: u16, method: &str, path: &str) -> (u16, String, String) {
     let raw = String::from_utf8(raw).expect("UTF-8 answer");
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end in {raw:?}"));
     let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("status in {head:?}"));
-    // A chunked body (should a server choose it) is put back together.
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.push_str(&after[..n]);
-            rest = &after[n + 2..];
-        }
-        out
-    } else {
-        body.to_owned()
-    };
-    (status, head.to_owned(), body)
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "the endpoint sends a Content-Length: {head}");
+    (status, head.to_owned(), body.to_owned())
 }
 
 /// Every sample of an exposition: `name{labels}` (as written) → value.

@@ -17,26 +17,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
+use crate::support::fixtures::TEXT_FIELDS;
 use crate::support::harness::{Env, Rng, seed};
 use crate::syslog::{Rsyslog, Transport};
 use crate::syslogng::SyslogNg;
 
 const CHECKER: &str = include_str!("data/siem_check.py");
-const TEXT_FIELDS: [&str; 13] = [
-    "user_name",
-    "first_name",
-    "last_name",
-    "tenant",
-    "node",
-    "app_name",
-    "app_context",
-    "action_type",
-    "action_data",
-    "category",
-    "auth_type",
-    "session_id",
-    "detail_level",
-];
 
 fn controls() -> String {
     (0u32..0x20).chain([0x7f]).chain(0x80..0xa0).chain([0x2028, 0x2029]).filter_map(char::from_u32).collect()

@@ -21,6 +21,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
+use crate::support::fixtures::TEXT_FIELDS;
 use crate::support::harness::{Env, Rng, seed};
 
 const BROWSER: &str = include_str!("data/browser.py");
@@ -376,26 +377,11 @@ fn hostile_mixtures(seed: u64, n: usize) -> Vec<Value> {
     ] {
         atoms.push(s.into());
     }
-    let fields = [
-        "user_name",
-        "first_name",
-        "last_name",
-        "tenant",
-        "node",
-        "app_name",
-        "app_context",
-        "action_type",
-        "action_data",
-        "category",
-        "auth_type",
-        "session_id",
-        "detail_level",
-    ];
     let mut rng = Rng(seed | 1);
     (0..n)
         .map(|_| {
             let mut m = serde_json::Map::new();
-            for f in fields {
+            for f in TEXT_FIELDS {
                 let mandatory = f == "app_name" || f == "action_type";
                 if !mandatory && rng.below(3) == 0 {
                     continue;

@@ -284,3 +284,21 @@ pub fn json_line(fields: &[(&str, String)]) -> Vec<u8> {
     line.push(b'\n');
     line
 }
+
+/// The JSON names of the record's free-text fields (all but the time stamp,
+/// the source address and the outcome), for generated hostile records.
+pub const TEXT_FIELDS: [&str; 13] = [
+    "user_name",
+    "first_name",
+    "last_name",
+    "tenant",
+    "node",
+    "app_name",
+    "app_context",
+    "action_type",
+    "action_data",
+    "category",
+    "auth_type",
+    "session_id",
+    "detail_level",
+];
