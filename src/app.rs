@@ -41,6 +41,7 @@ impl Settings {
 }
 
 /// Everything a command needs, resolved once from flags, environment and file.
+#[derive(Clone)]
 pub struct Ctx {
     pub layout: Layout,
     pub config: Config,

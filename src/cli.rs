@@ -64,6 +64,12 @@ pub enum Command {
     /// Prove files intact: well-formed, ids contiguous, hash chain, seal MACs (--key), anchors (--anchor)
     #[command(after_long_help = examples::VERIFY)]
     Verify(VerifyArgs),
+    /// Read files in a browser: verify them, then serve a read-only web view on loopback
+    #[command(after_long_help = examples::VIEW)]
+    View(ViewArgs),
+    /// Manage the web console's accounts (passwords stored as Argon2id hashes)
+    #[command(after_long_help = examples::USER)]
+    User(UserArgs),
     /// Create a new random key file for seal MACs (hmac_key_file), readable by its owner only
     #[command(after_long_help = examples::KEYGEN)]
     Keygen(KeygenArgs),
@@ -445,6 +451,51 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ViewArgs {
+    /// Files and directories to read (plain or .gz, any order, several
+    /// hosts; default: the whole data directory)
+    pub paths: Vec<PathBuf>,
+    /// Loopback address and port to serve on (default: 127.0.0.1, a free port)
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    #[command(subcommand)]
+    pub command: UserCommand,
+    /// The accounts file (default: [web] accounts, else <data-dir>/state/web-accounts)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub accounts: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add an account; the password is asked for, or read from stdin with --password-stdin
+    Add {
+        name: String,
+        /// auditor: records, sessions, reports, verification, downloads; operator: also status
+        #[arg(long, default_value = "auditor", value_parser = ["auditor", "operator"])]
+        role: String,
+        /// Read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set an account's password (and with --role its role)
+    Passwd {
+        name: String,
+        #[arg(long, value_parser = ["auditor", "operator"])]
+        role: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete an account (its open sessions end at their next request)
+    Del { name: String },
+    /// List accounts and roles
+    List,
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Machine-readable output
     #[arg(long)]
@@ -528,6 +579,18 @@ Examples:
   audit-trail verify --key /etc/audit-trail/mac.key --json
   audit-trail verify /srv/offboard/pbx01_*.xml.gz --anchor 5000:9e29…
 Exit status 3 when anything was altered, is missing or damaged.";
+    pub const VIEW: &str = "\
+Examples:
+  audit-trail view
+  audit-trail view /srv/offboard/pbx01/ /srv/offboard/pbx02/*.xml.gz
+  audit-trail view --listen 127.0.0.1:8480 pbx01_20261122094537.xml
+Prints the address to open; serves until Ctrl-C. Nothing is written.";
+    pub const USER: &str = "\
+Examples:
+  audit-trail user add alice --role operator
+  echo 'long secret' | audit-trail user add bob --password-stdin
+  audit-trail user passwd alice
+  audit-trail user list";
     pub const KEYGEN: &str = "\
 Examples:
   audit-trail keygen /etc/audit-trail/mac.key";

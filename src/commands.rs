@@ -22,10 +22,12 @@ mod rotate;
 mod schedules;
 mod show;
 mod siem;
-mod status;
+pub(crate) mod status;
 mod test_target;
 mod upload;
+mod user;
 pub(crate) mod verify;
+mod view;
 
 pub fn run(opts: Opts) -> Result<ExitCode> {
     // Commands that must work whatever the configuration holds.
@@ -42,6 +44,8 @@ pub fn run(opts: Opts) -> Result<ExitCode> {
         Command::Export(a) => export::run(&ctx, a),
         Command::Rotate => rotate::run(&ctx),
         Command::Verify(a) => verify::run(&ctx, a),
+        Command::View(a) => view::run(&ctx, a),
+        Command::User(a) => user::run(&ctx, a),
         Command::Keygen(a) => {
             let key = crate::store::chain::generate_key(&a.path)?;
             crate::outln!(

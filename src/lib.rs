@@ -25,6 +25,7 @@ mod store;
 mod timestamp;
 mod tls;
 mod upload;
+mod web;
 
 /// Runs the command line: parses the arguments, runs the command and returns
 /// its exit status (the reason for a failure is printed on stderr, on one

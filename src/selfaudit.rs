@@ -23,11 +23,41 @@ pub struct Event {
     pub data: String,
     pub category: &'static str,
     pub outcome: &'static str,
+    /// Who did it, when not the operating-system user running the archiver
+    /// (a web console account).
+    pub user: Option<String>,
+    pub source_ip: Option<String>,
+    pub auth_type: Option<&'static str>,
+    pub session_id: Option<String>,
 }
 
 impl Event {
     pub fn new(context: &'static str, action: &'static str, data: impl Into<String>) -> Event {
-        Event { context, action, data: data.into(), category: "system", outcome: "success" }
+        Event {
+            context,
+            action,
+            data: data.into(),
+            category: "system",
+            outcome: "success",
+            user: None,
+            source_ip: None,
+            auth_type: None,
+            session_id: None,
+        }
+    }
+
+    /// An event of a web console account: its name, the client's address,
+    /// the login type and the console session's number.
+    pub fn by(mut self, user: &str, source_ip: &str, auth_type: &'static str, session_id: Option<u64>) -> Event {
+        self.user = Some(user.to_string());
+        self.source_ip = Some(source_ip.to_string());
+        self.auth_type = Some(auth_type);
+        self.session_id = session_id.map(|n| n.to_string());
+        self
+    }
+
+    fn user_name(&self) -> String {
+        self.user.clone().unwrap_or_else(os_user)
     }
 
     pub fn category(mut self, c: &'static str) -> Event {
@@ -43,7 +73,16 @@ impl Event {
     /// The record, validated and normalised like a submitted one.
     pub fn record(&self, defaults: &Defaults<'_>) -> Record<'static> {
         let mut rec = Record::default();
-        rec.set(Field::UserName, Cow::Owned(os_user()));
+        rec.set(Field::UserName, Cow::Owned(self.user_name()));
+        if let Some(ip) = &self.source_ip {
+            rec.set(Field::SourceIp, Cow::Owned(ip.clone()));
+        }
+        if let Some(a) = self.auth_type {
+            rec.set(Field::AuthType, a);
+        }
+        if let Some(s) = &self.session_id {
+            rec.set(Field::SessionId, Cow::Owned(s.clone()));
+        }
         rec.set(Field::AppName, APP_NAME);
         rec.set(Field::AppContext, self.context);
         rec.set(Field::ActionType, self.action);
@@ -64,8 +103,8 @@ impl Event {
 
     /// The event as a JSON Lines request for the ingest socket.
     pub fn json_line(&self) -> String {
-        let v = serde_json::json!({
-            "user_name": os_user(),
+        let mut v = serde_json::json!({
+            "user_name": self.user_name(),
             "app_name": APP_NAME,
             "app_context": self.context,
             "action_type": self.action,
@@ -73,6 +112,15 @@ impl Event {
             "category": self.category,
             "outcome": self.outcome,
         });
+        for (k, val) in [
+            ("source_ip", self.source_ip.clone()),
+            ("auth_type", self.auth_type.map(str::to_string)),
+            ("session_id", self.session_id.clone()),
+        ] {
+            if let Some(val) = val {
+                v[k] = serde_json::Value::String(val);
+            }
+        }
         format!("{v}\n")
     }
 }

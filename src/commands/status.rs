@@ -168,6 +168,26 @@ struct ActiveStatus {
 }
 
 pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
+    let mut st = gather(ctx)?;
+    if args.check {
+        let problems = problems(&st, &args);
+        st.check = Some(Check { status: problems.iter().map(|p| p.code).min().unwrap_or(0), problems });
+    }
+    let code = ExitCode::from(st.check.as_ref().map_or(0, |c| c.status));
+    // The status of a check is the answer: a reader that stops reading
+    // early (`| head -1`) must not turn it into success.
+    match print(ctx, &st, args.json) {
+        Err(e) if crate::error::is_stdout_closed(&e) => Ok(code),
+        r => r.map(|()| code),
+    }
+}
+
+/// What `status --json` prints (without `check`), for the web console.
+pub fn json(ctx: &Ctx) -> Result<serde_json::Value> {
+    Ok(serde_json::to_value(gather(ctx)?)?)
+}
+
+fn gather(ctx: &Ctx) -> Result<Status> {
     let (schedules, schedule_errors) = super::schedules::collect(ctx, 1);
     // Files by name; only the oldest and the newest two are opened, so the
     // cost does not grow with the history.
@@ -196,7 +216,7 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         first_id: f.first_id,
         records: (last + 1).saturating_sub(f.first_id),
     });
-    let mut st = Status {
+    let st = Status {
         data_dir: ctx.layout.data_dir.display().to_string(),
         host: ctx.host.clone(),
         capacity: ctx.config.capacity,
@@ -258,17 +278,7 @@ pub fn run(ctx: &Ctx, args: StatusArgs) -> Result<ExitCode> {
         last_verify: super::verify::last(&ctx.layout),
         check: None,
     };
-    if args.check {
-        let problems = problems(&st, &args);
-        st.check = Some(Check { status: problems.iter().map(|p| p.code).min().unwrap_or(0), problems });
-    }
-    let code = ExitCode::from(st.check.as_ref().map_or(0, |c| c.status));
-    // The status of a check is the answer: a reader that stops reading
-    // early (`| head -1`) must not turn it into success.
-    match print(ctx, &st, args.json) {
-        Err(e) if crate::error::is_stdout_closed(&e) => Ok(code),
-        r => r.map(|()| code),
-    }
+    Ok(st)
 }
 
 fn print(ctx: &Ctx, st: &Status, json: bool) -> Result<()> {

@@ -47,6 +47,8 @@ pub struct Config {
     pub metrics_listen: Option<String>,
     pub targets: BTreeMap<String, TargetConfig>,
     pub siem: Option<SiemConfig>,
+    /// The web console of `serve`; off when absent.
+    pub web: Option<WebConfig>,
 }
 
 impl Default for Config {
@@ -65,6 +67,7 @@ impl Default for Config {
             metrics_listen: None,
             targets: BTreeMap::new(),
             siem: None,
+            web: None,
         }
     }
 }
@@ -339,6 +342,49 @@ fn valid_target_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// `[web]`: the web console of `serve` (README "Web console").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Address and port (`"127.0.0.1:8480"`, or a port alone for
+    /// 127.0.0.1). An address other than loopback needs TLS.
+    pub listen: String,
+    /// PEM certificate chain and private key: HTTPS when set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// The accounts file (`audit-trail user`); default `<data-dir>/state/web-accounts`.
+    pub accounts: Option<PathBuf>,
+    /// Minutes without a request after which a session ends.
+    pub idle_minutes: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig { listen: "127.0.0.1:8480".into(), tls_cert: None, tls_key: None, accounts: None, idle_minutes: 15 }
+    }
+}
+
+impl WebConfig {
+    /// `listen` as a socket address.
+    pub fn addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        socket_addr(&self.listen, "[web] listen")
+    }
+}
+
+/// A listen address from the configuration: `"host:port"`, or a port
+/// alone for 127.0.0.1; `key` names the setting in errors.
+fn socket_addr(text: &str, key: &str) -> Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let text = text.trim();
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    let mut addrs = text.to_socket_addrs().map_err(|e| {
+        anyhow::anyhow!("{key} = {text:?} is not an address with a port such as \"127.0.0.1:9464\": {e}")
+    })?;
+    addrs.next().ok_or_else(|| anyhow::anyhow!("{key} = {text:?} names no address"))
+}
+
 /// SIEM forwarding (§10).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -566,15 +612,8 @@ impl Config {
     /// (`127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`), or a port alone,
     /// which means 127.0.0.1. `None` when the endpoint is off.
     pub fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>> {
-        use std::net::ToSocketAddrs;
-        let Some(text) = self.metrics_listen.as_deref().map(str::trim) else { return Ok(None) };
-        if let Ok(port) = text.parse::<u16>() {
-            return Ok(Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))));
-        }
-        let mut addrs = text.to_socket_addrs().map_err(|e| {
-            anyhow::anyhow!("metrics_listen = {text:?} is not an address with a port such as \"127.0.0.1:9464\": {e}")
-        })?;
-        addrs.next().map(Some).ok_or_else(|| anyhow::anyhow!("metrics_listen = {text:?} names no address"))
+        let Some(text) = self.metrics_listen.as_deref() else { return Ok(None) };
+        socket_addr(text, "metrics_listen").map(Some)
     }
 
     /// `socket_mode` as permission bits.

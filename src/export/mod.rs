@@ -203,7 +203,6 @@ impl<W: Write> Writer<W> {
     }
 
     /// Ends the document and flushes.
-    #[cfg(test)]
     pub fn finish(self) -> Result<W> {
         Ok(match self {
             Writer::Csv(w, _) => w.into_inner().map_err(|e| e.into_error())?,

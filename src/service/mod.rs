@@ -207,6 +207,8 @@ struct Service {
     forwarder: forwarder::Forwarder,
     /// The metrics endpoint's thread, when `metrics_listen` is set.
     scrapes: Option<metrics::Running>,
+    /// The web console's thread, when `[web]` is set.
+    console: Option<crate::web::Running>,
     /// Signals and control requests, in arrival order.
     ctl_rx: mpsc::Receiver<Ctl>,
     sig_handle: signal_hook::iterator::Handle,
@@ -255,6 +257,7 @@ impl Service {
         // with nothing to clean up.
         let endpoint = ctx.config.metrics_addr()?.map(metrics::Endpoint::bind).transpose()?;
         let metrics = Arc::new(metrics::Metrics::new());
+        let web = ctx.config.web.as_ref().map(|w| crate::web::prepare(ctx, w)).transpose()?;
 
         let socket = ingest_socket_path(layout, &ctx.config);
         let mode = ctx.config.socket_mode().unwrap_or(0o660);
@@ -330,6 +333,14 @@ impl Service {
             }
         });
 
+        let console = match web {
+            Some(w) => {
+                let audit_env = env.clone();
+                Some(w.start(Box::new(move |events| audit_env.audit(events)))?)
+            }
+            None => None,
+        };
+
         let (ctl_tx, ctl_rx) = mpsc::channel::<Ctl>();
         let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         let sig_handle = signals.handle();
@@ -370,6 +381,7 @@ impl Service {
             sched,
             forwarder,
             scrapes,
+            console,
             ctl_rx,
             sig_handle,
             sig_thread,
@@ -402,6 +414,9 @@ impl Service {
         let left = self.sched.stop(Duration::from_secs(20));
         if !left.is_empty() {
             tracing::warn!("job(s) still running at stop, left to end with the process: {}", left.join(", "));
+        }
+        if let Some(c) = self.console {
+            c.stop();
         }
         self.shared.stopping.store(true, Ordering::SeqCst);
         // New clients are refused from here on; `append` then works directly

@@ -1,0 +1,370 @@
+//! The records the web interface shows, held in memory: every file of a
+//! data directory or of a set of offboard copies (several hosts, plain or
+//! `.gz`, any order), read once and kept per file, with one index of all
+//! records by event time (newest first).
+//!
+//! Sealed and archived files never change, so a refresh reads only files it
+//! has not seen and the active file when it grew; the index is rebuilt from
+//! the kept files. Memory is about 1.5 times the records' text (about
+//! 400 MB for 1,000,000 records of 250 bytes).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::Result;
+
+use crate::record::{FIELDS, Field, NFIELDS, Record};
+use crate::store::layout::{FileKind, Layout};
+use crate::store::reader::open_any;
+use crate::store::verify::{self, Target};
+use crate::store::xml::read::XmlReader;
+
+/// One record, its fields joined in one string.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: u64,
+    /// Event time, milliseconds since the epoch (`i64::MIN` when the
+    /// timestamp cannot be read).
+    pub time: i64,
+    /// Index into [`Snapshot::hosts`].
+    pub host: u32,
+    /// The fields, each followed by `\0`.
+    text: Box<str>,
+    /// End of each field in `text` (before its `\0`).
+    ends: [u32; NFIELDS],
+    /// Bit `f` set: field `f` is present.
+    present: u16,
+    pub chain: Option<[u8; 32]>,
+}
+
+impl Entry {
+    fn new(r: &Record<'_>, host: u32) -> Entry {
+        let mut text = String::with_capacity(256);
+        let mut ends = [0u32; NFIELDS];
+        let mut present = 0u16;
+        for (i, v) in r.fields.iter().enumerate() {
+            if let Some(v) = v {
+                text.push_str(v);
+                present |= 1 << i;
+            }
+            ends[i] = text.len() as u32;
+            text.push('\0');
+        }
+        let time = r.get(Field::Timestamp).and_then(crate::timestamp::millis).unwrap_or(i64::MIN);
+        Entry { id: r.id, time, host, text: text.into_boxed_str(), ends, present, chain: r.chain }
+    }
+
+    pub fn get(&self, f: Field) -> Option<&str> {
+        let i = f as usize;
+        if self.present & (1 << i) == 0 {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize + 1 };
+        Some(&self.text[start..self.ends[i] as usize])
+    }
+
+    /// The value or "".
+    pub fn value(&self, f: Field) -> &str {
+        self.get(f).unwrap_or("")
+    }
+
+    /// Every field's text, separated by NUL: what full-text search reads.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn to_record(&self) -> Record<'_> {
+        let mut r = Record { id: self.id, chain: self.chain, ..Record::default() };
+        for spec in &FIELDS {
+            if let Some(v) = self.get(spec.field) {
+                r.set(spec.field, v);
+            }
+        }
+        r
+    }
+}
+
+/// The records of one file, as read.
+#[derive(Debug)]
+pub struct FileRecords {
+    pub path: PathBuf,
+    pub kind: FileKind,
+    pub host: String,
+    pub entries: Vec<Entry>,
+    /// Why reading stopped before the end (damage is named by `verify`).
+    pub error: Option<String>,
+    /// Size and modification time when read.
+    stamp: (u64, Option<SystemTime>),
+}
+
+/// A record's place: file index and entry index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ref {
+    pub file: u32,
+    pub entry: u32,
+}
+
+/// All records at one moment, indexed.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub files: Vec<Arc<FileRecords>>,
+    pub hosts: Vec<String>,
+    /// Every record once, newest event first (ties: host, then id, higher first).
+    pub by_time: Vec<Ref>,
+    /// Records met twice (a file and a copy of it): shown once.
+    pub duplicates: u64,
+}
+
+impl Snapshot {
+    pub fn entry(&self, r: Ref) -> &Entry {
+        &self.files[r.file as usize].entries[r.entry as usize]
+    }
+
+    pub fn host(&self, e: &Entry) -> &str {
+        &self.hosts[e.host as usize]
+    }
+
+    /// The record of `host` with `id`.
+    pub fn find(&self, host: &str, id: u64) -> Option<(Ref, &Entry)> {
+        let h = self.hosts.iter().position(|x| x == host)? as u32;
+        for (fi, f) in self.files.iter().enumerate() {
+            let (Some(first), Some(last)) = (f.entries.first(), f.entries.last()) else { continue };
+            if first.host != h || id < first.id || id > last.id {
+                continue;
+            }
+            if let Ok(i) = f.entries.binary_search_by_key(&id, |e| e.id) {
+                let r = Ref { file: fi as u32, entry: i as u32 };
+                return Some((r, self.entry(r)));
+            }
+        }
+        None
+    }
+
+    /// The records with event times in `from..=to`, as a range of `by_time`.
+    pub fn time_range(&self, from: Option<i64>, to: Option<i64>) -> std::ops::Range<usize> {
+        // by_time is sorted by time descending.
+        let start = to.map_or(0, |to| self.by_time.partition_point(|r| self.entry(*r).time > to));
+        let end = from.map_or(self.by_time.len(), |from| self.by_time.partition_point(|r| self.entry(*r).time >= from));
+        start..end.max(start)
+    }
+
+    fn build(files: Vec<Arc<FileRecords>>) -> Snapshot {
+        let mut hosts: Vec<String> = Vec::new();
+        let mut host_of: HashMap<String, u32> = HashMap::new();
+        // Host indexes are assigned per file when it is read; remap them to
+        // this snapshot's list.
+        let mut files = files;
+        for f in &mut files {
+            let n = hosts.len() as u32;
+            let idx = *host_of.entry(f.host.clone()).or_insert_with(|| {
+                hosts.push(f.host.clone());
+                n
+            });
+            if f.entries.first().is_some_and(|e| e.host != idx) {
+                let mut owned = FileRecords {
+                    path: f.path.clone(),
+                    kind: f.kind,
+                    host: f.host.clone(),
+                    entries: f.entries.clone(),
+                    error: f.error.clone(),
+                    stamp: f.stamp,
+                };
+                for e in &mut owned.entries {
+                    e.host = idx;
+                }
+                *f = Arc::new(owned);
+            }
+        }
+        let total: usize = files.iter().map(|f| f.entries.len()).sum();
+        let mut refs = Vec::with_capacity(total);
+        for (fi, f) in files.iter().enumerate() {
+            for i in 0..f.entries.len() {
+                refs.push(Ref { file: fi as u32, entry: i as u32 });
+            }
+        }
+        let at = |r: &Ref| &files[r.file as usize].entries[r.entry as usize];
+        // One record per (host, id): a plain file and its archived copy, or
+        // the same offboard file given twice.
+        refs.sort_unstable_by(|a, b| {
+            let (x, y) = (at(a), at(b));
+            (x.host, x.id).cmp(&(y.host, y.id))
+        });
+        let before = refs.len();
+        refs.dedup_by(|a, b| {
+            let (x, y) = (at(a), at(b));
+            x.host == y.host && x.id == y.id
+        });
+        let duplicates = (before - refs.len()) as u64;
+        refs.sort_by(|a, b| {
+            let (x, y) = (at(a), at(b));
+            (y.time, y.host, y.id).cmp(&(x.time, x.host, x.id))
+        });
+        Snapshot { files, hosts, by_time: refs, duplicates }
+    }
+}
+
+/// Where the records come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A data directory: its sealed, archived and active files.
+    DataDir(Layout),
+    /// Files and directories given on the command line.
+    Paths(Vec<PathBuf>),
+}
+
+impl Source {
+    /// The files to read, as `verify` finds them.
+    pub fn targets(&self) -> Result<Vec<(u64, Target)>> {
+        match self {
+            Source::DataDir(layout) => verify::data_dir_targets(layout),
+            Source::Paths(paths) => verify::path_targets(paths),
+        }
+    }
+}
+
+fn stamp(path: &Path) -> (u64, Option<SystemTime>) {
+    match std::fs::metadata(path) {
+        Ok(m) => (m.len(), m.modified().ok()),
+        Err(_) => (0, None),
+    }
+}
+
+/// Reads every record of one file.
+pub fn read_file(path: &Path, kind: FileKind) -> FileRecords {
+    let stamp = stamp(path);
+    let mut f =
+        FileRecords { path: path.to_path_buf(), kind, host: String::new(), entries: Vec::new(), error: None, stamp };
+    let input = match open_any(path) {
+        Ok(i) => i,
+        Err(e) => {
+            f.error = Some(format!("cannot open: {e}"));
+            return f;
+        }
+    };
+    let mut rd = XmlReader::new(input);
+    match rd.header() {
+        Ok(h) => f.host = h.host.clone(),
+        Err(e) => {
+            f.error = Some(e.to_string());
+            return f;
+        }
+    }
+    loop {
+        match rd.next_record() {
+            Ok(Some(r)) => f.entries.push(Entry::new(&r, 0)),
+            Ok(None) => break,
+            Err(e) => {
+                // The active file ends inside its document: that is not damage.
+                if !(kind == FileKind::Active && e.cut) {
+                    f.error = Some(e.to_string());
+                }
+                break;
+            }
+        }
+    }
+    // Entries of a file are in id order; keep them so for `find`.
+    if !f.entries.is_sorted_by_key(|e| e.id) {
+        f.entries.sort_by_key(|e| e.id);
+    }
+    f
+}
+
+/// The history, refreshed from its source on demand.
+pub struct History {
+    source: Source,
+    snapshot: std::sync::RwLock<Arc<Snapshot>>,
+    refreshing: std::sync::Mutex<()>,
+}
+
+impl History {
+    /// A history not read yet.
+    pub fn empty(source: Source) -> History {
+        History {
+            source,
+            snapshot: std::sync::RwLock::new(Arc::new(Snapshot::default())),
+            refreshing: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// Reads every file of `source` (on up to `threads` threads).
+    pub fn load(source: Source, threads: usize) -> Result<History> {
+        let h = History::empty(source);
+        h.refresh(threads)?;
+        Ok(h)
+    }
+
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reads files that are new or changed since the last refresh and drops
+    /// files that are gone; returns whether anything changed.
+    pub fn refresh(&self, threads: usize) -> Result<bool> {
+        let _one = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.snapshot();
+        let mut known: HashMap<&Path, &Arc<FileRecords>> = old.files.iter().map(|f| (f.path.as_path(), f)).collect();
+        let targets = self.source.targets()?;
+        let mut keep: Vec<Option<Arc<FileRecords>>> = Vec::with_capacity(targets.len());
+        let mut todo = Vec::new();
+        for (i, (_, t)) in targets.iter().enumerate() {
+            match known.remove(t.path.as_path()) {
+                Some(f) if f.stamp == stamp(&t.path) => keep.push(Some(f.clone())),
+                _ => {
+                    keep.push(None);
+                    todo.push(i);
+                }
+            }
+        }
+        if todo.is_empty() && known.is_empty() && !old.files.is_empty() {
+            return Ok(false);
+        }
+        let threads = threads.clamp(1, todo.len().max(1));
+        let read: Vec<(usize, FileRecords)> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|k| {
+                    let mine: Vec<usize> = todo.iter().copied().skip(k).step_by(threads).collect();
+                    let targets = &targets;
+                    s.spawn(move || {
+                        mine.into_iter()
+                            .map(|i| (i, read_file(&targets[i].1.path, targets[i].1.kind)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+        });
+        for (i, f) in read {
+            keep[i] = Some(Arc::new(f));
+        }
+        let files: Vec<Arc<FileRecords>> = keep.into_iter().flatten().collect();
+        let snap = Snapshot::build(files);
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_read_back_from_the_joined_text() {
+        let mut r = Record { id: 7, ..Record::default() };
+        r.set(Field::UserName, "alice");
+        r.set(Field::ActionData, "a\0b\nc");
+        r.set(Field::SessionId, "");
+        let e = Entry::new(&r, 0);
+        assert_eq!(e.get(Field::UserName), Some("alice"));
+        assert_eq!(e.get(Field::ActionData), Some("a\0b\nc"));
+        assert_eq!(e.get(Field::SessionId), Some(""));
+        assert_eq!(e.get(Field::Tenant), None);
+        assert_eq!(e.get(Field::Timestamp), None);
+        assert_eq!(e.to_record(), r);
+    }
+}
