@@ -47,12 +47,12 @@ impl Event {
     }
 
     /// An event of a web console account: its name, the client's address,
-    /// the login type and the console session's number.
-    pub fn by(mut self, user: &str, source_ip: &str, auth_type: &'static str, session_id: Option<u64>) -> Event {
+    /// the login type and the console session's id.
+    pub fn by(mut self, user: &str, source_ip: &str, auth_type: &'static str, session_id: Option<&str>) -> Event {
         self.user = Some(user.to_string());
         self.source_ip = Some(source_ip.to_string());
         self.auth_type = Some(auth_type);
-        self.session_id = session_id.map(|n| n.to_string());
+        self.session_id = session_id.map(str::to_string);
         self
     }
 

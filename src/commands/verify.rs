@@ -17,7 +17,16 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         anyhow::bail!("no audit-trail files to verify");
     }
     let opts = verify::Options { keys, anchors: args.anchors };
-    let report = verify::verify(targets, &opts);
+    let report = if args.paths.is_empty() {
+        verify::verify(targets, &opts)
+    } else {
+        // Offboard files of several hosts: each host's ids and chain on their own.
+        let mut reports = verify::verify_by_host(targets, &opts);
+        if reports.len() > 1 {
+            return several_hosts(reports, &opts, args.json);
+        }
+        reports.pop().map(|(_, r)| r).unwrap_or_default()
+    };
     if args.paths.is_empty() {
         record(ctx, &report);
     }
@@ -55,6 +64,43 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
         crate::outln!("chain head: {id}:{}", chain::hex(&value))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The verdict on files of several hosts: one line (or JSON object) per host.
+fn several_hosts(reports: Vec<(String, verify::Report)>, opts: &verify::Options, json_out: bool) -> Result<ExitCode> {
+    if !opts.anchors.is_empty() {
+        anyhow::bail!("--anchor names one host's record: give the files of one host at a time");
+    }
+    let failed = reports.iter().any(|(_, r)| !r.problems.is_empty());
+    let code = if failed { tampered() } else { ExitCode::SUCCESS };
+    if json_out {
+        let all: serde_json::Map<String, serde_json::Value> =
+            reports.iter().map(|(h, r)| (h.clone(), json(r, opts))).collect();
+        let v = serde_json::json!({ "ok": !failed, "hosts": all });
+        return match crate::outln!("{}", serde_json::to_string_pretty(&v)?) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(code),
+            r => r.map(|()| code).map_err(Into::into),
+        };
+    }
+    for (host, r) in &reports {
+        for p in &r.problems {
+            tracing::error!("{host}: {p}");
+        }
+        match r.problems.first() {
+            Some(first) => tracing::error!("{host}: verify FAILED: {} problem(s); first: {first}", r.problems.len()),
+            None => {
+                let range = match (r.first_id, r.last_id) {
+                    (Some(a), Some(b)) => format!("ids {a}..{b}"),
+                    _ => "no records".into(),
+                };
+                crate::outln!("{host}: OK: {} files, {} records, {range}", r.files, r.records)?;
+                if let Some((id, value)) = r.chain_head {
+                    crate::outln!("{host}: chain head: {id}:{}", chain::hex(&value))?;
+                }
+            }
+        }
+    }
+    Ok(code)
 }
 
 fn json(report: &verify::Report, opts: &verify::Options) -> serde_json::Value {

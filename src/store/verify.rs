@@ -606,6 +606,22 @@ fn check_file(t: &Target, opts: &Options, report: &mut Report, wanted: &mut Want
     (result, trailing)
 }
 
+/// The host a file's header names ("" when it cannot be read: the file's
+/// own check then names the damage).
+fn host_of(path: &Path) -> String {
+    open_any(path).ok().and_then(|r| XmlReader::new(r).header().ok().map(|h| h.host.clone())).unwrap_or_default()
+}
+
+/// Checks the files of each host on their own (each host has its own ids
+/// and chain); returns one report per host, by host name.
+pub fn verify_by_host(targets: Vec<(u64, Target)>, opts: &Options) -> Vec<(String, Report)> {
+    let mut groups: std::collections::BTreeMap<String, Vec<(u64, Target)>> = std::collections::BTreeMap::new();
+    for t in targets {
+        groups.entry(host_of(&t.1.path)).or_default().push(t);
+    }
+    groups.into_iter().map(|(host, ts)| (host, verify(ts, opts))).collect()
+}
+
 /// Checks files in id order, each alone and each against the one before.
 pub fn verify(mut targets: Vec<(u64, Target)>, opts: &Options) -> Report {
     // Of twins (one file plain and archived), the plain one first: it is

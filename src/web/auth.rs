@@ -176,7 +176,7 @@ fn verify_password(password: &str, hash: &str) -> bool {
 
 /// A hash checked against when the account does not exist, so that the
 /// answer takes as long as for a wrong password.
-static DUMMY_HASH: std::sync::LazyLock<String> =
+pub static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| hash_password("no such account").unwrap_or_default());
 
 /// A logged-in session.
@@ -186,8 +186,12 @@ pub struct Session {
     pub role: Role,
     /// Sent back in forms that change state (logout).
     pub csrf: String,
-    /// Short number naming the session in the audit records.
-    pub number: u64,
+    /// Random id naming the session in the audit records (`session_id`).
+    pub id: String,
+    /// The account's password hash at sign-in: a changed password, role or
+    /// a deleted account ends the session.
+    pub hash: String,
+    pub source: String,
     started: Instant,
     seen: Instant,
 }
@@ -198,7 +202,8 @@ const MAX_SESSION: Duration = Duration::from_secs(12 * 3600);
 pub struct Sessions {
     idle: Duration,
     live: Mutex<HashMap<String, Session>>,
-    next: std::sync::atomic::AtomicU64,
+    /// Sign-ins in progress, one at a time per account name.
+    pub attempts: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
     /// Failed logins per account name and per source address: count and last time.
     failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
@@ -216,27 +221,39 @@ impl Sessions {
         Sessions {
             idle,
             live: Mutex::new(HashMap::new()),
-            next: std::sync::atomic::AtomicU64::new(1),
+            attempts: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }
     }
 
     /// Starts a session; returns its token and the session.
-    pub fn start(&self, account: &Account) -> (String, Session) {
+    pub fn start(&self, account: &Account, source: &str) -> (String, Session) {
         let now = Instant::now();
         let s = Session {
             user: account.name.clone(),
             role: account.role,
             csrf: token(16),
-            number: self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: token(6),
+            hash: account.hash.clone(),
+            source: source.to_string(),
             started: now,
             seen: now,
         };
         let t = token(32);
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.retain(|_, s| now.duration_since(s.seen) < self.idle && now.duration_since(s.started) < MAX_SESSION);
-        live.insert(t.clone(), s.clone());
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(t.clone(), s.clone());
         (t, s)
+    }
+
+    fn expired(&self, s: &Session, now: Instant) -> bool {
+        now.duration_since(s.seen) >= self.idle || now.duration_since(s.started) >= MAX_SESSION
+    }
+
+    /// Ends the sessions that timed out; returns them (for their records).
+    pub fn sweep(&self) -> Vec<Session> {
+        let now = Instant::now();
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<String> = live.iter().filter(|(_, s)| self.expired(s, now)).map(|(t, _)| t.clone()).collect();
+        gone.into_iter().filter_map(|t| live.remove(&t)).collect()
     }
 
     /// The live session of `token`, marked as seen now.
@@ -244,8 +261,7 @@ impl Sessions {
         let now = Instant::now();
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let s = live.get_mut(token)?;
-        if now.duration_since(s.seen) >= self.idle || now.duration_since(s.started) >= MAX_SESSION {
-            live.remove(token);
+        if self.expired(s, now) {
             return None;
         }
         s.seen = now;
@@ -254,6 +270,16 @@ impl Sessions {
 
     pub fn end(&self, token: &str) -> Option<Session> {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(token)
+    }
+
+    /// The lock that makes sign-ins for `name` wait for each other, so that
+    /// parallel guesses queue behind the delay.
+    pub fn attempt_lock(&self, name: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut a = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        if a.len() > 10_000 {
+            a.retain(|_, m| std::sync::Arc::strong_count(m) > 1);
+        }
+        a.entry(name.to_ascii_lowercase()).or_default().clone()
     }
 
     /// How long to wait before answering a login for `name` from `source`:

@@ -115,6 +115,8 @@ pub struct Snapshot {
     pub by_time: Vec<Ref>,
     /// Records met twice (a file and a copy of it): shown once.
     pub duplicates: u64,
+    /// Records whose copies differ (same host and id, other content): each copy is shown.
+    pub conflicts: u64,
 }
 
 impl Snapshot {
@@ -156,7 +158,11 @@ impl Snapshot {
         // Host indexes are assigned per file when it is read; remap them to
         // this snapshot's list.
         let mut files = files;
+        files.retain(|f| !f.entries.is_empty() || f.error.is_some());
         for f in &mut files {
+            if f.entries.is_empty() {
+                continue;
+            }
             let n = hosts.len() as u32;
             let idx = *host_of.entry(f.host.clone()).or_insert_with(|| {
                 hosts.push(f.host.clone());
@@ -191,17 +197,27 @@ impl Snapshot {
             let (x, y) = (at(a), at(b));
             (x.host, x.id).cmp(&(y.host, y.id))
         });
+        // Exact copies are shown once; copies that differ are both shown
+        // (Verification names the altered file).
         let before = refs.len();
+        let mut conflicts = 0u64;
         refs.dedup_by(|a, b| {
             let (x, y) = (at(a), at(b));
-            x.host == y.host && x.id == y.id
+            if x.host != y.host || x.id != y.id {
+                return false;
+            }
+            if x.text == y.text && x.chain == y.chain {
+                return true;
+            }
+            conflicts += 1;
+            false
         });
         let duplicates = (before - refs.len()) as u64;
         refs.sort_by(|a, b| {
             let (x, y) = (at(a), at(b));
             (y.time, y.host, y.id).cmp(&(x.time, x.host, x.id))
         });
-        Snapshot { files, hosts, by_time: refs, duplicates }
+        Snapshot { files, hosts, by_time: refs, duplicates, conflicts }
     }
 }
 

@@ -57,7 +57,11 @@ const CONTEXT: &str = "Web console";
 pub enum VerifyState {
     Running,
     Failed(String),
-    Done { report: verify::Report, at: String },
+    /// One report per host (each host's files are checked on their own).
+    Done {
+        reports: Vec<(String, verify::Report)>,
+        at: String,
+    },
 }
 
 /// Records the console's own events (serve mode): returns once stored.
@@ -78,6 +82,7 @@ pub struct Console {
     history: History,
     last_refresh: Mutex<Instant>,
     verify: Mutex<Arc<VerifyState>>,
+    verifying: std::sync::atomic::AtomicBool,
     /// `None`: `view`, no sign-in.
     login: Option<Login>,
     /// The token of `view`'s forms.
@@ -91,7 +96,8 @@ struct Who {
     user: Option<String>,
     role: Role,
     csrf: String,
-    number: Option<u64>,
+    /// The console session's id (serve mode).
+    session: Option<String>,
     source: String,
 }
 
@@ -118,6 +124,7 @@ impl Console {
             history,
             last_refresh: Mutex::new(Instant::now()),
             verify: Mutex::new(Arc::new(VerifyState::Running)),
+            verifying: std::sync::atomic::AtomicBool::new(false),
             login,
             view_csrf: auth::token(16),
             zone: pages::zone(),
@@ -125,15 +132,52 @@ impl Console {
     }
 
     /// The signed-in user, or the answer to give instead (the sign-in page).
-    fn who(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<Who, Redirect> {
+    /// A session whose account was deleted or changed (password, role) ends
+    /// here; sessions that timed out are recorded as ended.
+    fn who(self: &Arc<Self>, headers: &HeaderMap, peer: SocketAddr) -> Result<Who, Redirect> {
         let source = peer.ip().to_canonical().to_string();
         let Some(login) = &self.login else {
-            return Ok(Who { user: None, role: Role::Auditor, csrf: self.view_csrf.clone(), number: None, source });
+            return Ok(Who { user: None, role: Role::Auditor, csrf: self.view_csrf.clone(), session: None, source });
         };
-        match cookie(headers, SESSION_COOKIE).and_then(|t| login.sessions.get(t)) {
-            Some(s) => Ok(Who { user: Some(s.user), role: s.role, csrf: s.csrf, number: Some(s.number), source }),
+        let mut ended: Vec<(auth::Session, &'static str)> =
+            login.sessions.sweep().into_iter().map(|s| (s, "Session ended: no request within the idle time")).collect();
+        let found = cookie(headers, SESSION_COOKIE).and_then(|t| login.sessions.get(t).map(|s| (t, s)));
+        let result = match found {
             None => Err(Redirect::to("/login")),
+            Some((token, s)) => {
+                let current = login.accounts.read().ok().and_then(|all| all.into_iter().find(|a| a.name == s.user));
+                match current {
+                    Some(a) if a.hash == s.hash && a.role == s.role => {
+                        Ok(Who { user: Some(s.user), role: s.role, csrf: s.csrf, session: Some(s.id), source })
+                    }
+                    _ => {
+                        login.sessions.end(token);
+                        ended.push((s, "Session ended: the account was deleted or its password or role changed"));
+                        Err(Redirect::to("/login"))
+                    }
+                }
+            }
+        };
+        if !ended.is_empty() {
+            let events: Vec<Event> = ended
+                .into_iter()
+                .map(|(s, why)| {
+                    Event::new(CONTEXT, "Logout", why).category("presence").by(
+                        &s.user,
+                        &s.source,
+                        AUTH_TYPE,
+                        Some(&s.id),
+                    )
+                })
+                .collect();
+            let me = self.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = me.audit(&events) {
+                    tracing::error!("web console: cannot record the end of a session: {e:#}");
+                }
+            });
         }
+        result
     }
 
     /// Looks for new or changed files, at most every [`REFRESH_EVERY`].
@@ -150,18 +194,24 @@ impl Console {
         }
     }
 
-    /// Runs `verify` over the history's files and keeps the result.
+    /// Runs `verify` over the history's files and keeps the result; does
+    /// nothing while a verification runs.
     pub fn run_verify(&self) {
+        use std::sync::atomic::Ordering;
+        if self.verifying.swap(true, Ordering::SeqCst) {
+            return;
+        }
         *self.verify.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(VerifyState::Running);
         let state = match self.history.source().targets() {
             Ok(t) if t.is_empty() => VerifyState::Failed("no audit-trail files".into()),
             Ok(t) => {
-                let report = verify::verify(t, &verify::Options::default());
-                VerifyState::Done { report, at: crate::timestamp::format(&chrono::Local::now().fixed_offset()) }
+                let reports = verify::verify_by_host(t, &verify::Options::default());
+                VerifyState::Done { reports, at: crate::timestamp::format(&chrono::Local::now().fixed_offset()) }
             }
             Err(e) => VerifyState::Failed(format!("{e:#}")),
         };
         *self.verify.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(state);
+        self.verifying.store(false, Ordering::SeqCst);
     }
 
     pub fn verify_state(&self) -> Arc<VerifyState> {
@@ -195,11 +245,11 @@ fn page(m: Markup) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], m.into_string()).into_response()
 }
 
+/// The filters of `p`, and a sentence naming those left out.
 fn filter_of(p: &Params) -> (Filter, Option<String>) {
-    match Filter::new(p) {
-        Ok(f) => (f, None),
-        Err(e) => (Filter::default(), Some(format!("The time filter was not applied: {e}"))),
-    }
+    let (f, errors) = Filter::new(p);
+    let error = (!errors.is_empty()).then(|| format!("Not applied: {}", errors.join("; ")));
+    (f, error)
 }
 
 async fn records(
@@ -393,26 +443,39 @@ async fn download(
     blocking(move || {
         st.refresh();
         let snap = st.snapshot();
-        let filter = match Filter::new(&d.filters) {
-            Ok(f) => f,
-            Err(e) => return (StatusCode::BAD_REQUEST, format!("bad time filter: {e}")).into_response(),
-        };
+        let (filter, errors) = Filter::new(&d.filters);
+        if !errors.is_empty() {
+            return (StatusCode::BAD_REQUEST, format!("not downloaded: {}", errors.join("; "))).into_response();
+        }
         let mut refs = filter.select(&snap);
-        // Oldest first, like `export`.
-        refs.reverse();
+        // The formats have no host column: one host at a time.
+        let mut hosts: Vec<u32> = refs.iter().map(|r| snap.entry(*r).host).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        if hosts.len() > 1 {
+            return (
+                StatusCode::BAD_REQUEST,
+                "this selection holds records of several hosts, whose ids overlap: choose one host in the Host filter",
+            )
+                .into_response();
+        }
+        // In id order, like `export`.
+        refs.sort_unstable_by_key(|r| snap.entry(*r).id);
         let query = d.filters.filter_query();
         let described = if query.is_empty() { "no filter".to_string() } else { query.clone() };
         let event = Event::new(CONTEXT, "Export", format!("Downloaded {} records as {ext} ({described})", refs.len()))
             .category("read");
         if let Some(user) = &who.user
-            && let Err(e) = st.audit(&[event.by(user, &who.source, AUTH_TYPE, who.number)])
+            && let Err(e) = st.audit(&[event.by(user, &who.source, AUTH_TYPE, who.session.as_deref())])
         {
             tracing::error!("web console: download refused, cannot record it: {e:#}");
             return (StatusCode::SERVICE_UNAVAILABLE, "the download cannot be recorded in the audit trail; try again")
                 .into_response();
         }
         let created = crate::timestamp::format(&chrono::Local::now().fixed_offset());
-        let host = snap.hosts.first().cloned().unwrap_or_default();
+        let host = hosts
+            .first()
+            .map_or_else(|| snap.hosts.first().cloned().unwrap_or_default(), |h| snap.hosts[*h as usize].clone());
         let head = export::Head { host: &host, created: &created, ..Default::default() };
         let out = (|| -> Result<Vec<u8>> {
             let mut w = export::Writer::new(format, CsvCells::Safe, Vec::with_capacity(refs.len() * 300), &head)?;
@@ -488,6 +551,10 @@ async fn login_post(
     let source = peer.ip().to_canonical().to_string();
     // The name as a record can hold it.
     let name: String = f.user.trim().chars().filter(|c| !c.is_control()).take(64).collect();
+    // One attempt at a time per account name, each after the delay its
+    // failures earned: parallel guesses wait in line.
+    let lock = login.sessions.attempt_lock(&name);
+    let _turn = lock.lock().await;
     tokio::time::sleep(login.sessions.delay(&name, &source)).await;
     let st2 = st.clone();
     let (name2, source2) = (name.clone(), source.clone());
@@ -504,11 +571,11 @@ async fn login_post(
     };
     match checked {
         Ok(Ok((Some(account), _))) => {
-            let (token, session) = login.sessions.start(&account);
+            let (token, session) = login.sessions.start(&account, &source);
             let event =
                 Event::new(CONTEXT, "Login", format!("Signed in to the web console (role {})", account.role.as_str()))
                     .category("presence")
-                    .by(&account.name, &source, AUTH_TYPE, Some(session.number));
+                    .by(&account.name, &source, AUTH_TYPE, Some(&session.id));
             let st3 = st.clone();
             let stored = tokio::task::spawn_blocking(move || st3.audit(&[event])).await;
             if !matches!(stored, Ok(Ok(()))) {
@@ -567,7 +634,7 @@ async fn logout(
         who.user.as_deref().unwrap_or(""),
         &who.source,
         AUTH_TYPE,
-        who.number,
+        who.session.as_deref(),
     );
     let st2 = st.clone();
     if !matches!(tokio::task::spawn_blocking(move || st2.audit(&[event])).await, Ok(Ok(()))) {
@@ -602,8 +669,26 @@ async fn secure_headers(mut r: Response) -> Response {
     r
 }
 
-pub fn router(console: Arc<Console>) -> Router {
-    Router::new()
+/// `view` answers only requests addressed to loopback by number or as
+/// localhost, so that a web page whose name an attacker points at 127.0.0.1
+/// (DNS rebinding) cannot read the records.
+async fn loopback_host_only(
+    State(port): State<u16>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let ok = ["127.0.0.1", "localhost", "[::1]"].iter().any(|name| host == format!("{name}:{port}"));
+    if !ok {
+        return (StatusCode::MISDIRECTED_REQUEST, "this viewer answers only http://127.0.0.1, localhost or [::1]")
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// The routes; `view_port`: the port `view` listens on (serve: `None`).
+pub fn router(console: Arc<Console>, view_port: Option<u16>) -> Router {
+    let app = Router::new()
         .route("/", get(records))
         .route("/record", get(record))
         .route("/sessions", get(sessions))
@@ -614,8 +699,33 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/login", get(login_page).post(login_post))
         .route("/logout", post(logout))
         .route("/static/style.css", get(style))
-        .layer(axum::middleware::map_response(secure_headers))
-        .with_state(console)
+        .with_state(console);
+    let app = match view_port {
+        Some(port) => app.layer(axum::middleware::from_fn_with_state(port, loopback_host_only)),
+        None => app,
+    };
+    app.layer(axum::middleware::map_response(secure_headers))
+}
+
+/// Largest request body (the forms are a few hundred bytes).
+const MAX_BODY: usize = 16 * 1024;
+/// Time to send a request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The request with its body read in full, within [`MAX_BODY`] and
+/// [`BODY_TIMEOUT`], so that a client sending slowly cannot hold a handler;
+/// `Err`: the answer instead.
+async fn whole_body(req: hyper::Request<hyper::body::Incoming>) -> Result<axum::extract::Request, Response> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    if matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD) {
+        return Ok(axum::extract::Request::from_parts(parts, axum::body::Body::empty()));
+    }
+    match tokio::time::timeout(BODY_TIMEOUT, http_body_util::Limited::new(body, MAX_BODY).collect()).await {
+        Ok(Ok(c)) => Ok(axum::extract::Request::from_parts(parts, axum::body::Body::from(c.to_bytes()))),
+        Ok(Err(_)) => Err((StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response()),
+        Err(_) => Err((StatusCode::REQUEST_TIMEOUT, "request body not sent in time").into_response()),
+    }
 }
 
 /// TLS for the console from PEM files.
@@ -671,7 +781,12 @@ async fn serve(
             let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 let mut app = app.clone();
-                async move { tower::Service::call(&mut app, req.map(axum::body::Body::new)).await }
+                async move {
+                    match whole_body(req).await {
+                        Ok(req) => tower::Service::call(&mut app, req).await,
+                        Err(answer) => Ok(answer),
+                    }
+                }
             });
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(hyper_util::rt::TokioTimer::new())
@@ -729,6 +844,7 @@ fn bind(addr: SocketAddr) -> Result<std::net::TcpListener> {
 fn start(
     listener: std::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    view: bool,
     console: Arc<Console>,
     prepare: impl FnOnce(&Console) + Send + 'static,
 ) -> Result<Running> {
@@ -745,7 +861,7 @@ fn start(
                     return;
                 }
             };
-            serve(listener, tls, router(console), rx).await;
+            serve(listener, tls, router(console, view.then_some(addr.port())), rx).await;
         });
         rt.shutdown_timeout(Duration::from_secs(2));
     })?;
@@ -795,7 +911,9 @@ impl Prepared {
         let history = History::empty(Source::DataDir(self.ctx.layout.clone()));
         let login = Login { accounts: self.accounts, sessions: Sessions::new(self.idle), audit, secure, ctx: self.ctx };
         let console = Arc::new(Console::new(history, Some(login)));
-        let running = start(self.listener, self.tls, console, |c| {
+        let running = start(self.listener, self.tls, false, console, |c| {
+            // Computed once, before the first sign-in waits for it.
+            std::sync::LazyLock::force(&auth::DUMMY_HASH);
             if let Err(e) = c.history.refresh(2) {
                 tracing::warn!("web console: cannot read the history: {e:#}");
             }
@@ -829,16 +947,22 @@ pub fn view(source: Source, listen: SocketAddr) -> Result<()> {
     let console = Arc::new(Console::new(history, None));
     console.run_verify();
     match &*console.verify_state() {
-        VerifyState::Done { report, .. } if report.problems.is_empty() => {
-            crate::outln!("verify OK: {} files, {} records", report.files, report.records)?
-        }
-        VerifyState::Done { report, .. } => {
-            crate::outln!("verify FAILED: {} problem(s); the Verification page names them", report.problems.len())?
+        VerifyState::Done { reports, .. } => {
+            for (host, report) in reports {
+                if report.problems.is_empty() {
+                    crate::outln!("{host}: verify OK: {} files, {} records", report.files, report.records)?
+                } else {
+                    crate::outln!(
+                        "{host}: verify FAILED: {} problem(s); the Verification page names them",
+                        report.problems.len()
+                    )?
+                }
+            }
         }
         VerifyState::Failed(e) => crate::outln!("verify could not run: {e}")?,
         VerifyState::Running => {}
     }
-    let running = start(bind(listen)?, None, console, |_| {})?;
+    let running = start(bind(listen)?, None, true, console, |_| {})?;
     crate::outln!("open http://{}/ (read-only; Ctrl-C stops)", running.addr)?;
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
     let _ = signals.forever().next();

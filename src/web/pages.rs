@@ -127,7 +127,7 @@ fn filters(p: &Params, action: &str, zone: &str, hosts: &[String]) -> Markup {
                 label { "Search all fields" input type="search" name="q" value=(p.q) placeholder="text, id…"; }
                 label { "From" input type="datetime-local" step="1" name="from" value=(p.from); }
                 label { "To" input type="datetime-local" step="1" name="to" value=(p.to); }
-                span.zone { "Times without an offset are in the server's zone: " (zone) }
+                span.zone { "Times without an offset are in the server's zone: " (zone) ". Filters match part of a value, ignoring case; " code { "=value" } " matches the whole value." }
             }
             div.row {
                 @for (name, label, _) in TEXT_FILTERS {
@@ -333,7 +333,7 @@ pub fn record(who: &Viewer<'_>, snap: &Snapshot, e: &Entry, file: &std::path::Pa
                 dt { "File" } dd { pre.v { (value(&file.display().to_string())) } }
             }
             @if let Some(sid) = sid {
-                p { a href=(format!("/sessions?{}", form(&[("user", e.value(Field::UserName))]))) { "Sessions of this user" }
+                p { a href=(format!("/sessions?{}", form(&[("user", &format!("={}", e.value(Field::UserName)))]))) { "Sessions of this user" }
                     " (session id " (value(&sid)) ")" }
             }
             p { a href="/" { "Back to the records" } }
@@ -373,7 +373,7 @@ pub fn sessions(
         "/sessions",
         html! {
             h1 { "Sessions" }
-            p.note { "A login and its logout are paired by host, login type (Auth Type) and session id (Session Id, or \"Session ID: N\" in the action data). Failed attempts are the user's failed logins since their previous login; changes are the user's changes from login to logout." }
+            p.note { "A login and its logout are paired by host, application, login type (Auth Type), session id (Session Id, or \"Session ID: N\" in the action data) and user. Failed attempts are the user's failed logins since their previous login; changes are the user's changes from login to logout." }
             (filters(p, "/sessions", zone, &snap.hosts))
             @if let Some(e) = error { p.error role="alert" { (e) } }
             p.summary { strong { (list.len()) } " sessions" @if list.len() > per { ", page " (page + 1) " of " (pages) } }
@@ -442,7 +442,7 @@ pub fn reports(
                 tbody {
                     @for r in failed {
                         tr.burst[r.burst >= query::BURST_AT] {
-                            td { a href=(format!("/?{}", form(&[("user", &r.user), ("ip", &r.source), ("category", "failure")]))) { (value(&r.user)) } }
+                            td { a href=(format!("/?{}", form(&[("user", &format!("={}", r.user)), ("ip", &format!("={}", r.source)), ("kind", "failed-login")]))) { (value(&r.user)) } }
                             td { (value(&r.source)) }
                             td.num { (r.count) }
                             td.num { (r.burst) @if r.burst >= query::BURST_AT { " " strong { "burst" } } }
@@ -460,7 +460,7 @@ pub fn reports(
                 tbody {
                     @for r in changes {
                         tr {
-                            td { a href=(format!("/?{}", form(&[("user", &r.user), ("app", &r.app)]))) { (value(&r.user)) } }
+                            td { a href=(format!("/?{}", form(&[("user", &format!("={}", r.user)), ("app", &format!("={}", r.app)), ("kind", "change")]))) { (value(&r.user)) } }
                             td { (value(&r.app)) }
                             td.num { (r.count) }
                             td { @for (i, (a, n)) in r.actions.iter().take(8).enumerate() { @if i > 0 { ", " } (value(a)) " ×" (n) } }
@@ -487,22 +487,29 @@ pub fn verify(who: &Viewer<'_>, state: &super::VerifyState, snap: &Snapshot) -> 
             @match state {
                 super::VerifyState::Running => { p role="status" { "Verifying… reload this page in a moment." } }
                 super::VerifyState::Failed(e) => { p.error role="alert" { "Verification could not run: " (e) } }
-                super::VerifyState::Done { report, at } => {
-                    @if report.problems.is_empty() {
-                        p.ok role="status" { strong { "OK" } ": " (report.files) " files, " (report.records) " records"
-                            @if let (Some(a), Some(b)) = (report.first_id, report.last_id) { ", ids " (a) ".." (b) } " — verified " (at) }
-                    } @else {
-                        p.error role="alert" { strong { "FAILED" } ": " (report.problems.len()) " problem(s) — verified " (at) }
-                        ul.problems { @for pr in &report.problems { li { (value(&pr.to_string())) } } }
+                super::VerifyState::Done { reports, at } => {
+                    p { "Verified " (at) "." }
+                    @for (host, report) in reports {
+                        h2 { "Host " (value(host)) }
+                        @if report.problems.is_empty() {
+                            p.ok role="status" { strong { "OK" } ": " (report.files) " files, " (report.records) " records"
+                                @if let (Some(a), Some(b)) = (report.first_id, report.last_id) { ", ids " (a) ".." (b) } }
+                        } @else {
+                            p.error role="alert" { strong { "FAILED" } ": " (report.problems.len()) " problem(s)" }
+                            ul.problems { @for pr in &report.problems { li { (value(&pr.to_string())) } } }
+                        }
+                        @if let Some((id, v)) = &report.chain_head {
+                            p { "Chain head: " code.anchor { (id) ":" (crate::store::chain::hex(v)) } " — keep it off this host as an anchor." }
+                        }
+                        @for n in &report.notes { p.note { (value(n)) } }
                     }
-                    @if let Some((id, v)) = &report.chain_head {
-                        p { "Chain head: " code.anchor { (id) ":" (crate::store::chain::hex(v)) } " — keep it off this host as an anchor." }
-                    }
-                    @for n in &report.notes { p.note { (value(n)) } }
                 }
             }
             p { (snap.files.len()) " files and " (snap.by_time.len()) " records are shown"
-                @if snap.duplicates > 0 { " (" (snap.duplicates) " records were met twice, in a file and a copy of it, and are shown once)" } "." }
+                @if snap.duplicates > 0 { " (" (snap.duplicates) " records were met twice, in a file and an identical copy of it, and are shown once)" } "." }
+            @if snap.conflicts > 0 {
+                p.error role="alert" { (snap.conflicts) " records differ between copies of the same file (same host and id): each copy is shown, and the verification above names the altered file." }
+            }
             @let unread: Vec<_> = snap.files.iter().filter(|f| f.error.is_some()).collect();
             @if !unread.is_empty() {
                 h2 { "Files read only in part" }

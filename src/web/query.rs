@@ -30,6 +30,8 @@ pub struct Params {
     pub outcome: String,
     pub ip: String,
     pub host: String,
+    /// login, logout, failed-login, change: records of that kind (see [`kind`]).
+    pub kind: String,
     pub sort: String,
     pub dir: String,
     pub page: usize,
@@ -66,19 +68,36 @@ pub const SORTABLE: [(&str, SortKey); 8] = [
     ("outcome", SortKey::Field(Field::Outcome)),
 ];
 
-/// A needle lowered for ASCII-case-insensitive search.
+/// Longest filter value kept, in bytes (a longer one is cut).
+const MAX_NEEDLE: usize = 512;
+
+/// A needle lowered for ASCII-case-insensitive search; `exact`: the whole
+/// value must match (the filter was given as `=value`).
 #[derive(Debug, Clone)]
-struct Needle(Vec<u8>);
+struct Needle {
+    text: Vec<u8>,
+    exact: bool,
+}
 
 impl Needle {
     fn new(s: &str) -> Option<Needle> {
         let s = s.trim();
-        (!s.is_empty()).then(|| Needle(s.as_bytes().to_ascii_lowercase()))
+        let (s, exact) = match s.strip_prefix('=') {
+            Some(rest) => (rest, true),
+            None => (s, false),
+        };
+        // NUL separates fields in the search text: it is never part of a needle.
+        let mut text: Vec<u8> = s.bytes().filter(|b| *b != 0).collect::<Vec<u8>>().to_ascii_lowercase();
+        text.truncate(MAX_NEEDLE);
+        (exact || !text.is_empty()).then_some(Needle { text, exact })
     }
 
-    /// Whether `hay` holds the needle, ASCII letters in any case.
+    /// Whether `hay` holds the needle (is it, when exact), ASCII letters in any case.
     fn found_in(&self, hay: &str) -> bool {
-        let (hay, n) = (hay.as_bytes(), &self.0);
+        let (hay, n) = (hay.as_bytes(), &self.text);
+        if self.exact {
+            return hay.eq_ignore_ascii_case(n);
+        }
         if n.len() > hay.len() {
             return false;
         }
@@ -106,17 +125,23 @@ pub struct Filter {
     q: Option<Needle>,
     fields: Vec<(Field, Needle)>,
     host: Option<String>,
+    kind: Option<Kind>,
 }
 
 impl Filter {
-    /// The filters of `p`; an error names the bad time.
-    pub fn new(p: &Params) -> Result<Filter, String> {
-        let bound = |s: &str, end: bool| -> Result<Option<i64>, String> {
+    /// The filters of `p`, and what could not be applied (a time that is
+    /// not a time, an unknown kind): that filter alone is left out.
+    pub fn new(p: &Params) -> (Filter, Vec<String>) {
+        let mut errors = Vec::new();
+        let mut bound = |s: &str, end: bool, name: &str| -> Option<i64> {
             let s = s.trim();
-            if s.is_empty() { Ok(None) } else { crate::timestamp::parse_bound(s, end).map(Some) }
+            if s.is_empty() {
+                return None;
+            }
+            crate::timestamp::parse_bound(s, end).map_err(|e| errors.push(format!("{name}: {e}"))).ok()
         };
-        let from = bound(&p.from, false)?;
-        let to = bound(&p.to, true)?;
+        let from = bound(&p.from, false, "From");
+        let to = bound(&p.to, true, "To");
         let mut fields = Vec::new();
         for (name, _, field) in TEXT_FILTERS {
             if let Some(n) = Needle::new(p.text(name)) {
@@ -124,11 +149,22 @@ impl Filter {
             }
         }
         let host = Some(p.host.trim().to_string()).filter(|h| !h.is_empty());
-        Ok(Filter { from, to, q: Needle::new(&p.q), fields, host })
+        let kind = match p.kind.trim() {
+            "" => None,
+            "login" => Some(Kind::Login),
+            "logout" => Some(Kind::Logout),
+            "failed-login" => Some(Kind::FailedLogin),
+            "change" => Some(Kind::Change),
+            other => {
+                errors.push(format!("kind {other:?} is not login, logout, failed-login or change"));
+                None
+            }
+        };
+        (Filter { from, to, q: Needle::new(&p.q), fields, host, kind }, errors)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.q.is_none() && self.fields.is_empty() && self.host.is_none()
+        self.q.is_none() && self.fields.is_empty() && self.host.is_none() && self.kind.is_none()
     }
 
     pub fn matches(&self, snap: &Snapshot, e: &Entry) -> bool {
@@ -141,6 +177,11 @@ impl Filter {
             if !e.get(*f).is_some_and(|v| n.found_in(v)) {
                 return false;
             }
+        }
+        if let Some(k) = self.kind
+            && kind(e) != k
+        {
+            return false;
         }
         if let Some(q) = &self.q {
             return q.found_in(e.text()) || q.found_in(&e.id.to_string());
@@ -172,6 +213,7 @@ impl Params {
             "ip" => &self.ip,
             "host" => &self.host,
             "q" => &self.q,
+            "kind" => &self.kind,
             "from" => &self.from,
             "to" => &self.to,
             _ => "",
@@ -193,7 +235,8 @@ impl Params {
     /// The query string of these filters (for links), without sort and page.
     pub fn filter_query(&self) -> String {
         let mut s = form_urlencoded::Serializer::new(String::new());
-        for name in ["q", "from", "to", "tenant", "app", "user", "action", "category", "outcome", "ip", "host"] {
+        for name in ["q", "from", "to", "tenant", "app", "user", "action", "category", "outcome", "ip", "host", "kind"]
+        {
             let v = self.text(name);
             if !v.is_empty() {
                 s.append_pair(name, v);
@@ -305,6 +348,20 @@ pub fn session_id(e: &Entry) -> Option<String> {
     (!id.is_empty()).then_some(id)
 }
 
+/// What pairs a login with its logout: host, application, login type,
+/// session id and user (ASCII letters in any case).
+type SessionKey = (u32, String, String, String, String);
+
+fn session_key(e: &Entry, sid: String) -> SessionKey {
+    (
+        e.host,
+        e.value(Field::AppName).to_string(),
+        e.value(Field::AuthType).to_string(),
+        sid,
+        e.value(Field::UserName).to_ascii_lowercase(),
+    )
+}
+
 /// A login and what followed it.
 #[derive(Debug)]
 pub struct Session {
@@ -330,15 +387,16 @@ impl Session {
 }
 
 /// Pairs logins and logouts among the records `filter` selects (sessions
-/// whose login or logout is selected), newest first. Key: host, login type
-/// (`auth_type`) and session id; a logout without a session id closes the
-/// user's latest open session of the same login type. A logout with no
-/// login is a session of its own, with no start.
+/// whose login or logout is selected), newest first. Key: host,
+/// application, login type (`auth_type`), session id and user; a logout
+/// without a session id closes the user's latest open session of the same
+/// login type. A logout with no login is a session of its own, with no
+/// start.
 pub fn sessions(snap: &Snapshot, filter: &Filter) -> Vec<Session> {
     let selected = filter.select(snap);
     let mut out: Vec<Session> = Vec::new();
     // Open sessions: key → index in out.
-    let mut open: HashMap<(u32, String, String), usize> = HashMap::new();
+    let mut open: HashMap<SessionKey, usize> = HashMap::new();
     // user → open session indexes, latest last.
     let mut open_by_user: HashMap<(u32, String), Vec<usize>> = HashMap::new();
     let mut failures: HashMap<(u32, String), Vec<Ref>> = HashMap::new();
@@ -363,14 +421,14 @@ pub fn sessions(snap: &Snapshot, filter: &Filter) -> Vec<Session> {
                 out.push(s);
                 let i = out.len() - 1;
                 if let Some(sid) = sid {
-                    open.insert((e.host, auth, sid), i);
+                    open.insert(session_key(e, sid), i);
                 }
                 open_by_user.entry(uk).or_default().push(i);
             }
             Kind::Logout => {
                 let sid = session_id(e);
                 let found = match &sid {
-                    Some(sid) => open.remove(&(e.host, auth.clone(), sid.clone())),
+                    Some(sid) => open.remove(&session_key(e, sid.clone())),
                     None => open_by_user
                         .get(&uk)
                         .and_then(|v| v.iter().rev().find(|i| out[**i].auth_type == auth && out[**i].logout.is_none()))
@@ -398,7 +456,7 @@ pub fn sessions(snap: &Snapshot, filter: &Filter) -> Vec<Session> {
             Kind::FailedLogin => failures.entry(uk).or_default().push(*r),
             k => {
                 let sid = session_id(e);
-                let target = match sid.and_then(|sid| open.get(&(e.host, auth, sid)).copied()) {
+                let target = match sid.and_then(|sid| open.get(&session_key(e, sid)).copied()) {
                     Some(i) => Some(i),
                     None => open_by_user.get(&uk).and_then(|v| v.last().copied()),
                 };
@@ -512,6 +570,17 @@ pub fn changes(snap: &Snapshot, filter: &Filter) -> Vec<ChangeRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_needles_match_the_whole_value_and_nul_never_matches_across_fields() {
+        let n = Needle::new("=Alice").unwrap();
+        assert!(n.found_in("alice"));
+        assert!(!n.found_in("malice"));
+        assert!(Needle::new("=").unwrap().found_in(""));
+        assert!(Needle::new("\0").is_none());
+        let m = Needle::new("a\0b").unwrap();
+        assert!(!m.found_in("a\0b") || m.text == b"ab");
+    }
 
     #[test]
     fn needle_matches_any_ascii_case_and_nothing_else() {

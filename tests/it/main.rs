@@ -10,6 +10,7 @@ use support::servers;
 mod append;
 mod bulk;
 mod config;
+mod console;
 mod crash;
 mod export;
 mod integrity;

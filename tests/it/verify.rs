@@ -93,3 +93,25 @@ fn verify_catches_damage() {
     // The data directory itself is untouched.
     env.run(&["verify"]).success();
 }
+
+/// Offboard files of two hosts: each host's ids and chain are checked on
+/// their own (both start at id 1), and damage in one is named with its host.
+#[test]
+fn files_of_several_hosts_are_verified_per_host() {
+    let a = Env::with_config("host_name = \"pbx01\"\n");
+    let b = Env::with_config("host_name = \"pbx02\"\n");
+    for env in [&a, &b] {
+        env.run_with_input(&["append", "--json", "-"], &json_records(30)).success();
+        env.run(&["rotate"]).success();
+    }
+    let (fa, fb) = (a.sealed_files()[0].clone(), b.sealed_files()[0].clone());
+    let run = a.run(&["verify", fa.to_str().unwrap(), fb.to_str().unwrap()]).success();
+    assert!(run.stdout.contains("pbx01: OK: 1 files, 30 records, ids 1..30"), "{}", run.stdout);
+    assert!(run.stdout.contains("pbx02: OK: 1 files, 30 records, ids 1..30"), "{}", run.stdout);
+    let text = std::fs::read_to_string(&fb).unwrap();
+    std::fs::write(&fb, text.replacen("<UserName>", "<UserName>x", 1)).unwrap();
+    let run = a.run(&["verify", fa.to_str().unwrap(), fb.to_str().unwrap()]);
+    assert_eq!(run.code, Some(3), "{} {}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("pbx01: OK"), "{}", run.stdout);
+    assert!(run.stderr.contains("pbx02: verify FAILED"), "{}", run.stderr);
+}

@@ -28,7 +28,7 @@ const BROWSER: &str = include_str!("data/browser.py");
 
 /// Stops the test with a clear message when a tool the tests need is missing.
 #[track_caller]
-fn need(tool: &str, package: &str) {
+pub(crate) fn need(tool: &str, package: &str) {
     let ok = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
     assert!(ok, "{tool} is required by the tests (Debian package {package}; .ci/run installs it)");
 }
@@ -112,7 +112,7 @@ fn is_bidi_control(c: char) -> bool {
 
 /// The text a value must show in the page: each escaped character as
 /// `\uXXXX` (`\u{XXXXX}` beyond U+FFFF), everything else as itself.
-fn shown(v: &str) -> String {
+pub(crate) fn shown(v: &str) -> String {
     v.chars()
         .map(|c| match (shown_escaped(c), c as u32) {
             (false, _) => c.to_string(),
@@ -283,7 +283,7 @@ fn html_export_opens_from_a_file_url_in_chromium_as_the_records_table() {
     assert!(dom.contains("This export holds 2 records, ids 1–2"), "{dom}");
 }
 
-fn hostile_examples() -> Vec<Value> {
+pub(crate) fn hostile_examples() -> Vec<Value> {
     let c0: String = (0u32..0x20).chain([0x7f]).chain(0x80..0xa0).filter_map(char::from_u32).collect();
     let bidi: String =
         "\u{61c}\u{200e}\u{200f}\u{202a}\u{202b}\u{202c}\u{202d}\u{202e}\u{2066}\u{2067}\u{2068}\u{2069}".into();
@@ -336,7 +336,7 @@ fn hostile_examples() -> Vec<Value> {
 }
 
 /// Random values made of hostile pieces.
-fn hostile_mixtures(seed: u64, n: usize) -> Vec<Value> {
+pub(crate) fn hostile_mixtures(seed: u64, n: usize) -> Vec<Value> {
     let mut atoms: Vec<String> = (0u32..0x20)
         .chain([0x7f])
         .chain(0x80..0xa0)
@@ -541,18 +541,18 @@ fn the_page_sorts_filters_and_pages_and_shows_everything_without_scripts() {
 
 /// One word of a PDF page as pdftotext -bbox gives it.
 #[derive(Debug)]
-struct Word {
-    x0: f64,
-    x1: f64,
-    text: String,
+pub(crate) struct Word {
+    pub x0: f64,
+    pub x1: f64,
+    pub text: String,
 }
 
-struct Page {
-    width: f64,
-    words: Vec<Word>,
+pub(crate) struct Page {
+    pub width: f64,
+    pub words: Vec<Word>,
 }
 
-fn pdf_pages(pdf: &Path) -> Vec<Page> {
+pub(crate) fn pdf_pages(pdf: &Path) -> Vec<Page> {
     need("pdftotext", "poppler-utils");
     let out = Command::new("pdftotext").arg("-bbox").arg(pdf).arg("-").output().expect("pdftotext");
     assert!(out.status.success(), "pdftotext: {}", String::from_utf8_lossy(&out.stderr));
