@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use anyhow::Result;
 
 use crate::record::{FIELDS, Field, NFIELDS, Record};
-use crate::store::layout::{FileKind, Layout};
+use crate::store::layout::{FileKind, Layout, kind_of};
 use crate::store::reader::open_any;
 use crate::store::verify::{self, Target};
 use crate::store::xml::read::XmlReader;
@@ -192,8 +192,10 @@ impl Snapshot {
         }
         let at = |r: &Ref| &files[r.file as usize].entries[r.entry as usize];
         // One record per (host, id): a plain file and its archived copy, or
-        // the same offboard file given twice.
-        refs.sort_unstable_by(|a, b| {
+        // the same offboard file given twice. Files come in id order and
+        // hold records in id order, so these stable sorts meet long sorted
+        // runs and take about linear time on a refresh.
+        refs.sort_by(|a, b| {
             let (x, y) = (at(a), at(b));
             (x.host, x.id).cmp(&(y.host, y.id))
         });
@@ -213,6 +215,8 @@ impl Snapshot {
             false
         });
         let duplicates = (before - refs.len()) as u64;
+        // Newest first: reversed, the id order is nearly the time order.
+        refs.reverse();
         refs.sort_by(|a, b| {
             let (x, y) = (at(a), at(b));
             (y.time, y.host, y.id).cmp(&(x.time, x.host, x.id))
@@ -231,7 +235,39 @@ pub enum Source {
 }
 
 impl Source {
-    /// The files to read, as `verify` finds them.
+    /// The files to read, by name alone (nothing is opened): a data
+    /// directory's files (the plain one of twins), or the files given and
+    /// the history files under the directories given.
+    pub fn files(&self) -> Result<Vec<(PathBuf, FileKind)>> {
+        match self {
+            Source::DataDir(layout) => Ok(crate::store::reader::list_names(layout)?
+                .into_iter()
+                .map(|n| (layout.file(n.kind, &n.stem), n.kind))
+                .collect()),
+            Source::Paths(paths) => {
+                let mut out = Vec::new();
+                for p in paths {
+                    if p.is_dir() {
+                        for entry in walkdir::WalkDir::new(p).sort_by_file_name() {
+                            let entry = entry?;
+                            let name = entry.file_name().to_string_lossy();
+                            if let Some((kind @ (FileKind::Sealed | FileKind::Archived), _)) = kind_of(&name)
+                                && entry.file_type().is_file()
+                            {
+                                out.push((entry.into_path(), kind));
+                            }
+                        }
+                    } else {
+                        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                        out.push((p.clone(), kind_of(&name).map_or(FileKind::Sealed, |(k, _)| k)));
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// The files to verify, as `verify` finds them.
     pub fn targets(&self) -> Result<Vec<(u64, Target)>> {
         match self {
             Source::DataDir(layout) => verify::data_dir_targets(layout),
@@ -325,12 +361,12 @@ impl History {
         let _one = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.snapshot();
         let mut known: HashMap<&Path, &Arc<FileRecords>> = old.files.iter().map(|f| (f.path.as_path(), f)).collect();
-        let targets = self.source.targets()?;
+        let targets = self.source.files()?;
         let mut keep: Vec<Option<Arc<FileRecords>>> = Vec::with_capacity(targets.len());
         let mut todo = Vec::new();
-        for (i, (_, t)) in targets.iter().enumerate() {
-            match known.remove(t.path.as_path()) {
-                Some(f) if f.stamp == stamp(&t.path) => keep.push(Some(f.clone())),
+        for (i, (path, _)) in targets.iter().enumerate() {
+            match known.remove(path.as_path()) {
+                Some(f) if f.stamp == stamp(path) => keep.push(Some(f.clone())),
                 _ => {
                     keep.push(None);
                     todo.push(i);
@@ -347,9 +383,7 @@ impl History {
                     let mine: Vec<usize> = todo.iter().copied().skip(k).step_by(threads).collect();
                     let targets = &targets;
                     s.spawn(move || {
-                        mine.into_iter()
-                            .map(|i| (i, read_file(&targets[i].1.path, targets[i].1.kind)))
-                            .collect::<Vec<_>>()
+                        mine.into_iter().map(|i| (i, read_file(&targets[i].0, targets[i].1))).collect::<Vec<_>>()
                     })
                 })
                 .collect();

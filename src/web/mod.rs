@@ -391,7 +391,10 @@ async fn verify_again(
         return (StatusCode::FORBIDDEN, "form token mismatch: reload the page").into_response();
     }
     let s = st.clone();
-    std::thread::spawn(move || s.run_verify());
+    std::thread::spawn(move || {
+        lower_priority();
+        s.run_verify()
+    });
     Redirect::to("/verify").into_response()
 }
 
@@ -822,10 +825,23 @@ impl Running {
     }
 }
 
+/// The niceness of the console's threads: reading the history, searching
+/// and verifying yield the processor to ingest and the log writer.
+const NICE: i32 = 10;
+
+/// Lowers the calling thread's priority to [`NICE`] (on Linux, nice is
+/// per thread).
+fn lower_priority() {
+    if let Err(e) = rustix::process::setpriority_process(None, NICE) {
+        tracing::debug!("web console: cannot lower its priority: {e}");
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)
+        .on_thread_start(lower_priority)
         .thread_name("web")
         .enable_all()
         .build()
@@ -852,6 +868,7 @@ fn start(
     let rt = runtime()?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let thread = std::thread::Builder::new().name("web".into()).spawn(move || {
+        lower_priority();
         prepare(&console);
         rt.block_on(async move {
             let listener = match tokio::net::TcpListener::from_std(listener) {
