@@ -469,29 +469,49 @@ pub struct UserArgs {
     pub accounts: Option<PathBuf>,
 }
 
+/// What a console account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Records, a record's detail, sessions, reports, verification, downloads
+    Auditor,
+    /// All an auditor may, and the status page (schedules, uploads, SIEM)
+    Operator,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Add an account; the password is asked for, or read from stdin with --password-stdin
+    /// Add an account; the password is asked for twice, or read from stdin with --password-stdin
+    #[command(after_long_help = examples::USER_ADD)]
     Add {
+        /// Account name: 1 to 64 letters, digits, '.', '_', '@' or '-'
         name: String,
-        /// auditor: records, sessions, reports, verification, downloads; operator: also status
-        #[arg(long, default_value = "auditor", value_parser = ["auditor", "operator"])]
-        role: String,
+        /// What the account may do
+        #[arg(long, value_enum, default_value = "auditor")]
+        role: RoleArg,
         /// Read the password from the first line of standard input
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Set an account's password (and with --role its role)
+    /// Set an account's password (and with --role its role); its sessions end
+    #[command(after_long_help = examples::USER_PASSWD)]
     Passwd {
+        /// The account
         name: String,
-        #[arg(long, value_parser = ["auditor", "operator"])]
-        role: Option<String>,
+        /// A new role as well
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
+        /// Read the password from the first line of standard input
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Delete an account (its open sessions end at their next request)
-    Del { name: String },
-    /// List accounts and roles
+    /// Delete an account; its sessions end at their next request
+    #[command(after_long_help = examples::USER_DEL)]
+    Del {
+        /// The account
+        name: String,
+    },
+    /// List accounts and their roles, one per line (name TAB role)
+    #[command(after_long_help = examples::USER_LIST)]
     List,
 }
 
@@ -591,6 +611,21 @@ Examples:
   echo 'long secret' | audit-trail user add bob --password-stdin
   audit-trail user passwd alice
   audit-trail user list";
+    pub const USER_ADD: &str = "\
+Examples:
+  audit-trail user add alice --role operator
+  echo 'long secret' | audit-trail user add bob --password-stdin";
+    pub const USER_PASSWD: &str = "\
+Examples:
+  audit-trail user passwd alice
+  audit-trail user passwd bob --role operator";
+    pub const USER_DEL: &str = "\
+Examples:
+  audit-trail user del bob";
+    pub const USER_LIST: &str = "\
+Examples:
+  audit-trail user list
+  audit-trail --config /etc/audit-trail/audit-trail.toml user list";
     pub const KEYGEN: &str = "\
 Examples:
   audit-trail keygen /etc/audit-trail/mac.key";

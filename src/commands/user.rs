@@ -6,8 +6,15 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 
 use crate::app::Ctx;
-use crate::cli::{UserArgs, UserCommand};
+use crate::cli::{RoleArg, UserArgs, UserCommand};
 use crate::web::auth::{self, Accounts, Role};
+
+fn role_of(r: RoleArg) -> Role {
+    match r {
+        RoleArg::Auditor => Role::Auditor,
+        RoleArg::Operator => Role::Operator,
+    }
+}
 
 /// The password from stdin's first line, or asked twice on the terminal.
 fn password(from_stdin: bool) -> Result<String> {
@@ -32,7 +39,7 @@ pub fn run(ctx: &Ctx, args: UserArgs) -> Result<ExitCode> {
     let accounts = Accounts::new(path.clone());
     match args.command {
         UserCommand::Add { name, role, password_stdin } => {
-            let role = Role::parse(&role)?;
+            let role = role_of(role);
             // Checked before asking for a password.
             if accounts.read()?.iter().any(|a| a.name == name) {
                 bail!("account {name:?} exists: use `audit-trail user passwd {name}`");
@@ -41,7 +48,7 @@ pub fn run(ctx: &Ctx, args: UserArgs) -> Result<ExitCode> {
             crate::outln!("added {name} ({}) to {}", role.as_str(), path.display())?;
         }
         UserCommand::Passwd { name, role, password_stdin } => {
-            let role = role.as_deref().map(Role::parse).transpose()?;
+            let role = role.map(role_of);
             if !accounts.read()?.iter().any(|a| a.name == name) {
                 bail!("no account {name:?} in {}", path.display());
             }

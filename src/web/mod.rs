@@ -479,36 +479,84 @@ async fn download(
         let host = hosts
             .first()
             .map_or_else(|| snap.hosts.first().cloned().unwrap_or_default(), |h| snap.hosts[*h as usize].clone());
-        let head = export::Head { host: &host, created: &created, ..Default::default() };
-        let out = (|| -> Result<Vec<u8>> {
-            let mut w = export::Writer::new(format, CsvCells::Safe, Vec::with_capacity(refs.len() * 300), &head)?;
-            for r in &refs {
-                w.write(&snap.entry(*r).to_record())?;
+        // Written as it is sent, a chunk at a time: memory stays flat
+        // whatever the selection.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(4);
+        let snap2 = snap.clone();
+        let (host2, created2) = (host.clone(), created.clone());
+        tokio::task::spawn_blocking(move || {
+            let head = export::Head { host: &host2, created: &created2, ..Default::default() };
+            let mut out = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
+            let written = (|| -> Result<()> {
+                let mut w = export::Writer::new(format, CsvCells::Safe, &mut out, &head)?;
+                for r in &refs {
+                    w.write(&snap2.entry(*r).to_record())?;
+                }
+                w.finish()?;
+                Ok(())
+            })();
+            match written.and_then(|()| out.flush_chunk().map_err(Into::into)) {
+                Ok(()) => {}
+                // The client left: nothing to tell.
+                Err(_) if tx.is_closed() => {}
+                Err(e) => {
+                    tracing::error!("web console: download stopped: {e:#}");
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                }
             }
-            w.finish()
-        })();
-        match out {
-            Ok(bytes) => {
-                let name = format!(
-                    "attachment; filename=\"audit-trail-{}.{ext}\"",
-                    chrono::Local::now().format("%Y%m%d%H%M%S")
-                );
+        });
+        let body = axum::body::Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        }));
+        let name =
+            format!("attachment; filename=\"audit-trail-{}.{ext}\"", chrono::Local::now().format("%Y%m%d%H%M%S"));
+        (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(mime)),
                 (
-                    [
-                        (header::CONTENT_TYPE, HeaderValue::from_static(mime)),
-                        (
-                            header::CONTENT_DISPOSITION,
-                            HeaderValue::from_str(&name).unwrap_or(HeaderValue::from_static("attachment")),
-                        ),
-                    ],
-                    bytes,
-                )
-                    .into_response()
-            }
-            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
-        }
+                    header::CONTENT_DISPOSITION,
+                    HeaderValue::from_str(&name).unwrap_or(HeaderValue::from_static("attachment")),
+                ),
+            ],
+            body,
+        )
+            .into_response()
     })
     .await
+}
+
+/// Bytes of a download sent at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// Sends what is written to it in chunks of [`CHUNK`] bytes; fails once the
+/// client has gone.
+struct ChunkSender {
+    tx: tokio::sync::mpsc::Sender<Result<axum::body::Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSender {
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = axum::body::Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn set_cookie(name: &str, value: &str, secure: bool, max_age: Option<u64>) -> HeaderValue {

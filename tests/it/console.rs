@@ -210,6 +210,19 @@ fn day(host_tag: &str, n_sessions: usize, start_hour: i64) -> Vec<Value> {
     out
 }
 
+/// Waits (up to 10 s) until the browser is on `path` after a form was sent.
+async fn wait_path(c: &Client, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = c.current_url().await.unwrap();
+        if now.path() == path && c.find(Locator::Css("main")).await.is_ok() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still on {now}, not {path}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn text_of(c: &Client, css: &str) -> String {
     c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
 }
@@ -235,7 +248,7 @@ async fn shown_ids(c: &Client) -> Vec<u64> {
 fn view_reads_two_hosts_and_filters_sorts_pages_and_downloads_what_export_gives() {
     let a = Env::with_config("host_name = \"pbx01\"\nevent_mask = \"all\"\n");
     let b = Env::with_config("host_name = \"pbx02\"\nevent_mask = \"all\"\n");
-    append_lines(&a, &day("pbx01", 60, 0));
+    append_lines(&a, &day("pbx01", 100, 0));
     a.run(&["rotate"]).success();
     append_lines(&a, &day("pbx01-second", 10, 5));
     a.run(&["rotate"]).success();
@@ -302,6 +315,14 @@ fn view_reads_two_hosts_and_filters_sorts_pages_and_downloads_what_export_gives(
         assert!(header(&h, "content-disposition").unwrap().starts_with("attachment"), "{h:?}");
         let export = a.run(&["export", "--all", "--format", "csv", "--user", "carol"]).success().stdout;
         assert_eq!(String::from_utf8(body).unwrap(), export);
+        // All of a host, sent in several chunks, is export --all.
+        let (status, _, body) = http(&url, "GET", "/download?host=pbx01&format=json", None, None);
+        assert_eq!(status, 200);
+        let export = a.run(&["export", "--all", "--format", "json"]).success().stdout;
+        assert!(export.len() > 64 * 1024, "{} bytes: more than one chunk", export.len());
+        assert_eq!(String::from_utf8(body).unwrap(), export);
+        // Several hosts' ids overlap: a download names one.
+        assert_eq!(http(&url, "GET", "/download?format=csv", None, None).0, 400);
 
         // Sessions: login and logout of the same login type and session id.
         c.goto(&format!("{url}/sessions?host=pbx02")).await.unwrap();
@@ -503,12 +524,12 @@ fn serve_console_needs_a_sign_in_and_audits_sign_ins_downloads_and_sign_outs() {
             }
         };
         sign_in("alice", "wrong password").await;
+        c.wait().for_element(Locator::Css("p.error")).await.unwrap();
         let err = text_of(&c, "p.error").await;
         assert!(err.contains("Wrong account name or password"), "{err}");
         screenshot(&c, "console-login.png").await;
         sign_in("alice", "alice-secret-1").await;
-        let url_now = c.current_url().await.unwrap();
-        assert_eq!(url_now.path(), "/", "signed in, on the records");
+        wait_path(&c, "/").await;
         let who = text_of(&c, "form.logout").await;
         assert!(who.contains("alice"), "{who}");
         let cookies = c.get_all_cookies().await.unwrap();
@@ -530,12 +551,13 @@ fn serve_console_needs_a_sign_in_and_audits_sign_ins_downloads_and_sign_outs() {
         assert_eq!(status, 403);
         c.goto(&format!("{url}/")).await.unwrap();
         c.find(Locator::Css("form.logout button")).await.unwrap().click().await.unwrap();
-        assert_eq!(c.current_url().await.unwrap().path(), "/login");
+        wait_path(&c, "/login").await;
         // The old session is gone.
         let (status, _, _) = http(&url, "GET", "/", Some(&cookie), None);
         assert_eq!(status, 303);
         // An auditor has no status page.
         sign_in("ann", "ann-secret-2").await;
+        wait_path(&c, "/").await;
         c.goto(&format!("{url}/status")).await.unwrap();
         let denied = text_of(&c, "main").await;
         assert!(denied.contains("for operators"), "{denied}");
