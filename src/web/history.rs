@@ -99,6 +99,33 @@ pub struct FileRecords {
     stamp: (u64, Option<SystemTime>),
 }
 
+impl FileRecords {
+    /// Stands in for a file gone since the last full build, so that the
+    /// places of the others stay valid.
+    fn placeholder() -> FileRecords {
+        FileRecords {
+            path: PathBuf::new(),
+            kind: FileKind::Active,
+            host: String::new(),
+            entries: Vec::new(),
+            error: None,
+            stamp: (0, None),
+        }
+    }
+
+    fn is_placeholder(&self) -> bool {
+        self.path.as_os_str().is_empty()
+    }
+}
+
+/// Newest first: the order of [`Snapshot::by_time`].
+fn newer_first(x: &Entry, y: &Entry) -> std::cmp::Ordering {
+    (y.time, y.host, y.id).cmp(&(x.time, x.host, x.id))
+}
+
+/// Placeholders allowed before a refresh builds everything anew.
+const MAX_PLACEHOLDERS: usize = 256;
+
 /// A record's place: file index and entry index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ref {
@@ -152,13 +179,84 @@ impl Snapshot {
         start..end.max(start)
     }
 
+    /// `self` without the files at `dead` and with `added`: the index is
+    /// merged, not sorted again, so a refresh that takes in the active
+    /// file's new records costs about one pass over the index. `None` when
+    /// a full build is due: a new host, or too many places of gone files.
+    /// Records are not checked for copies here (a data directory lists each
+    /// file once).
+    fn with_changes(&self, dead: &[usize], added: Vec<Arc<FileRecords>>) -> Option<Snapshot> {
+        let placeholders = self.files.iter().filter(|f| f.is_placeholder()).count() + dead.len();
+        if placeholders > MAX_PLACEHOLDERS.max(self.files.len() / 2) {
+            return None;
+        }
+        let mut files = self.files.clone();
+        let mut gone = vec![false; files.len()];
+        for &d in dead {
+            files[d] = Arc::new(FileRecords::placeholder());
+            gone[d] = true;
+        }
+        let first_new = files.len();
+        for f in added {
+            if f.entries.is_empty() {
+                files.push(f);
+                continue;
+            }
+            let idx = self.hosts.iter().position(|h| *h == f.host)? as u32;
+            if f.entries.iter().any(|e| e.host != idx) {
+                let mut owned = FileRecords {
+                    path: f.path.clone(),
+                    kind: f.kind,
+                    host: f.host.clone(),
+                    entries: f.entries.clone(),
+                    error: f.error.clone(),
+                    stamp: f.stamp,
+                };
+                owned.entries.iter_mut().for_each(|e| e.host = idx);
+                files.push(Arc::new(owned));
+            } else {
+                files.push(f);
+            }
+        }
+        let at = |r: &Ref| &files[r.file as usize].entries[r.entry as usize];
+        let mut new_refs: Vec<Ref> = Vec::new();
+        for (fi, f) in files.iter().enumerate().skip(first_new) {
+            for i in 0..f.entries.len() {
+                new_refs.push(Ref { file: fi as u32, entry: i as u32 });
+            }
+        }
+        new_refs.reverse();
+        new_refs.sort_by(|a, b| newer_first(at(a), at(b)));
+        let mut by_time = Vec::with_capacity(self.by_time.len() + new_refs.len());
+        let mut old = self.by_time.iter().copied().filter(|r| !gone[r.file as usize]).peekable();
+        let mut new = new_refs.into_iter().peekable();
+        loop {
+            let take_new = match (old.peek(), new.peek()) {
+                (Some(o), Some(n)) => newer_first(at(n), at(o)) == std::cmp::Ordering::Less,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (None, None) => break,
+            };
+            let next = if take_new { new.next() } else { old.next() };
+            by_time.extend(next);
+        }
+        Some(Snapshot {
+            files,
+            hosts: self.hosts.clone(),
+            by_time,
+            duplicates: self.duplicates,
+            conflicts: self.conflicts,
+        })
+    }
+
     fn build(files: Vec<Arc<FileRecords>>) -> Snapshot {
         let mut hosts: Vec<String> = Vec::new();
         let mut host_of: HashMap<String, u32> = HashMap::new();
         // Host indexes are assigned per file when it is read; remap them to
         // this snapshot's list.
         let mut files = files;
-        files.retain(|f| !f.entries.is_empty() || f.error.is_some());
+        // Places of files gone since an incremental refresh: dropped here.
+        files.retain(|f| !f.is_placeholder());
         for f in &mut files {
             if f.entries.is_empty() {
                 continue;
@@ -217,10 +315,7 @@ impl Snapshot {
         let duplicates = (before - refs.len()) as u64;
         // Newest first: reversed, the id order is nearly the time order.
         refs.reverse();
-        refs.sort_by(|a, b| {
-            let (x, y) = (at(a), at(b));
-            (y.time, y.host, y.id).cmp(&(x.time, x.host, x.id))
-        });
+        refs.sort_by(|a, b| newer_first(at(a), at(b)));
         Snapshot { files, hosts, by_time: refs, duplicates, conflicts }
     }
 }
@@ -360,24 +455,28 @@ impl History {
     pub fn refresh(&self, threads: usize) -> Result<bool> {
         let _one = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.snapshot();
-        let mut known: HashMap<&Path, &Arc<FileRecords>> = old.files.iter().map(|f| (f.path.as_path(), f)).collect();
+        let index: HashMap<&Path, usize> = old
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.is_placeholder())
+            .map(|(i, f)| (f.path.as_path(), i))
+            .collect();
         let targets = self.source.files()?;
-        let mut keep: Vec<Option<Arc<FileRecords>>> = Vec::with_capacity(targets.len());
+        let mut alive = vec![false; old.files.len()];
         let mut todo = Vec::new();
         for (i, (path, _)) in targets.iter().enumerate() {
-            match known.remove(path.as_path()) {
-                Some(f) if f.stamp == stamp(path) => keep.push(Some(f.clone())),
-                _ => {
-                    keep.push(None);
-                    todo.push(i);
-                }
+            match index.get(path.as_path()) {
+                Some(&k) if old.files[k].stamp == stamp(path) => alive[k] = true,
+                _ => todo.push(i),
             }
         }
-        if todo.is_empty() && known.is_empty() && !old.files.is_empty() {
+        let dead: Vec<usize> = (0..old.files.len()).filter(|&k| !alive[k] && !old.files[k].is_placeholder()).collect();
+        if todo.is_empty() && dead.is_empty() && !old.files.is_empty() {
             return Ok(false);
         }
         let threads = threads.clamp(1, todo.len().max(1));
-        let read: Vec<(usize, FileRecords)> = std::thread::scope(|s| {
+        let mut read: Vec<(usize, FileRecords)> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..threads)
                 .map(|k| {
                     let mine: Vec<usize> = todo.iter().copied().skip(k).step_by(threads).collect();
@@ -389,11 +488,21 @@ impl History {
                 .collect();
             workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
         });
-        for (i, f) in read {
-            keep[i] = Some(Arc::new(f));
-        }
-        let files: Vec<Arc<FileRecords>> = keep.into_iter().flatten().collect();
-        let snap = Snapshot::build(files);
+        read.sort_by_key(|(i, _)| *i);
+        let added: Vec<Arc<FileRecords>> = read.into_iter().map(|(_, f)| Arc::new(f)).collect();
+        let incremental = match self.source {
+            Source::DataDir(_) if !old.files.is_empty() => old.with_changes(&dead, added.clone()),
+            _ => None,
+        };
+        let snap = match incremental {
+            Some(s) => s,
+            None => {
+                let mut files: Vec<Arc<FileRecords>> =
+                    old.files.iter().enumerate().filter(|(k, _)| alive[*k]).map(|(_, f)| f.clone()).collect();
+                files.extend(added);
+                Snapshot::build(files)
+            }
+        };
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
         Ok(true)
     }
@@ -402,6 +511,58 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file(name: &str, host: &str, ids: std::ops::Range<u64>, time: impl Fn(u64) -> i64) -> Arc<FileRecords> {
+        let entries = ids
+            .map(|id| {
+                let mut r = Record { id, ..Record::default() };
+                r.set(Field::UserName, format!("u{id}"));
+                let mut e = Entry::new(&r, 0);
+                e.time = time(id);
+                e
+            })
+            .collect();
+        Arc::new(FileRecords {
+            path: PathBuf::from(name),
+            kind: FileKind::Sealed,
+            host: host.into(),
+            entries,
+            error: None,
+            stamp: (0, None),
+        })
+    }
+
+    fn order(s: &Snapshot) -> Vec<(String, u64, i64)> {
+        s.by_time.iter().map(|r| s.entry(*r)).map(|e| (s.host(e).to_string(), e.id, e.time)).collect()
+    }
+
+    /// Taking in changed files by merging gives the index a full build gives,
+    /// with event times out of order (late and backdated records) and ties.
+    #[test]
+    fn a_merged_refresh_orders_records_as_a_full_build() {
+        let mut rng = 0x1234_5678_u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let jitter: Vec<i64> = (0..400).map(|_| (next() % 50) as i64 - 25).collect();
+        let t = move |id: u64| id as i64 * 10 + jitter[id as usize % 400];
+        let a = file("a", "pbx", 1..101, t.clone());
+        let active_then = file("active", "pbx", 101..131, t.clone());
+        let old = Snapshot::build(vec![a.clone(), active_then.clone()]);
+        // The active file was sealed (gone from its path) with more records,
+        // and a new active file started.
+        let sealed = file("b", "pbx", 101..201, t.clone());
+        let active_now = file("active2", "pbx", 201..230, t.clone());
+        let merged = old.with_changes(&[1], vec![sealed.clone(), active_now.clone()]).expect("merged");
+        let full = Snapshot::build(vec![a, sealed, active_now]);
+        assert_eq!(order(&merged), order(&full));
+        assert_eq!(merged.by_time.len(), 229);
+        // A host not seen before needs a full build.
+        assert!(old.with_changes(&[], vec![file("c", "other", 1..3, t)]).is_none());
+    }
 
     #[test]
     fn fields_read_back_from_the_joined_text() {
