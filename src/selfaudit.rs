@@ -29,6 +29,9 @@ pub struct Event {
     pub source_ip: Option<String>,
     pub auth_type: Option<&'static str>,
     pub session_id: Option<String>,
+    /// When it happened, if not now (RFC 3339; a session found timed out
+    /// ended when its idle time ran out).
+    pub at: Option<String>,
 }
 
 impl Event {
@@ -43,7 +46,14 @@ impl Event {
             source_ip: None,
             auth_type: None,
             session_id: None,
+            at: None,
         }
+    }
+
+    /// The event happened at `at`, not now.
+    pub fn at(mut self, at: String) -> Event {
+        self.at = Some(at);
+        self
     }
 
     /// An event of a web console account: its name, the client's address,
@@ -83,6 +93,9 @@ impl Event {
         if let Some(s) = &self.session_id {
             rec.set(Field::SessionId, Cow::Owned(s.clone()));
         }
+        if let Some(t) = &self.at {
+            rec.set(Field::Timestamp, Cow::Owned(t.clone()));
+        }
         rec.set(Field::AppName, APP_NAME);
         rec.set(Field::AppContext, self.context);
         rec.set(Field::ActionType, self.action);
@@ -116,6 +129,7 @@ impl Event {
             ("source_ip", self.source_ip.clone()),
             ("auth_type", self.auth_type.map(str::to_string)),
             ("session_id", self.session_id.clone()),
+            ("timestamp", self.at.clone()),
         ] {
             if let Some(val) = val {
                 v[k] = serde_json::Value::String(val);

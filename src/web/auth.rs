@@ -194,6 +194,17 @@ pub struct Session {
     pub source: String,
     started: Instant,
     seen: Instant,
+    /// `seen` on the wall clock, for the time a timed-out session ended.
+    seen_at: std::time::SystemTime,
+    started_at: std::time::SystemTime,
+}
+
+impl Session {
+    /// When the session ended if it timed out: its idle time after the last
+    /// request, or its longest life after sign-in, whichever came first.
+    pub fn timed_out_at(&self, idle: Duration) -> std::time::SystemTime {
+        (self.seen_at + idle).min(self.started_at + MAX_SESSION)
+    }
 }
 
 /// Longest life of a session, however active.
@@ -238,6 +249,8 @@ impl Sessions {
             source: source.to_string(),
             started: now,
             seen: now,
+            seen_at: std::time::SystemTime::now(),
+            started_at: std::time::SystemTime::now(),
         };
         let t = token(32);
         self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(t.clone(), s.clone());
@@ -265,29 +278,43 @@ impl Sessions {
             return None;
         }
         s.seen = now;
+        s.seen_at = std::time::SystemTime::now();
         Some(s.clone())
+    }
+
+    /// The idle time after which a session ends.
+    pub fn idle(&self) -> Duration {
+        self.idle
+    }
+
+    /// Ends every session (the console stops); returns them.
+    pub fn end_all(&self) -> Vec<Session> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, s)| s).collect()
     }
 
     pub fn end(&self, token: &str) -> Option<Session> {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(token)
     }
 
-    /// The lock that makes sign-ins for `name` wait for each other, so that
-    /// parallel guesses queue behind the delay.
-    pub fn attempt_lock(&self, name: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    /// The lock held by a sign-in for `name` from `source` while it runs
+    /// (with its delay): a second one meanwhile is refused, so parallel
+    /// guesses gain nothing, and guesses from elsewhere do not hold up the
+    /// account's owner.
+    pub fn attempt_lock(&self, name: &str, source: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
         let mut a = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         if a.len() > 10_000 {
             a.retain(|_, m| std::sync::Arc::strong_count(m) > 1);
         }
-        a.entry(name.to_ascii_lowercase()).or_default().clone()
+        a.entry(format!("{}\0{source}", name.to_ascii_lowercase())).or_default().clone()
     }
 
     /// How long to wait before answering a login for `name` from `source`:
     /// nothing at first, then doubling from 0.5 s with each recent failure
-    /// of either, up to 8 s. Failures older than 15 minutes are forgotten.
+    /// for that account from that address, or from that address for any
+    /// account, up to 8 s. Failures older than 15 minutes are forgotten.
     pub fn delay(&self, name: &str, source: &str) -> Duration {
         let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let n = [format!("u:{name}"), format!("s:{source}")]
+        let n = [format!("u:{}\0{source}", name.to_ascii_lowercase()), format!("s:{source}")]
             .iter()
             .filter_map(|k| f.get(k))
             .filter(|(_, at)| at.elapsed() < Duration::from_secs(900))
@@ -302,7 +329,7 @@ impl Sessions {
         if f.len() > 100_000 {
             f.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(900));
         }
-        for k in [format!("u:{name}"), format!("s:{source}")] {
+        for k in [format!("u:{}\0{source}", name.to_ascii_lowercase()), format!("s:{source}")] {
             let e = f.entry(k).or_insert((0, Instant::now()));
             if e.1.elapsed() >= Duration::from_secs(900) {
                 e.0 = 0;
@@ -312,8 +339,10 @@ impl Sessions {
         }
     }
 
-    pub fn succeeded(&self, name: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&format!("u:{name}"));
+    pub fn succeeded(&self, name: &str, source: &str) {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        f.remove(&format!("u:{}\0{source}", name.to_ascii_lowercase()));
+        f.remove(&format!("s:{source}"));
     }
 }
 
@@ -357,12 +386,15 @@ mod tests {
         let one = s.delay("alice", "10.0.0.2");
         s.failed("alice", "10.0.0.1");
         let two = s.delay("bob", "10.0.0.1");
-        assert!(one > Duration::ZERO && two > one, "{one:?} {two:?}");
+        // From another address, the account's owner does not wait.
+        assert_eq!(one, Duration::ZERO);
+        assert!(two > Duration::ZERO, "{two:?}");
         for _ in 0..20 {
             s.failed("alice", "10.0.0.1");
         }
         assert!(s.delay("alice", "x") <= Duration::from_secs(8));
-        s.succeeded("alice");
-        assert_eq!(s.delay("alice", "x"), Duration::ZERO);
+        assert!(s.delay("alice", "10.0.0.1") >= Duration::from_secs(8));
+        s.succeeded("alice", "10.0.0.1");
+        assert_eq!(s.delay("alice", "10.0.0.1"), Duration::ZERO);
     }
 }

@@ -47,8 +47,12 @@ const SESSION_COOKIE: &str = "at_session";
 const LOGIN_COOKIE: &str = "at_login";
 /// How often a page looks for new files, at most.
 const REFRESH_EVERY: Duration = Duration::from_secs(2);
-/// Connections served at once; more wait in the listen queue.
-const MAX_CONNECTIONS: usize = 256;
+/// Connections served at once; more are closed as soon as accepted.
+const MAX_CONNECTIONS: usize = 1024;
+/// Connections from one address at once; more are closed as soon as accepted.
+const MAX_PER_ADDRESS: usize = 16;
+/// Time to send a request's head, and to start the next one on a kept-alive connection.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// The login type of console accounts, in their audit records.
 const AUTH_TYPE: &str = "Local";
 const CONTEXT: &str = "Web console";
@@ -139,8 +143,7 @@ impl Console {
         let Some(login) = &self.login else {
             return Ok(Who { user: None, role: Role::Auditor, csrf: self.view_csrf.clone(), session: None, source });
         };
-        let mut ended: Vec<(auth::Session, &'static str)> =
-            login.sessions.sweep().into_iter().map(|s| (s, "Session ended: no request within the idle time")).collect();
+        let mut ended: Vec<(auth::Session, &'static str)> = Vec::new();
         let found = cookie(headers, SESSION_COOKIE).and_then(|t| login.sessions.get(t).map(|s| (t, s)));
         let result = match found {
             None => Err(Redirect::to("/login")),
@@ -159,17 +162,7 @@ impl Console {
             }
         };
         if !ended.is_empty() {
-            let events: Vec<Event> = ended
-                .into_iter()
-                .map(|(s, why)| {
-                    Event::new(CONTEXT, "Logout", why).category("presence").by(
-                        &s.user,
-                        &s.source,
-                        AUTH_TYPE,
-                        Some(&s.id),
-                    )
-                })
-                .collect();
+            let events: Vec<Event> = ended.into_iter().map(|(s, why)| session_end(&s, why, None)).collect();
             let me = self.clone();
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = me.audit(&events) {
@@ -178,6 +171,35 @@ impl Console {
             });
         }
         result
+    }
+
+    /// Records the end of sessions that timed out, at the time each ended.
+    fn sweep(&self) {
+        let Some(login) = &self.login else { return };
+        let idle = login.sessions.idle();
+        let events: Vec<Event> = login
+            .sessions
+            .sweep()
+            .iter()
+            .map(|s| session_end(s, "Session ended: no request within the idle time", Some(s.timed_out_at(idle))))
+            .collect();
+        if !events.is_empty()
+            && let Err(e) = self.audit(&events)
+        {
+            tracing::error!("web console: cannot record the end of a session: {e:#}");
+        }
+    }
+
+    /// Ends every session (the console stops) and records it.
+    fn end_all(&self, why: &'static str) {
+        let Some(login) = &self.login else { return };
+        self.sweep();
+        let events: Vec<Event> = login.sessions.end_all().iter().map(|s| session_end(s, why, None)).collect();
+        if !events.is_empty()
+            && let Err(e) = self.audit(&events)
+        {
+            tracing::error!("web console: cannot record the end of a session: {e:#}");
+        }
     }
 
     /// Looks for new or changed files, at most every [`REFRESH_EVERY`].
@@ -228,6 +250,15 @@ impl Console {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.history.snapshot()
+    }
+}
+
+/// The sign-out record of session `s`, ended for `why` (at `at`, else now).
+fn session_end(s: &auth::Session, why: &'static str, at: Option<std::time::SystemTime>) -> Event {
+    let e = Event::new(CONTEXT, "Logout", why).category("presence").by(&s.user, &s.source, AUTH_TYPE, Some(&s.id));
+    match at {
+        Some(t) => e.at(crate::timestamp::format(&chrono::DateTime::<chrono::Local>::from(t).fixed_offset())),
+        None => e,
     }
 }
 
@@ -602,10 +633,16 @@ async fn login_post(
     let source = peer.ip().to_canonical().to_string();
     // The name as a record can hold it.
     let name: String = f.user.trim().chars().filter(|c| !c.is_control()).take(64).collect();
-    // One attempt at a time per account name, each after the delay its
-    // failures earned: parallel guesses wait in line.
-    let lock = login.sessions.attempt_lock(&name);
-    let _turn = lock.lock().await;
+    // One attempt at a time per account name and address, each after the
+    // delay its failures earned: a second one meanwhile is refused.
+    let lock = login.sessions.attempt_lock(&name, &source);
+    let Ok(_turn) = lock.try_lock() else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "a sign-in for this account from this address is in progress; try again",
+        )
+            .into_response();
+    };
     tokio::time::sleep(login.sessions.delay(&name, &source)).await;
     let st2 = st.clone();
     let (name2, source2) = (name.clone(), source.clone());
@@ -638,7 +675,7 @@ async fn login_post(
                 )
                     .into_response();
             }
-            login.sessions.succeeded(&account.name);
+            login.sessions.succeeded(&account.name, &source);
             let mut r = Redirect::to("/").into_response();
             r.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &token, login.secure, None));
             r.headers_mut().append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", login.secure, Some(0)));
@@ -808,12 +845,9 @@ async fn serve(
     app: Router,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let open = Arc::new(Mutex::new(std::collections::HashMap::<std::net::IpAddr, usize>::new()));
+    let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.changed() => return,
-        };
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -824,6 +858,21 @@ async fn serve(
                 }
             },
             _ = stop.changed() => return,
+        };
+        // Accepted and closed at once when full, so that one address
+        // holding connections neither fills the listen queue nor keeps
+        // others out.
+        let ip = peer.ip().to_canonical();
+        let permit = {
+            let mut m = open.lock().unwrap_or_else(|e| e.into_inner());
+            let mine = m.get(&ip).copied().unwrap_or(0);
+            if mine >= MAX_PER_ADDRESS || total.load(std::sync::atomic::Ordering::SeqCst) >= MAX_CONNECTIONS {
+                drop(tcp);
+                continue;
+            }
+            m.insert(ip, mine + 1);
+            total.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            ConnectionSlot { open: open.clone(), total: total.clone(), ip }
         };
         let app = app.clone();
         let tls = tls.clone();
@@ -840,11 +889,9 @@ async fn serve(
                 }
             });
             let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(15))
-                .max_buf_size(64 * 1024);
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEAD_TIMEOUT).max_buf_size(64 * 1024);
             let served = match tls {
-                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(15), acceptor.accept(tcp)).await {
+                Some(acceptor) => match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => http.serve_connection(hyper_util::rt::TokioIo::new(s), svc).await,
                     _ => return,
                 },
@@ -857,19 +904,42 @@ async fn serve(
     }
 }
 
+/// A connection's place in the limits; given back when dropped.
+struct ConnectionSlot {
+    open: Arc<Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    total: Arc<std::sync::atomic::AtomicUsize>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut m = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+        self.total.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// A console running on its own thread.
 pub struct Running {
+    console: Arc<Console>,
     stop: tokio::sync::watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub addr: SocketAddr,
 }
 
 impl Running {
+    /// Stops serving; open sessions end, and their ends are recorded.
     pub fn stop(mut self) {
         let _ = self.stop.send(true);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.console.end_all("Session ended: the service stopped");
     }
 }
 
@@ -915,10 +985,24 @@ fn start(
     let addr = listener.local_addr()?;
     let rt = runtime()?;
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let kept = console.clone();
     let thread = std::thread::Builder::new().name("web".into()).spawn(move || {
         lower_priority();
         prepare(&console);
         rt.block_on(async move {
+            if console.login.is_some() {
+                // Timed-out sessions are recorded within half a minute, whether
+                // or not requests come.
+                let c = console.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(30));
+                    loop {
+                        tick.tick().await;
+                        let c = c.clone();
+                        let _ = tokio::task::spawn_blocking(move || c.sweep()).await;
+                    }
+                });
+            }
             let listener = match tokio::net::TcpListener::from_std(listener) {
                 Ok(l) => l,
                 Err(e) => {
@@ -930,7 +1014,7 @@ fn start(
         });
         rt.shutdown_timeout(Duration::from_secs(2));
     })?;
-    Ok(Running { stop: tx, thread: Some(thread), addr })
+    Ok(Running { console: kept, stop: tx, thread: Some(thread), addr })
 }
 
 /// `[web]` of `serve`, checked and bound before the service's sockets.

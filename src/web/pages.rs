@@ -373,7 +373,7 @@ pub fn sessions(
         "/sessions",
         html! {
             h1 { "Sessions" }
-            p.note { "A login and its logout are paired by host, application, login type (Auth Type), session id (Session Id, or \"Session ID: N\" in the action data) and user. Failed attempts are the user's failed logins since their previous login; changes are the user's changes from login to logout." }
+            p.note { "A login and its logout are paired by host, application, login type (Auth Type), session id (Session Id, or \"Session ID: N\" in the action data) and user. Failed attempts are the user's failed logins in the same application since their previous login there; changes are the user's changes from login to logout." }
             (filters(p, "/sessions", zone, &snap.hosts))
             @if let Some(e) = error { p.error role="alert" { (e) } }
             p.summary { strong { (list.len()) } " sessions" @if list.len() > per { ", page " (page + 1) " of " (pages) } }

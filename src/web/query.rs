@@ -68,9 +68,6 @@ pub const SORTABLE: [(&str, SortKey); 8] = [
     ("outcome", SortKey::Field(Field::Outcome)),
 ];
 
-/// Longest filter value kept, in bytes (a longer one is cut).
-const MAX_NEEDLE: usize = 512;
-
 /// A needle lowered for ASCII-case-insensitive search; `exact`: the whole
 /// value must match (the filter was given as `=value`).
 #[derive(Debug, Clone)]
@@ -80,16 +77,23 @@ struct Needle {
 }
 
 impl Needle {
+    /// A filter on one field's value.
     fn new(s: &str) -> Option<Needle> {
         let s = s.trim();
         let (s, exact) = match s.strip_prefix('=') {
             Some(rest) => (rest, true),
             None => (s, false),
         };
-        // NUL separates fields in the search text: it is never part of a needle.
-        let mut text: Vec<u8> = s.bytes().filter(|b| *b != 0).collect::<Vec<u8>>().to_ascii_lowercase();
-        text.truncate(MAX_NEEDLE);
+        let text = s.as_bytes().to_ascii_lowercase();
         (exact || !text.is_empty()).then_some(Needle { text, exact })
+    }
+
+    /// A search of every field at once: never exact, and without NUL, which
+    /// separates the fields in the text searched (a value holding NUL is
+    /// found by the text around it).
+    fn search(s: &str) -> Option<Needle> {
+        let text: Vec<u8> = s.trim().bytes().filter(|b| *b != 0).collect::<Vec<u8>>().to_ascii_lowercase();
+        (!text.is_empty()).then_some(Needle { text, exact: false })
     }
 
     /// Whether `hay` holds the needle (is it, when exact), ASCII letters in any case.
@@ -148,7 +152,9 @@ impl Filter {
                 fields.push((field, n));
             }
         }
-        let host = Some(p.host.trim().to_string()).filter(|h| !h.is_empty());
+        // A host is always matched whole; `=name` is taken as well.
+        let h = p.host.trim();
+        let host = Some(h.strip_prefix('=').unwrap_or(h).to_string()).filter(|h| !h.is_empty());
         let kind = match p.kind.trim() {
             "" => None,
             "login" => Some(Kind::Login),
@@ -160,7 +166,7 @@ impl Filter {
                 None
             }
         };
-        (Filter { from, to, q: Needle::new(&p.q), fields, host, kind }, errors)
+        (Filter { from, to, q: Needle::search(&p.q), fields, host, kind }, errors)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -367,7 +373,8 @@ fn session_key(e: &Entry, sid: String) -> SessionKey {
 pub struct Session {
     pub login: Option<Ref>,
     pub logout: Option<Ref>,
-    /// Failed logins of the same user (and host) since the user's previous login.
+    /// Failed logins of the same user in the same application (and host)
+    /// since the user's previous login there.
     pub failures: Vec<Ref>,
     /// Changes by the same user between login and logout.
     pub changes: Vec<Ref>,
@@ -399,19 +406,21 @@ pub fn sessions(snap: &Snapshot, filter: &Filter) -> Vec<Session> {
     let mut open: HashMap<SessionKey, usize> = HashMap::new();
     // user → open session indexes, latest last.
     let mut open_by_user: HashMap<(u32, String), Vec<usize>> = HashMap::new();
-    let mut failures: HashMap<(u32, String), Vec<Ref>> = HashMap::new();
+    // Failed logins per host, application and user, until that user's next login there.
+    let mut failures: HashMap<(u32, String, String), Vec<Ref>> = HashMap::new();
     for r in selected.iter().rev() {
         let e = snap.entry(*r);
         let user = e.value(Field::UserName).to_string();
         let auth = e.value(Field::AuthType).to_string();
         let uk = (e.host, user.clone());
+        let fk = (e.host, e.value(Field::AppName).to_string(), user.clone());
         match kind(e) {
             Kind::Login => {
                 let sid = session_id(e);
                 let s = Session {
                     login: Some(*r),
                     logout: None,
-                    failures: failures.remove(&uk).unwrap_or_default(),
+                    failures: failures.remove(&fk).unwrap_or_default(),
                     changes: Vec::new(),
                     others: 0,
                     user: user.clone(),
@@ -453,7 +462,7 @@ pub fn sessions(snap: &Snapshot, filter: &Filter) -> Vec<Session> {
                     }),
                 }
             }
-            Kind::FailedLogin => failures.entry(uk).or_default().push(*r),
+            Kind::FailedLogin => failures.entry(fk).or_default().push(*r),
             k => {
                 let sid = session_id(e);
                 let target = match sid.and_then(|sid| open.get(&session_key(e, sid)).copied()) {
@@ -577,9 +586,12 @@ mod tests {
         assert!(n.found_in("alice"));
         assert!(!n.found_in("malice"));
         assert!(Needle::new("=").unwrap().found_in(""));
-        assert!(Needle::new("\0").is_none());
-        let m = Needle::new("a\0b").unwrap();
-        assert!(!m.found_in("a\0b") || m.text == b"ab");
+        assert!(Needle::search("\0").is_none());
+        assert_eq!(Needle::search("a\0b").unwrap().text, b"ab");
+        // One field's value may hold NUL, and is matched whole.
+        assert!(Needle::new("=a\0B").unwrap().found_in("A\0b"));
+        let long = "x".repeat(5000);
+        assert!(Needle::new(&format!("={long}")).unwrap().found_in(&long));
     }
 
     #[test]

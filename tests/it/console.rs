@@ -340,6 +340,16 @@ fn view_reads_two_hosts_and_filters_sorts_pages_and_downloads_what_export_gives(
         screenshot(&c, "console-reports.png").await;
         let burst = text_of(&c, "tr.burst").await;
         assert!(burst.contains("mallory") && burst.contains("192.0.2.9") && burst.contains("burst"), "{burst}");
+        // On a phone's width the page does not scroll sideways: only the
+        // table does, inside its box; every filter has a label.
+        c.set_window_size(390, 844).await.unwrap();
+        c.goto(&format!("{url}/")).await.unwrap();
+        let fit = js(&c, "return {page: document.documentElement.scrollWidth, view: window.innerWidth, \
+            unlabelled: [...document.querySelectorAll('input:not([type=hidden]), select')].filter(i => !i.closest('label')).length}").await;
+        assert!(fit["page"].as_u64() <= fit["view"].as_u64(), "the page is wider than a phone: {fit}");
+        assert_eq!(fit["unlabelled"], 0, "{fit}");
+        screenshot(&c, "console-phone.png").await;
+        c.set_window_size(1400, 1000).await.unwrap();
         // Verification names the set as verify does.
         c.goto(&format!("{url}/verify")).await.unwrap();
         let verdict = text_of(&c, "main").await;
@@ -573,6 +583,8 @@ fn serve_console_needs_a_sign_in_and_audits_sign_ins_downloads_and_sign_outs() {
         ("Export", "alice", "success"),
         ("Logout", "alice", "success"),
         ("Login", "ann", "success"),
+        // The session still open when the service stops ends with it.
+        ("Logout", "ann", "success"),
     ];
     assert_eq!(got.len(), want.len(), "{got:?}");
     for (g, w) in got.iter().zip(want) {
@@ -677,4 +689,42 @@ fn a_changed_or_deleted_account_ends_its_sessions_and_view_answers_only_loopback
         s.read_to_string(&mut answer).unwrap();
         assert_eq!(answer.starts_with("HTTP/1.1 200"), ok, "Host: {host}: {}", answer.lines().next().unwrap_or(""));
     }
+}
+
+/// Connections held open by one address, sending nothing, neither keep
+/// another address out nor last: each address has 16 at once, and a silent
+/// one is closed after 5 s.
+#[test]
+fn idle_connections_from_one_address_do_not_keep_others_out() {
+    need("curl", "curl");
+    let env = Env::with_config("host_name = \"pbx01\"\n");
+    append_lines(&env, &day("pbx01", 2, 0));
+    let (_view, url) = start_view(&env, &[]);
+    let addr = url.trim_start_matches("http://").to_string();
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let held: Vec<TcpStream> = (0..300).filter_map(|_| TcpStream::connect(&addr).ok()).collect();
+    assert!(held.len() >= 16, "{} connections", held.len());
+    std::thread::sleep(Duration::from_millis(300));
+    // Another loopback address gets its answer at once.
+    let t = Instant::now();
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3", "--interface", "127.0.0.2"])
+        .arg(format!("http://127.0.0.1:{port}/static/style.css"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{:?}", t.elapsed());
+    // The silent ones are closed within the head timeout.
+    std::thread::sleep(Duration::from_secs(6));
+    let mut closed = 0;
+    let count = held.len();
+    for mut s in held {
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut b = [0u8; 1];
+        if matches!(s.read(&mut b), Ok(0) | Err(_)) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, count, "silent connections still open after the head timeout");
+    let (status, _, _) = http(&url, "GET", "/static/style.css", None, None);
+    assert_eq!(status, 200, "the first address is served again");
 }
