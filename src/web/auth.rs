@@ -287,6 +287,13 @@ impl Sessions {
         self.idle
     }
 
+    /// Ends the sessions `keep` says no to; returns them.
+    pub fn end_unless(&self, keep: impl Fn(&Session) -> bool) -> Vec<Session> {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<String> = live.iter().filter(|(_, s)| !keep(s)).map(|(t, _)| t.clone()).collect();
+        gone.into_iter().filter_map(|t| live.remove(&t)).collect()
+    }
+
     /// Ends every session (the console stops); returns them.
     pub fn end_all(&self) -> Vec<Session> {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, s)| s).collect()
@@ -296,16 +303,16 @@ impl Sessions {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(token)
     }
 
-    /// The lock held by a sign-in for `name` from `source` while it runs
-    /// (with its delay): a second one meanwhile is refused, so parallel
-    /// guesses gain nothing, and guesses from elsewhere do not hold up the
-    /// account's owner.
-    pub fn attempt_lock(&self, name: &str, source: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    /// The lock held by a sign-in from `source` while it runs (with its
+    /// delay): another one from there meanwhile, for any account, is
+    /// refused, so parallel guesses gain nothing, and guesses from
+    /// elsewhere do not hold up an account's owner.
+    pub fn attempt_lock(&self, source: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
         let mut a = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         if a.len() > 10_000 {
             a.retain(|_, m| std::sync::Arc::strong_count(m) > 1);
         }
-        a.entry(format!("{}\0{source}", name.to_ascii_lowercase())).or_default().clone()
+        a.entry(source.to_string()).or_default().clone()
     }
 
     /// How long to wait before answering a login for `name` from `source`:
@@ -339,10 +346,12 @@ impl Sessions {
         }
     }
 
+    /// A sign-in succeeded: that account's failures from `source` are
+    /// forgotten (the address's own count stays, so that signing in to one
+    /// account does not open the way to guessing others).
     pub fn succeeded(&self, name: &str, source: &str) {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         f.remove(&format!("u:{}\0{source}", name.to_ascii_lowercase()));
-        f.remove(&format!("s:{source}"));
     }
 }
 
@@ -395,6 +404,8 @@ mod tests {
         assert!(s.delay("alice", "x") <= Duration::from_secs(8));
         assert!(s.delay("alice", "10.0.0.1") >= Duration::from_secs(8));
         s.succeeded("alice", "10.0.0.1");
-        assert_eq!(s.delay("alice", "10.0.0.1"), Duration::ZERO);
+        // The address's own failures still count.
+        assert!(s.delay("alice", "10.0.0.1") >= Duration::from_secs(8));
+        assert!(s.delay("carol", "10.0.0.1") >= Duration::from_secs(8));
     }
 }

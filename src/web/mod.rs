@@ -56,6 +56,9 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// The login type of console accounts, in their audit records.
 const AUTH_TYPE: &str = "Local";
 const CONTEXT: &str = "Web console";
+const ACCOUNT_CHANGED: &str = "Session ended: the account was deleted or its password or role changed";
+/// Longest wait for a client to take the next chunk of a download.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The outcome of the last verification.
 pub enum VerifyState {
@@ -155,7 +158,7 @@ impl Console {
                     }
                     _ => {
                         login.sessions.end(token);
-                        ended.push((s, "Session ended: the account was deleted or its password or role changed"));
+                        ended.push((s, ACCOUNT_CHANGED));
                         Err(Redirect::to("/login"))
                     }
                 }
@@ -173,16 +176,23 @@ impl Console {
         result
     }
 
-    /// Records the end of sessions that timed out, at the time each ended.
+    /// Records the end of sessions that timed out, at the time each ended,
+    /// and ends those whose account was deleted or changed.
     fn sweep(&self) {
         let Some(login) = &self.login else { return };
         let idle = login.sessions.idle();
-        let events: Vec<Event> = login
+        let mut events: Vec<Event> = login
             .sessions
             .sweep()
             .iter()
             .map(|s| session_end(s, "Session ended: no request within the idle time", Some(s.timed_out_at(idle))))
             .collect();
+        if let Ok(accounts) = login.accounts.read() {
+            let changed = login
+                .sessions
+                .end_unless(|s| accounts.iter().any(|a| a.name == s.user && a.hash == s.hash && a.role == s.role));
+            events.extend(changed.iter().map(|s| session_end(s, ACCOUNT_CHANGED, None)));
+        }
         if !events.is_empty()
             && let Err(e) = self.audit(&events)
         {
@@ -461,6 +471,7 @@ struct DownloadParams {
 async fn download(
     State(st): Shared,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: axum::http::Method,
     headers: HeaderMap,
     Query(d): Query<DownloadParams>,
 ) -> Response {
@@ -495,6 +506,25 @@ async fn download(
         }
         // In id order, like `export`.
         refs.sort_unstable_by_key(|r| snap.entry(*r).id);
+        let name =
+            format!("attachment; filename=\"audit-trail-{}.{ext}\"", chrono::Local::now().format("%Y%m%d%H%M%S"));
+        let head_of = |body: axum::body::Body| {
+            (
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static(mime)),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        HeaderValue::from_str(&name).unwrap_or(HeaderValue::from_static("attachment")),
+                    ),
+                ],
+                body,
+            )
+                .into_response()
+        };
+        // HEAD: the answer's head only; nothing is downloaded, nothing recorded.
+        if method == axum::http::Method::HEAD {
+            return head_of(axum::body::Body::empty());
+        }
         let query = d.filters.filter_query();
         let described = if query.is_empty() { "no filter".to_string() } else { query.clone() };
         let event = Event::new(CONTEXT, "Export", format!("Downloaded {} records as {ext} ({described})", refs.len()))
@@ -515,9 +545,13 @@ async fn download(
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(4);
         let snap2 = snap.clone();
         let (host2, created2) = (host.clone(), created.clone());
-        tokio::task::spawn_blocking(move || {
+        // On a thread of its own, not tokio's blocking pool: a client that
+        // reads slowly holds only this thread, for SEND_TIMEOUT at most per chunk.
+        let rt = tokio::runtime::Handle::current();
+        let spawned = std::thread::Builder::new().name("web-download".into()).spawn(move || {
+            lower_priority();
             let head = export::Head { host: &host2, created: &created2, ..Default::default() };
-            let mut out = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
+            let mut out = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK), rt };
             let written = (|| -> Result<()> {
                 let mut w = export::Writer::new(format, CsvCells::Safe, &mut out, &head)?;
                 for r in &refs {
@@ -532,26 +566,17 @@ async fn download(
                 Err(_) if tx.is_closed() => {}
                 Err(e) => {
                     tracing::error!("web console: download stopped: {e:#}");
-                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    let _ = tx.try_send(Err(std::io::Error::other(e.to_string())));
                 }
             }
         });
+        if let Err(e) = spawned {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("cannot start the download: {e}")).into_response();
+        }
         let body = axum::body::Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|chunk| (chunk, rx))
         }));
-        let name =
-            format!("attachment; filename=\"audit-trail-{}.{ext}\"", chrono::Local::now().format("%Y%m%d%H%M%S"));
-        (
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static(mime)),
-                (
-                    header::CONTENT_DISPOSITION,
-                    HeaderValue::from_str(&name).unwrap_or(HeaderValue::from_static("attachment")),
-                ),
-            ],
-            body,
-        )
-            .into_response()
+        head_of(body)
     })
     .await
 }
@@ -564,6 +589,7 @@ const CHUNK: usize = 64 * 1024;
 struct ChunkSender {
     tx: tokio::sync::mpsc::Sender<Result<axum::body::Bytes, std::io::Error>>,
     buf: Vec<u8>,
+    rt: tokio::runtime::Handle,
 }
 
 impl ChunkSender {
@@ -572,7 +598,15 @@ impl ChunkSender {
             return Ok(());
         }
         let chunk = axum::body::Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+        match self.rt.block_on(self.tx.send_timeout(Ok(chunk), SEND_TIMEOUT)) {
+            Ok(()) => Ok(()),
+            Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(_)) => {
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client took no data for 60 s"))
+            }
+            Err(tokio::sync::mpsc::error::SendTimeoutError::Closed(_)) => {
+                Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            }
+        }
     }
 }
 
@@ -633,14 +667,11 @@ async fn login_post(
     let source = peer.ip().to_canonical().to_string();
     // The name as a record can hold it.
     let name: String = f.user.trim().chars().filter(|c| !c.is_control()).take(64).collect();
-    // One attempt at a time per account name and address, each after the
-    // delay its failures earned: a second one meanwhile is refused.
-    let lock = login.sessions.attempt_lock(&name, &source);
+    // One attempt at a time from an address, each after the delay its
+    // failures earned: another one meanwhile is refused.
+    let lock = login.sessions.attempt_lock(&source);
     let Ok(_turn) = lock.try_lock() else {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            "a sign-in for this account from this address is in progress; try again",
-        )
+        return (StatusCode::TOO_MANY_REQUESTS, "a sign-in from this address is in progress; try again")
             .into_response();
     };
     tokio::time::sleep(login.sessions.delay(&name, &source)).await;

@@ -88,11 +88,9 @@ impl Needle {
         (exact || !text.is_empty()).then_some(Needle { text, exact })
     }
 
-    /// A search of every field at once: never exact, and without NUL, which
-    /// separates the fields in the text searched (a value holding NUL is
-    /// found by the text around it).
+    /// A search of every field: never exact.
     fn search(s: &str) -> Option<Needle> {
-        let text: Vec<u8> = s.trim().bytes().filter(|b| *b != 0).collect::<Vec<u8>>().to_ascii_lowercase();
+        let text = s.trim().as_bytes().to_ascii_lowercase();
         (!text.is_empty()).then_some(Needle { text, exact: false })
     }
 
@@ -190,7 +188,14 @@ impl Filter {
             return false;
         }
         if let Some(q) = &self.q {
-            return q.found_in(e.text()) || q.found_in(&e.id.to_string());
+            // NUL separates the fields in the joined text: a needle holding
+            // it is looked for in each field alone.
+            let in_fields = if q.text.contains(&0) {
+                crate::record::FIELDS.iter().any(|spec| e.get(spec.field).is_some_and(|v| q.found_in(v)))
+            } else {
+                q.found_in(e.text())
+            };
+            return in_fields || q.found_in(&e.id.to_string());
         }
         true
     }
@@ -586,8 +591,7 @@ mod tests {
         assert!(n.found_in("alice"));
         assert!(!n.found_in("malice"));
         assert!(Needle::new("=").unwrap().found_in(""));
-        assert!(Needle::search("\0").is_none());
-        assert_eq!(Needle::search("a\0b").unwrap().text, b"ab");
+        assert_eq!(Needle::search("a\0B").unwrap().text, b"a\0b");
         // One field's value may hold NUL, and is matched whole.
         assert!(Needle::new("=a\0B").unwrap().found_in("A\0b"));
         let long = "x".repeat(5000);

@@ -119,6 +119,8 @@ fn http(
 ) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let addr = url.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).unwrap();
+    // An answer that never comes fails the test instead of hanging it.
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(c) = cookie {
         req.push_str(&format!("Cookie: {c}\r\n"));
@@ -727,4 +729,53 @@ fn idle_connections_from_one_address_do_not_keep_others_out() {
     assert_eq!(closed, count, "silent connections still open after the head timeout");
     let (status, _, _) = http(&url, "GET", "/static/style.css", None, None);
     assert_eq!(status, 200, "the first address is served again");
+}
+
+/// Downloads a client does not read hold only their own threads: pages,
+/// sign-ins and the records of other sessions go on.
+#[test]
+fn unread_downloads_do_not_hold_up_other_users() {
+    let (env, url) = web_env("");
+    add_user(&env, "ann", "auditor", "ann-secret-2");
+    add_user(&env, "bob", "auditor", "bob-secret-3");
+    env.run_with_input(&["append", "--json", "-"], &crate::support::harness::json_records(40_000)).success();
+    let server = env.serve(&env.no_schedules());
+    let addr = url.trim_start_matches("http://").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "the console did not listen: {}", server.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sign_in = |user: &str, password: &str| -> String {
+        let (_, h, _) = http(&url, "GET", "/login", None, None);
+        let token =
+            header(&h, "set-cookie").unwrap().trim_start_matches("at_login=").split(';').next().unwrap().to_string();
+        let (status, h, _) = http(
+            &url,
+            "POST",
+            "/login",
+            Some(&format!("at_login={token}")),
+            Some(&format!("csrf={token}&user={user}&password={password}")),
+        );
+        assert_eq!(status, 303, "sign-in of {user}");
+        let set = h.iter().find(|(k, v)| k == "set-cookie" && v.starts_with("at_session=")).unwrap();
+        set.1.split(';').next().unwrap().to_string()
+    };
+    let ann = sign_in("ann", "ann-secret-2");
+    // Ten downloads of everything (about 15 MB each), never read.
+    let held: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            write!(s, "GET /download?format=json HTTP/1.1\r\nHost: {addr}\r\nCookie: {ann}\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let t = Instant::now();
+    let bob = sign_in("bob", "bob-secret-3");
+    let (status, _, _) = http(&url, "GET", "/?per=10", Some(&bob), None);
+    assert_eq!(status, 200);
+    assert!(t.elapsed() < Duration::from_secs(10), "another user waited {:?}", t.elapsed());
+    drop(held);
+    server.stop();
 }
