@@ -504,7 +504,7 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Delete an account; its sessions end at their next request
+    /// Delete an account; its sessions end within 30 s (at their next request, if sooner)
     #[command(after_long_help = examples::USER_DEL)]
     Del {
         /// The account

@@ -542,7 +542,7 @@ async fn download(
             .map_or_else(|| snap.hosts.first().cloned().unwrap_or_default(), |h| snap.hosts[*h as usize].clone());
         // Written as it is sent, a chunk at a time: memory stays flat
         // whatever the selection.
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(4);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(4);
         let snap2 = snap.clone();
         let (host2, created2) = (host.clone(), created.clone());
         // On a thread of its own, not tokio's blocking pool: a client that
@@ -560,21 +560,30 @@ async fn download(
                 w.finish()?;
                 Ok(())
             })();
-            match written.and_then(|()| out.flush_chunk().map_err(Into::into)) {
+            let done = written
+                .and_then(|()| out.flush_chunk().map_err(Into::into))
+                .and_then(|()| out.send(Piece::End).map_err(Into::into));
+            match done {
                 Ok(()) => {}
                 // The client left: nothing to tell.
                 Err(_) if tx.is_closed() => {}
-                Err(e) => {
-                    tracing::error!("web console: download stopped: {e:#}");
-                    let _ = tx.try_send(Err(std::io::Error::other(e.to_string())));
-                }
+                // Dropping the sender without `End` aborts the answer: the
+                // client sees a cut download, never a short file that looks whole.
+                Err(e) => tracing::error!("web console: download stopped: {e:#}"),
             }
         });
         if let Err(e) = spawned {
             return (StatusCode::SERVICE_UNAVAILABLE, format!("cannot start the download: {e}")).into_response();
         }
-        let body = axum::body::Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|chunk| (chunk, rx))
+        let body = axum::body::Body::from_stream(futures_util::stream::unfold(Some(rx), |rx| async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Some(Piece::Bytes(b)) => Some((Ok(b), Some(rx))),
+                Some(Piece::End) => None,
+                // The writer stopped before the end: an error aborts the
+                // connection instead of ending the body.
+                None => Some((Err(std::io::Error::other("the download stopped before its end")), None)),
+            }
         }));
         head_of(body)
     })
@@ -584,10 +593,17 @@ async fn download(
 /// Bytes of a download sent at a time.
 const CHUNK: usize = 64 * 1024;
 
+/// What the writer of a download hands to the answer.
+enum Piece {
+    Bytes(axum::body::Bytes),
+    /// Everything was written: the answer may end.
+    End,
+}
+
 /// Sends what is written to it in chunks of [`CHUNK`] bytes; fails once the
 /// client has gone.
 struct ChunkSender {
-    tx: tokio::sync::mpsc::Sender<Result<axum::body::Bytes, std::io::Error>>,
+    tx: tokio::sync::mpsc::Sender<Piece>,
     buf: Vec<u8>,
     rt: tokio::runtime::Handle,
 }
@@ -598,7 +614,11 @@ impl ChunkSender {
             return Ok(());
         }
         let chunk = axum::body::Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        match self.rt.block_on(self.tx.send_timeout(Ok(chunk), SEND_TIMEOUT)) {
+        self.send(Piece::Bytes(chunk))
+    }
+
+    fn send(&self, piece: Piece) -> std::io::Result<()> {
+        match self.rt.block_on(self.tx.send_timeout(piece, SEND_TIMEOUT)) {
             Ok(()) => Ok(()),
             Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(_)) => {
                 Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client took no data for 60 s"))
