@@ -22,6 +22,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,11 +33,14 @@ use serde_json::{Value, json};
 use crate::support::harness::{Env, seed};
 use crate::viewer::{hostile_examples, hostile_mixtures, need, pdf_pages, shown};
 
-/// A child process killed when dropped.
+/// A child process killed when dropped, with its process group when it
+/// leads one (chromedriver and the Chromium it starts, even when a test
+/// fails before closing its session).
 struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).stderr(Stdio::null()).status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -52,6 +56,7 @@ async fn browser() -> (Proc, Client) {
     need("chromium", "chromium");
     let port = free_port();
     let child = Command::new("chromedriver")
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
