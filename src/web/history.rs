@@ -116,6 +116,24 @@ impl FileRecords {
     fn is_placeholder(&self) -> bool {
         self.path.as_os_str().is_empty()
     }
+
+    /// `f` with its records under host index `idx` of a snapshot (a copy
+    /// only when they are under another).
+    fn with_host(f: Arc<FileRecords>, idx: u32) -> Arc<FileRecords> {
+        if f.entries.iter().all(|e| e.host == idx) {
+            return f;
+        }
+        let mut owned = FileRecords {
+            path: f.path.clone(),
+            kind: f.kind,
+            host: f.host.clone(),
+            entries: f.entries.clone(),
+            error: f.error.clone(),
+            stamp: f.stamp,
+        };
+        owned.entries.iter_mut().for_each(|e| e.host = idx);
+        Arc::new(owned)
+    }
 }
 
 /// Newest first: the order of [`Snapshot::by_time`].
@@ -203,20 +221,7 @@ impl Snapshot {
                 continue;
             }
             let idx = self.hosts.iter().position(|h| *h == f.host)? as u32;
-            if f.entries.iter().any(|e| e.host != idx) {
-                let mut owned = FileRecords {
-                    path: f.path.clone(),
-                    kind: f.kind,
-                    host: f.host.clone(),
-                    entries: f.entries.clone(),
-                    error: f.error.clone(),
-                    stamp: f.stamp,
-                };
-                owned.entries.iter_mut().for_each(|e| e.host = idx);
-                files.push(Arc::new(owned));
-            } else {
-                files.push(f);
-            }
+            files.push(FileRecords::with_host(f, idx));
         }
         let at = |r: &Ref| &files[r.file as usize].entries[r.entry as usize];
         let mut new_refs: Vec<Ref> = Vec::new();
@@ -266,20 +271,7 @@ impl Snapshot {
                 hosts.push(f.host.clone());
                 n
             });
-            if f.entries.first().is_some_and(|e| e.host != idx) {
-                let mut owned = FileRecords {
-                    path: f.path.clone(),
-                    kind: f.kind,
-                    host: f.host.clone(),
-                    entries: f.entries.clone(),
-                    error: f.error.clone(),
-                    stamp: f.stamp,
-                };
-                for e in &mut owned.entries {
-                    e.host = idx;
-                }
-                *f = Arc::new(owned);
-            }
+            *f = FileRecords::with_host(f.clone(), idx);
         }
         let total: usize = files.iter().map(|f| f.entries.len()).sum();
         let mut refs = Vec::with_capacity(total);

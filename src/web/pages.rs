@@ -70,19 +70,26 @@ pub fn zone() -> String {
     }
 }
 
+/// The `<head>` of every page.
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            meta name="referrer" content="no-referrer";
+            title { (title) " — audit-trail" }
+            link rel="stylesheet" href="/static/style.css";
+        }
+    }
+}
+
 fn shell(title: &str, who: &Viewer<'_>, current: &str, body: Markup) -> Markup {
     let nav: &[(&str, &str)] =
         &[("/", "Records"), ("/sessions", "Sessions"), ("/reports", "Reports"), ("/verify", "Verification")];
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
-                title { (title) " — audit-trail" }
-                link rel="stylesheet" href="/static/style.css";
-            }
+            (head(title))
             body {
                 a.skip href="#main" { "Skip to content" }
                 header {
@@ -554,12 +561,7 @@ pub fn login(error: Option<&str>, csrf: &str) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Sign in — audit-trail" }
-                link rel="stylesheet" href="/static/style.css";
-            }
+            (head("Sign in"))
             body.login {
                 main #main {
                     h1 { "audit-trail" }

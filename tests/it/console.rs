@@ -173,6 +173,44 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
+/// Waits (up to 30 s) until the console of `server` listens at `url`.
+#[track_caller]
+fn wait_for_console(server: &crate::support::harness::Server, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(url.trim_start_matches("http://")).is_err() {
+        assert!(Instant::now() < deadline, "the console did not listen: {}", server.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The sign-in form sent as a browser sends it (the token from /login's
+/// cookie); returns the status and the session cookie when one was set.
+fn post_sign_in(url: &str, user: &str, password: &str) -> (u16, Option<String>) {
+    let (_, h, _) = http(url, "GET", "/login", None, None);
+    let token =
+        header(&h, "set-cookie").unwrap().trim_start_matches("at_login=").split(';').next().unwrap().to_string();
+    let (status, h, _) = http(
+        url,
+        "POST",
+        "/login",
+        Some(&format!("at_login={token}")),
+        Some(&format!("csrf={token}&user={user}&password={password}")),
+    );
+    let session = h
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("at_session="))
+        .map(|(_, v)| v.split(';').next().unwrap().to_string());
+    (status, session)
+}
+
+/// Signs in; returns the session cookie.
+#[track_caller]
+fn sign_in_over_http(url: &str, user: &str, password: &str) -> String {
+    let (status, session) = post_sign_in(url, user, password);
+    assert_eq!(status, 303, "sign-in of {user}");
+    session.expect("a session cookie")
+}
+
 fn append_lines(env: &Env, records: &[Value]) {
     let mut input = Vec::new();
     for r in records {
@@ -503,11 +541,7 @@ fn serve_console_needs_a_sign_in_and_audits_sign_ins_downloads_and_sign_outs() {
     add_user(&env, "ann", "auditor", "ann-secret-2");
     append_lines(&env, &day("pbx01", 4, 0));
     let server = env.serve(&env.no_schedules());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(url.trim_start_matches("http://")).is_err() {
-        assert!(Instant::now() < deadline, "the console did not listen: {}", server.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_console(&server, &url);
     // Nothing without a session.
     for path in ["/", "/record?host=pbx01&id=1", "/sessions", "/reports", "/verify", "/status", "/download?format=csv"]
     {
@@ -604,23 +638,10 @@ fn failed_sign_ins_are_slowed_down() {
     let (env, url) = web_env("");
     add_user(&env, "alice", "auditor", "alice-secret-1");
     let server = env.serve(&env.no_schedules());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(url.trim_start_matches("http://")).is_err() {
-        assert!(Instant::now() < deadline, "the console did not listen: {}", server.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_console(&server, &url);
     let attempt = |password: &str| -> (u16, Duration) {
-        let (_, h, _) = http(&url, "GET", "/login", None, None);
-        let set = header(&h, "set-cookie").unwrap();
-        let token = set.trim_start_matches("at_login=").split(';').next().unwrap().to_string();
         let t = Instant::now();
-        let (status, _, _) = http(
-            &url,
-            "POST",
-            "/login",
-            Some(&format!("at_login={token}")),
-            Some(&format!("csrf={token}&user=alice&password={password}")),
-        );
+        let (status, _) = post_sign_in(&url, "alice", password);
         (status, t.elapsed())
     };
     let (s1, first) = attempt("wrong-1");
@@ -645,26 +666,8 @@ fn a_changed_or_deleted_account_ends_its_sessions_and_view_answers_only_loopback
     let (env, url) = web_env("");
     add_user(&env, "op", "operator", "op-secret-123");
     let server = env.serve(&env.no_schedules());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(url.trim_start_matches("http://")).is_err() {
-        assert!(Instant::now() < deadline, "the console did not listen: {}", server.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let sign_in = || -> String {
-        let (_, h, _) = http(&url, "GET", "/login", None, None);
-        let token =
-            header(&h, "set-cookie").unwrap().trim_start_matches("at_login=").split(';').next().unwrap().to_string();
-        let (status, h, _) = http(
-            &url,
-            "POST",
-            "/login",
-            Some(&format!("at_login={token}")),
-            Some(&format!("csrf={token}&user=op&password=op-secret-123")),
-        );
-        assert_eq!(status, 303);
-        let set = h.iter().find(|(k, v)| k == "set-cookie" && v.starts_with("at_session=")).unwrap();
-        set.1.split(';').next().unwrap().to_string()
-    };
+    wait_for_console(&server, &url);
+    let sign_in = || -> String { sign_in_over_http(&url, "op", "op-secret-123") };
     // A role change ends the session.
     let cookie = sign_in();
     assert_eq!(http(&url, "GET", "/status", Some(&cookie), None).0, 200);
@@ -746,27 +749,8 @@ fn unread_downloads_do_not_hold_up_other_users() {
     env.run_with_input(&["append", "--json", "-"], &crate::support::harness::json_records(40_000)).success();
     let server = env.serve(&env.no_schedules());
     let addr = url.trim_start_matches("http://").to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "the console did not listen: {}", server.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let sign_in = |user: &str, password: &str| -> String {
-        let (_, h, _) = http(&url, "GET", "/login", None, None);
-        let token =
-            header(&h, "set-cookie").unwrap().trim_start_matches("at_login=").split(';').next().unwrap().to_string();
-        let (status, h, _) = http(
-            &url,
-            "POST",
-            "/login",
-            Some(&format!("at_login={token}")),
-            Some(&format!("csrf={token}&user={user}&password={password}")),
-        );
-        assert_eq!(status, 303, "sign-in of {user}");
-        let set = h.iter().find(|(k, v)| k == "set-cookie" && v.starts_with("at_session=")).unwrap();
-        set.1.split(';').next().unwrap().to_string()
-    };
-    let ann = sign_in("ann", "ann-secret-2");
+    wait_for_console(&server, &url);
+    let ann = sign_in_over_http(&url, "ann", "ann-secret-2");
     // Ten downloads of everything (about 15 MB each), never read.
     let held: Vec<TcpStream> = (0..10)
         .map(|_| {
@@ -777,7 +761,7 @@ fn unread_downloads_do_not_hold_up_other_users() {
         .collect();
     std::thread::sleep(Duration::from_secs(2));
     let t = Instant::now();
-    let bob = sign_in("bob", "bob-secret-3");
+    let bob = sign_in_over_http(&url, "bob", "bob-secret-3");
     let (status, _, _) = http(&url, "GET", "/?per=10", Some(&bob), None);
     assert_eq!(status, 200);
     assert!(t.elapsed() < Duration::from_secs(10), "another user waited {:?}", t.elapsed());
