@@ -274,6 +274,19 @@ fn session_end(s: &auth::Session, why: &'static str, at: Option<std::time::Syste
 
 type Shared = State<Arc<Console>>;
 
+/// The signed-in user as a handler's argument; without a session, the
+/// answer is the way to the sign-in page.
+impl axum::extract::FromRequestParts<Arc<Console>> for Who {
+    type Rejection = Redirect;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, st: &Arc<Console>) -> Result<Who, Redirect> {
+        // Every connection's address is set by `serve`.
+        let peer =
+            parts.extensions.get::<ConnectInfo<SocketAddr>>().map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+        st.who(&parts.headers, peer)
+    }
+}
+
 /// Runs `f` on the blocking pool.
 async fn blocking<F: FnOnce() -> Response + Send + 'static>(f: F) -> Response {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
@@ -293,16 +306,7 @@ fn filter_of(p: &Params) -> (Filter, Option<String>) {
     (f, error)
 }
 
-async fn records(
-    State(st): Shared,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(p): Query<Params>,
-) -> Response {
-    let who = match st.who(&headers, peer) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
+async fn records(State(st): Shared, who: Who, Query(p): Query<Params>) -> Response {
     blocking(move || {
         let t = Instant::now();
         st.refresh();
@@ -321,16 +325,7 @@ struct RecordParams {
     id: u64,
 }
 
-async fn record(
-    State(st): Shared,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(p): Query<RecordParams>,
-) -> Response {
-    let who = match st.who(&headers, peer) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
+async fn record(State(st): Shared, who: Who, Query(p): Query<RecordParams>) -> Response {
     blocking(move || {
         st.refresh();
         let snap = st.snapshot();
@@ -347,16 +342,7 @@ async fn record(
     .await
 }
 
-async fn sessions(
-    State(st): Shared,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(p): Query<Params>,
-) -> Response {
-    let who = match st.who(&headers, peer) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
+async fn sessions(State(st): Shared, who: Who, Query(p): Query<Params>) -> Response {
     blocking(move || {
         st.refresh();
         let snap = st.snapshot();
@@ -367,16 +353,7 @@ async fn sessions(
     .await
 }
 
-async fn reports(
-    State(st): Shared,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(p): Query<Params>,
-) -> Response {
-    let who = match st.who(&headers, peer) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
+async fn reports(State(st): Shared, who: Who, Query(p): Query<Params>) -> Response {
     blocking(move || {
         st.refresh();
         let snap = st.snapshot();
@@ -388,11 +365,7 @@ async fn reports(
     .await
 }
 
-async fn verify_page(State(st): Shared, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
-    let who = match st.who(&headers, peer) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
+async fn verify_page(State(st): Shared, who: Who) -> Response {
     blocking(move || {
         st.refresh();
         page(pages::verify(&who.viewer(), &st.verify_state(), &st.snapshot()))
@@ -418,16 +391,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn verify_again(
-    State(st): Shared,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(f): Form<CsrfForm>,
-) -> Response {
-    let who = match st.who(&headers, peer) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
+async fn verify_again(State(st): Shared, who: Who, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
     if !same_site(&headers, &f.csrf, &who.csrf) {
         return (StatusCode::FORBIDDEN, "form token mismatch: reload the page").into_response();
     }
@@ -439,11 +403,7 @@ async fn verify_again(
     Redirect::to("/verify").into_response()
 }
 
-async fn status(State(st): Shared, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
-    let who = match st.who(&headers, peer) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
+async fn status(State(st): Shared, who: Who) -> Response {
     if who.role != Role::Operator {
         return (
             StatusCode::FORBIDDEN,
@@ -470,15 +430,10 @@ struct DownloadParams {
 
 async fn download(
     State(st): Shared,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    who: Who,
     method: axum::http::Method,
-    headers: HeaderMap,
     Query(d): Query<DownloadParams>,
 ) -> Response {
-    let who = match st.who(&headers, peer) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
     let (format, ext, mime) = match d.format.as_str() {
         "csv" => (export::Format::Csv, "csv", "text/csv; charset=utf-8"),
         "json" => (export::Format::Json, "jsonl", "application/jsonl; charset=utf-8"),
@@ -752,17 +707,8 @@ async fn login_post(
     }
 }
 
-async fn logout(
-    State(st): Shared,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(f): Form<CsrfForm>,
-) -> Response {
+async fn logout(State(st): Shared, who: Who, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
     let Some(login) = &st.login else { return Redirect::to("/").into_response() };
-    let who = match st.who(&headers, peer) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
     if !same_site(&headers, &f.csrf, &who.csrf) {
         return (StatusCode::FORBIDDEN, "form token mismatch: reload the page").into_response();
     }
