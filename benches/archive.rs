@@ -1,9 +1,10 @@
 //! Benchmark of `audit-trail archive` against `gzip -6` on the same sealed
 //! files, and against `pigz -6` (all cores) when it is installed.
 //!
-//! `cargo bench --bench archive` (records: `BENCH_RECORDS`, default 300000,
-//! 3000 at smoke size (see `common::smoke`); 50000 per file, or a sixth of
-//! them when fewer, so that there are always several files). Both sides read
+//! `cargo bench --bench archive` (records: `BENCH_RECORDS`, default 250000,
+//! 3000 at smoke size (see `common::smoke`); 5000 per file, the product's
+//! default `capacity`, or a sixth of them when fewer, so that there are
+//! always several files: 50 files at the default size). Both sides read
 //! the files from the page cache; archive also fsyncs, verifies each `.gz` by
 //! decompressing it, writes the manifest and removes the plain files.
 //! Figures are printed, never asserted; each also goes into a `summary` line
@@ -84,8 +85,8 @@ fn main() {
     if common::listing() {
         return;
     }
-    let n = common::records(300_000);
-    let per_file = 50_000.min(n.div_ceil(6)).max(1);
+    let n = common::records(250_000);
+    let per_file = 5_000.min(n.div_ceil(6)).max(1);
     let tmp = tempfile::tempdir().expect("tempdir");
     let input = tmp.path().join("records.jsonl");
     generate(n, &input);

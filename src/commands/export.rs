@@ -22,16 +22,17 @@ pub fn run(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
     }
     let cells = if args.csv_raw { export::CsvCells::Raw } else { export::CsvCells::Safe };
     let (files, from_id, last_id) = if args.all {
-        let mut files = reader::list(&ctx.layout)?;
-        let first = files.first().map_or(1, |f| f.first_id);
-        let last = reader::last_id(&ctx.layout, &files)?;
         let (from, to) = filter.time_range();
         if from.is_some() || to.is_some() {
             // Only files whose event times can meet the range (see `store::index`).
-            let index = crate::store::index::read(&ctx.layout);
-            files.retain(|f| crate::store::index::may_hold(&index, &f.stem, f.first_id, from, to));
+            let s = crate::store::index::select(&ctx.layout, from, to)?;
+            (s.files, s.first_id, s.last_id)
+        } else {
+            let files = reader::list(&ctx.layout)?;
+            let first = files.first().map_or(1, |f| f.first_id);
+            let last = reader::last_id(&ctx.layout, &files)?;
+            (files, first, last)
         }
-        (files, first, last)
     } else {
         reader::circular(&ctx.layout, ctx.config.capacity)?
     };

@@ -38,10 +38,10 @@
 //! slice), which `gzip -d`, `zcat` and multi-member readers read as one
 //! stream (RFC 1952 §2.2); audit-trail reads both.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
@@ -49,6 +49,7 @@ use sha2::{Digest, Sha256};
 
 use crate::fsx::{human_bytes, sync_dir};
 use crate::maintenance::MaintenanceLock;
+use crate::store::index::IndexEntry;
 use crate::store::layout::{FileKind, Layout};
 use crate::store::manifest::{ManifestEntry, append_manifest, manifest_path, read_manifest_raw};
 use crate::store::xml::scan::ContentScan;
@@ -58,14 +59,21 @@ use crate::timestamp::{self, Clock};
 const PARTIAL_SUFFIX: &str = ".partial";
 /// Bytes of plain text deflated on their own (one slice per core at a time).
 const SLICE: usize = 1 << 19;
+/// Files compressed at once, each on all cores: two, so that one file's
+/// fsyncs and last slices overlap the next file's compression.
+const FILES_AT_ONCE: usize = 2;
 /// The gzip header: deflate, no flags, no modification time, no extra flags,
 /// operating system unknown (RFC 1952 §2.3).
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 /// An empty final deflate block with fixed codes: BFINAL=1, BTYPE=01, then the
 /// end-of-block code (RFC 1951 §3.2.6).
 const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
-/// gzip level, the same as `gzip -6` (the default of gzip and zlib).
-const LEVEL: u32 = 6;
+/// Deflate level. zlib-rs follows zlib-ng, whose level 4 (its "medium"
+/// strategy) makes archives the size of `gzip -6`'s (the default of gzip
+/// and zlib; 1.00x on the benchmark's records, where zlib-rs at level 6 is
+/// 0.96x) for about 70% of the work of its own level 6. `benches/archive.rs`
+/// reports the size next to `gzip -6`'s, against an aim of at most 1.02x.
+const LEVEL: u32 = 4;
 
 /// A file archived by one run.
 #[derive(Debug, Clone)]
@@ -143,6 +151,7 @@ pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
     }
     let mut listed: HashSet<String> = entries.into_iter().map(|e| e.file).collect();
 
+    let mut todo = Vec::new();
     for name in crate::fsx::dir_names(&layout.sealed)? {
         let Some(stem) = FileKind::Sealed.stem_of(&name) else { continue };
         if name.starts_with('.') {
@@ -156,12 +165,27 @@ pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
             report.completed.push(gz_name);
             continue;
         }
-        let done = archive_one(layout, &plain, &gz, clock)?;
-        listed.insert(done.file.clone());
-        report.bytes_in += done.plain_size;
-        report.bytes_out += done.size;
-        report.archived.push(done);
+        todo.push((stem.to_owned(), plain, gz));
     }
+    // Two files at once (each on all cores as well), committed in order:
+    // with files of the default size, the cost of one file (its fsyncs, the
+    // tail of its slices) is hidden behind the compression of the next.
+    let index = crate::store::index::read(layout);
+    let mut todo = todo.into_iter();
+    pipeline(
+        FILES_AT_ONCE,
+        || Ok(todo.next()),
+        |_| {},
+        |(stem, plain, gz)| stage(layout, stem, plain, gz),
+        |staged| {
+            let done = commit(layout, staged, &index, clock)?;
+            listed.insert(done.file.clone());
+            report.bytes_in += done.plain_size;
+            report.bytes_out += done.size;
+            report.archived.push(done);
+            Ok(())
+        },
+    )?;
 
     // A compressed file with no manifest line and no plain twin (a crash
     // between rename and manifest, then a removed plain file; or files copied
@@ -175,7 +199,52 @@ pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
         listed.insert(name.clone());
         report.notes.push(format!("added the missing manifest entry of {name}"));
     }
+    let indexed = index_unindexed(layout)?;
+    if indexed > 0 {
+        report.notes.push(format!("added the time-index line of {indexed} archived file(s) that had none"));
+    }
     Ok(report)
+}
+
+/// Archived files without a line in the time index (archived by a version
+/// that kept none, or a line lost in a crash) are read once, on all cores,
+/// and given one, so that a time-range export can skip them from then on.
+fn index_unindexed(layout: &Layout) -> Result<usize> {
+    let index = crate::store::index::read(layout);
+    let mut todo = Vec::new();
+    for e in crate::store::manifest::read_manifest(layout)? {
+        let Some(stem) = FileKind::Archived.stem_of(&e.file) else { continue };
+        let path = layout.archive.join(&e.file);
+        if index.get(stem).is_none_or(|l| l.first_id != e.first_id) && path.exists() {
+            todo.push((stem.to_owned(), path, e.first_id));
+        }
+    }
+    let mut indexed = 0;
+    let mut todo = todo.into_iter();
+    pipeline(
+        threads(),
+        || Ok(todo.next()),
+        |_| {},
+        |(stem, path, first_id)| {
+            let mut scan = ContentScan::default();
+            // A file that cannot be read stays without a line, and is always read (`verify` names what is wrong).
+            match crate::store::xml::scan::read_content(path, "decompress", |chunk| scan.feed(chunk)) {
+                Ok(()) => Ok(Some(crate::store::index::entry_of(stem, *first_id, &scan))),
+                Err(e) => {
+                    tracing::warn!("not indexed: {e:#}");
+                    Ok(None)
+                }
+            }
+        },
+        |line| match line {
+            Some(line) => {
+                indexed += 1;
+                crate::store::index::append(layout, &line)
+            }
+            None => Ok(()),
+        },
+    )?;
+    Ok(indexed)
 }
 
 /// The `.gz` exists next to its plain file: an earlier run stopped between
@@ -240,8 +309,27 @@ fn file_name(p: &Path) -> String {
     p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// Steps 1–5 of the module docs for one sealed file.
-fn archive_one(layout: &Layout, plain: &Path, gz: &Path, clock: &dyn Clock) -> Result<ArchivedFile> {
+/// A sealed file compressed and verified (steps 1 and 2 of the module docs)
+/// under a temporary name, which is removed if it is dropped uncommitted.
+struct Staged {
+    stem: String,
+    plain: PathBuf,
+    gz: PathBuf,
+    partial: PathBuf,
+    c: Compressed,
+    committed: bool,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.partial);
+        }
+    }
+}
+
+/// Steps 1 and 2 of the module docs for one sealed file.
+fn stage(layout: &Layout, stem: &str, plain: &Path, gz: &Path) -> Result<Staged> {
     // Written aside under a name nobody can prepare, renamed in when complete.
     let staging = crate::maintenance::staging_dir(layout, &layout.archive)?;
     let partial = staging.join(format!(".{}.{}{PARTIAL_SUFFIX}", file_name(gz), crate::fsx::random_hex(8)));
@@ -252,38 +340,56 @@ fn archive_one(layout: &Layout, plain: &Path, gz: &Path, clock: &dyn Clock) -> R
             return Err(e);
         }
     };
-    let Some((first_id, last_id, records)) = c.scan.seal else {
-        let _ = fs::remove_file(&partial);
+    let staged =
+        Staged { stem: stem.to_owned(), plain: plain.to_owned(), gz: gz.to_owned(), partial, c, committed: false };
+    if staged.c.scan.seal.is_none() {
         bail!("{} has no seal; it is left in place (run `audit-trail verify`)", plain.display());
-    };
-    if let Err(e) = verify_written(&partial, &c) {
-        let _ = fs::remove_file(&partial);
+    }
+    if let Err(e) = verify_written(&staged.partial, &staged.c, plain) {
         return Err(e.context(format!("{} was left in place", plain.display())));
     }
-    fs::rename(&partial, gz).with_context(|| format!("cannot rename {} to {}", partial.display(), gz.display()))?;
+    Ok(staged)
+}
+
+/// Steps 3–5 of the module docs for a staged file, and its line in the time
+/// index when it has none (a file sealed before the index was kept).
+fn commit(
+    layout: &Layout,
+    mut s: Staged,
+    index: &HashMap<String, IndexEntry>,
+    clock: &dyn Clock,
+) -> Result<ArchivedFile> {
+    let Some((first_id, last_id, records)) = s.c.scan.seal else { bail!("{} has no seal", s.plain.display()) };
+    fs::rename(&s.partial, &s.gz)
+        .with_context(|| format!("cannot rename {} to {}", s.partial.display(), s.gz.display()))?;
+    s.committed = true;
     sync_dir(&layout.archive)?;
+    let scan = &s.c.scan;
     let entry = ManifestEntry {
-        file: file_name(gz),
+        file: file_name(&s.gz),
         first_id,
         last_id,
         records,
-        first_time: c.scan.first_time,
-        last_time: c.scan.last_time,
-        sealed: c.scan.sealed,
-        size: c.gz_size,
-        plain_size: c.plain_size,
-        sha256: c.gz_sha,
+        first_time: scan.first_time.clone(),
+        last_time: scan.last_time.clone(),
+        sealed: scan.sealed.clone(),
+        size: s.c.gz_size,
+        plain_size: s.c.plain_size,
+        sha256: s.c.gz_sha.clone(),
         archived: timestamp::format(&clock.now()),
     };
     append_manifest(layout, &entry)?;
-    fs::remove_file(plain).with_context(|| format!("cannot remove {}", plain.display()))?;
+    if index.get(&s.stem).is_none_or(|e| e.first_id != first_id) {
+        // Best effort, as when sealing: without its line the file is always read.
+        let _ = crate::store::index::append(layout, &crate::store::index::entry_of(&s.stem, first_id, scan));
+    }
+    fs::remove_file(&s.plain).with_context(|| format!("cannot remove {}", s.plain.display()))?;
     sync_dir(&layout.sealed)?;
     Ok(ArchivedFile { file: entry.file, plain_size: entry.plain_size, size: entry.size })
 }
 
 /// What compressing one file produced.
 struct Compressed {
-    plain_sha: String,
     plain_size: u64,
     gz_sha: String,
     gz_size: u64,
@@ -298,9 +404,11 @@ fn threads() -> usize {
 
 /// An ordered parallel pipeline: items from `next` (called on this thread)
 /// are handed to `inspect` in order on one thread, transformed by `work` on
-/// all cores, and the results handed to `sink` in input order on another
-/// thread. At most a few items per core are in flight, so memory stays flat.
+/// `workers` threads, and the results handed to `sink` in input order on
+/// another thread. At most a few items per worker are in flight, so memory
+/// stays flat.
 fn pipeline<I, O>(
+    workers: usize,
     mut next: impl FnMut() -> Result<Option<I>>,
     mut inspect: impl FnMut(&I) + Send,
     work: impl Fn(&I) -> Result<O> + Sync,
@@ -314,7 +422,6 @@ where
     use std::sync::mpsc::{channel, sync_channel};
     use std::sync::{Arc, Mutex};
 
-    let workers = threads();
     let window = workers * 3;
     let (work_tx, work_rx) = sync_channel::<(usize, Arc<I>)>(window);
     let work_rx = Mutex::new(work_rx);
@@ -414,7 +521,7 @@ fn compress_file(plain: &Path, dest: &Path) -> Result<Compressed> {
         crate::fsx::open_read_nofollow(plain).with_context(|| format!("cannot open {}", plain.display()))?;
     let out = crate::fsx::create_new(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, out);
-    let (mut plain_h, mut gz_h) = (Sha256::new(), Sha256::new());
+    let mut gz_h = Sha256::new();
     let (mut plain_size, mut gz_size, mut scan, mut crc) = (0u64, 0u64, ContentScan::default(), Crc::new());
     let mut slices = Vec::new();
     let mut emit = |bytes: &[u8], out: &mut BufWriter<File>| -> Result<()> {
@@ -424,12 +531,12 @@ fn compress_file(plain: &Path, dest: &Path) -> Result<Compressed> {
     };
     emit(&GZIP_HEADER, &mut out)?;
     pipeline(
+        threads(),
         || {
             let s = read_up_to(&mut input, SLICE).with_context(|| format!("cannot read {}", plain.display()))?;
             Ok((!s.is_empty()).then_some(s))
         },
         |s| {
-            plain_h.update(s);
             scan.feed(s);
             plain_size += s.len() as u64;
         },
@@ -447,22 +554,16 @@ fn compress_file(plain: &Path, dest: &Path) -> Result<Compressed> {
     let out =
         out.into_inner().map_err(|e| e.into_error()).with_context(|| format!("cannot write {}", dest.display()))?;
     out.sync_all().with_context(|| format!("cannot sync {}", dest.display()))?;
-    Ok(Compressed {
-        plain_sha: hex::encode(plain_h.finalize()),
-        plain_size,
-        gz_sha: hex::encode(gz_h.finalize()),
-        gz_size,
-        slices,
-        scan,
-    })
+    Ok(Compressed { plain_size, gz_sha: hex::encode(gz_h.finalize()), gz_size, slices, scan })
 }
 
-/// Reads `path` back from disk and checks it is exactly the plain content as
-/// one gzip member: the header, then each slice inflated on its own (on all
-/// cores) to its plain bytes without ending the stream, then the final block,
-/// and the trailer's CRC-32 and length of what was inflated, with nothing
-/// after it. What any gzip reader decodes is therefore the whole file.
-fn verify_written(path: &Path, c: &Compressed) -> Result<()> {
+/// Reads `path` back from disk and checks it is exactly the content of
+/// `plain` as one gzip member: the header, then each slice inflated on its
+/// own (on all cores) and compared byte for byte with the plain file,
+/// without ending the stream, then the final block, and the trailer's CRC-32
+/// and length of what was inflated, with nothing after it. What any gzip
+/// reader decodes is therefore the whole plain file.
+fn verify_written(path: &Path, c: &Compressed, plain: &Path) -> Result<()> {
     let fail = |why: &str| anyhow::anyhow!("verification of {} failed: {why}", path.display());
     let mut f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let on_disk = f.metadata()?.len();
@@ -473,9 +574,12 @@ fn verify_written(path: &Path, c: &Compressed) -> Result<()> {
     if read(&mut f, GZIP_HEADER.len())? != GZIP_HEADER {
         return Err(fail("the gzip header differs"));
     }
-    let (mut h, mut plain_size, mut crc) = (Sha256::new(), 0u64, Crc::new());
+    let mut original =
+        crate::fsx::open_read_nofollow(plain).with_context(|| format!("cannot open {}", plain.display()))?;
+    let (mut plain_size, mut crc) = (0u64, Crc::new());
     let mut lens = c.slices.iter();
     pipeline(
+        threads(),
         || match lens.next() {
             Some(&len) => Ok(Some(read(&mut f, len as usize)?)),
             None => Ok(None),
@@ -483,7 +587,11 @@ fn verify_written(path: &Path, c: &Compressed) -> Result<()> {
         |_| {},
         |d| inflate_slice(d),
         |(out, slice_crc)| {
-            h.update(&out);
+            let want =
+                read_up_to(&mut original, out.len()).with_context(|| format!("cannot read {}", plain.display()))?;
+            if want != out {
+                bail!("its content differs from the plain file at byte {plain_size} or after");
+            }
             plain_size += out.len() as u64;
             crc.combine(&slice_crc);
             Ok(())
@@ -496,8 +604,8 @@ fn verify_written(path: &Path, c: &Compressed) -> Result<()> {
     if read(&mut f, end.len() + 1)? != end {
         return Err(fail("the end of the gzip member differs"));
     }
-    if hex::encode(h.finalize()) != c.plain_sha || plain_size != c.plain_size {
-        return Err(fail("its content differs from the plain file"));
+    if plain_size != c.plain_size || !read_up_to(&mut original, 1).context("cannot read the plain file")?.is_empty() {
+        return Err(fail("its content differs from the plain file in length"));
     }
     Ok(())
 }
@@ -555,7 +663,7 @@ mod tests {
             let data = sample(len, i as u64 + 7);
             fs::write(&plain, &data).unwrap();
             let c = compress_file(&plain, &gz).unwrap();
-            verify_written(&gz, &c).unwrap();
+            verify_written(&gz, &c, &plain).unwrap();
             let bytes = fs::read(&gz).unwrap();
             assert_eq!(c.gz_size, bytes.len() as u64);
             // A reader of one member only gets everything, and nothing is left after it.
@@ -581,13 +689,31 @@ mod tests {
         for at in [n - 6, n / 2] {
             bytes[at] ^= 0x40;
             fs::write(&gz, &bytes).unwrap();
-            assert!(verify_written(&gz, &c).is_err(), "a changed byte at {at} of {n} passed");
+            assert!(verify_written(&gz, &c, &plain).is_err(), "a changed byte at {at} of {n} passed");
             bytes[at] ^= 0x40;
         }
         // One byte appended.
         bytes.push(0);
         fs::write(&gz, &bytes).unwrap();
         let c2 = Compressed { gz_size: bytes.len() as u64, ..c };
-        assert!(verify_written(&gz, &c2).is_err(), "a trailing byte passed");
+        assert!(verify_written(&gz, &c2, &plain).is_err(), "a trailing byte passed");
+    }
+
+    #[test]
+    fn a_plain_file_that_differs_from_what_was_compressed_fails_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, gz) = (dir.path().join("p"), dir.path().join("p.gz"));
+        let data = sample(2 * SLICE + 5, 9);
+        fs::write(&plain, &data).unwrap();
+        let c = compress_file(&plain, &gz).unwrap();
+        verify_written(&gz, &c, &plain).unwrap();
+        let mut changed = data.clone();
+        changed[SLICE + 3] ^= 1;
+        fs::write(&plain, &changed).unwrap();
+        assert!(verify_written(&gz, &c, &plain).is_err(), "a changed byte of the plain file passed");
+        let mut longer = data;
+        longer.push(b'x');
+        fs::write(&plain, &longer).unwrap();
+        assert!(verify_written(&gz, &c, &plain).is_err(), "a longer plain file passed");
     }
 }

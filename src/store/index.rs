@@ -18,7 +18,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::store::layout::Layout;
+use crate::store::layout::{FileKind, Layout};
+use crate::store::manifest::read_manifest;
+use crate::store::reader::{self, LogFile};
+use crate::store::xml::scan::{ContentScan, read_content};
 
 /// One line of `state/index.jsonl`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,33 +38,23 @@ pub fn index_path(layout: &Layout) -> PathBuf {
     layout.state.join("index.jsonl")
 }
 
-/// The earliest and latest event time in a file's bytes (`<TimeStamp>` only
-/// ever occurs as a tag: the writer escapes `<` in text).
-pub fn time_span(xml: &[u8]) -> (Option<i64>, Option<i64>) {
-    const OPEN: &[u8] = b"<TimeStamp>";
-    const CLOSE: &[u8] = b"</TimeStamp>";
-    let (mut min, mut max) = (None::<i64>, None::<i64>);
-    for at in memchr::memmem::find_iter(xml, OPEN) {
-        let start = at + OPEN.len();
-        let Some(len) = memchr::memmem::find(&xml[start..(start + 64).min(xml.len())], CLOSE) else { continue };
-        let Some(t) = std::str::from_utf8(&xml[start..start + len]).ok().and_then(crate::timestamp::millis) else {
-            continue;
-        };
-        min = Some(min.map_or(t, |m| m.min(t)));
-        max = Some(max.map_or(t, |m| m.max(t)));
-    }
-    (min, max)
+/// The line of a file whose whole content `scan` has seen.
+pub fn entry_of(stem: &str, first_id: u64, scan: &ContentScan) -> IndexEntry {
+    IndexEntry { stem: stem.to_owned(), first_id, min_ms: scan.min_ms, max_ms: scan.max_ms }
 }
 
 /// Appends the line of a file just sealed (`path`, plain, under its sealed name). One line in one
 /// write; a crash may lose or tear it, and the file is then always read.
 pub fn note_sealed(layout: &Layout, stem: &str, path: &Path) -> Result<()> {
-    let xml = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut rd = crate::store::xml::read::XmlReader::new(&xml[..]);
-    let Some(first_id) = rd.header().ok().and_then(|h| h.first_id) else { return Ok(()) };
-    let (min_ms, max_ms) = time_span(&xml);
-    let entry = IndexEntry { stem: stem.to_owned(), first_id, min_ms, max_ms };
-    let mut line = serde_json::to_vec(&entry)?;
+    let Some(first_id) = crate::store::reader::first_id_of(path)? else { return Ok(()) };
+    let mut scan = ContentScan::default();
+    read_content(path, "read", |chunk| scan.feed(chunk))?;
+    append(layout, &entry_of(stem, first_id, &scan))
+}
+
+/// Appends one line.
+pub fn append(layout: &Layout, entry: &IndexEntry) -> Result<()> {
+    let mut line = serde_json::to_vec(entry)?;
     line.push(b'\n');
     let p = index_path(layout);
     let mut f = crate::fsx::open_append_nofollow(&p).with_context(|| format!("cannot open {}", p.display()))?;
@@ -97,22 +90,75 @@ pub fn may_hold(
     !(from.is_some_and(|f| max < f) || to.is_some_and(|t| min > t))
 }
 
+/// The files a time-range export reads, oldest first: every file of the
+/// history ([`reader::list`]) but those whose line puts every event time
+/// outside `from..=to`.
+pub struct Selection {
+    pub files: Vec<LogFile>,
+    /// The first and last id of the whole history (0 for the last when it
+    /// holds no record).
+    pub first_id: u64,
+    pub last_id: u64,
+}
+
+/// The files of the history that may hold a record with an event time in
+/// `from..=to`, found without opening the archived files the index rules
+/// out: a line rules out an archived file without opening it when the
+/// archive manifest gives that file the line's first id (so the line is
+/// about that file, not an earlier one of the same name). Every other file
+/// is opened for its header and kept unless its line, for that first id,
+/// rules it out. The cost is a directory listing, the index and manifest,
+/// and the files kept, whatever the size of the history.
+pub fn select(layout: &Layout, from: Option<i64>, to: Option<i64>) -> Result<Selection> {
+    let names = reader::list_names(layout)?;
+    let index = read(layout);
+    // A manifest that cannot be read only means the files are opened.
+    let manifest: HashMap<String, u64> =
+        read_manifest(layout).unwrap_or_default().into_iter().map(|e| (e.file, e.first_id)).collect();
+    // An archived file's first id by the manifest, without opening it.
+    let archived_first_id = |n: &reader::Named| {
+        (n.kind == FileKind::Archived).then(|| manifest.get(&FileKind::Archived.file_name(&n.stem)).copied()).flatten()
+    };
+    let mut files = Vec::new();
+    for n in &names {
+        let ruled_out = |first_id: u64| !may_hold(&index, &n.stem, first_id, from, to);
+        if archived_first_id(n).is_some_and(ruled_out) {
+            continue;
+        }
+        if let Some(f) = reader::resolve(layout, n)?
+            && !ruled_out(f.first_id)
+        {
+            files.push(f);
+        }
+    }
+    files.sort_by_key(|f| (f.first_id, f.kind));
+    let resolved = |named: &[reader::Named]| -> Result<Vec<LogFile>> {
+        let mut out = Vec::new();
+        for n in named {
+            out.extend(reader::resolve(layout, n)?);
+        }
+        Ok(out)
+    };
+    // The oldest file's first id: from the manifest when it is archived, as above.
+    let first_id = match names.first().and_then(archived_first_id) {
+        Some(id) => id,
+        None => resolved(&names[..names.len().min(1)])?.first().map_or(1, |f| f.first_id),
+    };
+    // The last record is in the newest file, or in the one before when the newest has none yet.
+    let last_id = reader::last_id(layout, &resolved(&names[names.len().saturating_sub(2)..])?)?;
+    Ok(Selection { files, first_id, last_id })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn span_is_min_and_max_not_first_and_last() {
-        let xml = b"<Record id=\"1\"><TimeStamp>2026-01-02T00:00:00.000+00:00</TimeStamp></Record>\
-<Record id=\"2\"><TimeStamp>2025-01-01T00:00:00.000+00:00</TimeStamp></Record>\
-<Record id=\"3\"><TimeStamp>2027-01-01T00:00:00.000+01:00</TimeStamp></Record>\
-<Record id=\"4\"><TimeStamp>2026-06-01T00:00:00.000+00:00</TimeStamp></Record>";
-        let (min, max) = time_span(xml);
-        assert_eq!(min, crate::timestamp::millis("2025-01-01T00:00:00.000+00:00"));
-        assert_eq!(max, crate::timestamp::millis("2027-01-01T00:00:00.000+01:00"));
+    fn a_file_is_skipped_only_when_its_line_puts_every_time_outside() {
+        let day = |d: &str| crate::timestamp::millis(d);
+        let (min, max) = (day("2025-01-01T00:00:00Z"), day("2027-01-01T00:00:00+01:00"));
         let mut index = HashMap::new();
         index.insert("h_1".to_owned(), IndexEntry { stem: "h_1".into(), first_id: 1, min_ms: min, max_ms: max });
-        let day = |d: &str| crate::timestamp::millis(d);
         assert!(may_hold(&index, "h_1", 1, day("2025-01-01T00:00:00Z"), day("2025-01-01T00:00:00Z")));
         assert!(!may_hold(&index, "h_1", 1, day("2027-01-02T00:00:00Z"), None));
         assert!(!may_hold(&index, "h_1", 1, None, day("2024-12-31T00:00:00Z")));

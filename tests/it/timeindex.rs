@@ -118,3 +118,89 @@ fn time_range_export_never_skips_a_matching_record_with_late_and_backdated_times
     }
     assert!(matched > 603, "the windows match records");
 }
+
+/// The ids a window should give, from the unfiltered export's times.
+fn ids_between(all: &[(u64, i64)], from: i64, to: i64) -> Vec<u64> {
+    all.iter().filter(|(_, ts)| (from..=to).contains(ts)).map(|(id, _)| *id).collect()
+}
+
+#[test]
+fn archived_files_the_index_rules_out_are_not_opened_and_old_archives_are_indexed_once() {
+    let env = Env::with_capacity(10);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let start = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+    // Ten files a day for ten days, nothing backdated: each day's files hold only that day.
+    let mut input = Vec::new();
+    for i in 0..1000 {
+        let t = start + Duration::minutes(i * 144 / 10);
+        input.extend_from_slice(
+            format!(
+                "{{\"timestamp\":\"{}\",\"app_name\":\"System Admin Tool\",\"action_type\":\"Login\",\"user_name\":\"u{}\",\"category\":\"presence\"}}\n",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                rng.below(50)
+            )
+            .as_bytes(),
+        );
+    }
+    env.run_with_input(&["append", "--json", "-"], &input).success();
+    let index_path = env.data.join("state/index.jsonl");
+    let lines = |p: &std::path::Path| std::fs::read_to_string(p).map_or(0, |t| t.lines().count());
+    // The index is lost (or the files were sealed by a version that kept none): archive gives each file its line.
+    std::fs::remove_file(&index_path).unwrap();
+    env.run(&["archive"]).success();
+    let archived = lines(&env.data.join("archive/manifest.jsonl"));
+    assert!(archived >= 99, "{archived} files archived");
+    assert_eq!(lines(&index_path), archived, "a line for every file archived");
+    // Archived before: the lines are added by the next run, once.
+    std::fs::remove_file(&index_path).unwrap();
+    let run = env.run(&["archive"]).success();
+    assert!(run.stderr.contains(&format!("time-index line of {archived} archived file(s)")), "{}", run.stderr);
+    let run = env.run(&["archive"]).success();
+    assert!(!run.stderr.contains("time-index line"), "indexed once: {}", run.stderr);
+    assert_eq!(lines(&index_path), archived);
+
+    let all = all_times(&env);
+    assert_eq!(all.len(), 1000);
+    let day = |d: i64| {
+        let from = start + Duration::days(d);
+        (from, from + Duration::days(1) - Duration::milliseconds(1))
+    };
+    let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    // The first day's archived files become unreadable: a window that cannot meet them never opens them.
+    let archive = env.data.join("archive");
+    let mut first_day = Vec::new();
+    let manifest = std::fs::read_to_string(archive.join("manifest.jsonl")).unwrap();
+    for line in manifest.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        if e["last_id"].as_u64().unwrap() <= 90 {
+            first_day.push(archive.join(e["file"].as_str().unwrap()));
+        }
+    }
+    assert!(first_day.len() >= 8, "{first_day:?}");
+    for p in &first_day {
+        std::fs::write(p, b"not gzip at all").unwrap();
+    }
+    let (from, to) = day(5);
+    let got = exported_ids(&env, Some(&fmt(from)), Some(&fmt(to)));
+    assert_eq!(got, ids_between(&all, millis(&fmt(from)), millis(&fmt(to))));
+    assert!(!got.is_empty());
+    // A window that meets them does open them, and says so.
+    let (from, to) = day(0);
+    env.run(&["export", "--all", "--from", &fmt(from), "--to", &fmt(to)]).failure();
+    // A line the manifest does not confirm (another file of that name) rules out nothing.
+    let index = std::fs::read_to_string(&index_path).unwrap();
+    let victim = first_day[0].file_name().unwrap().to_str().unwrap().trim_end_matches(".xml.gz").to_owned();
+    let forged: String = index
+        .lines()
+        .map(|l| {
+            let mut e: serde_json::Value = serde_json::from_str(l).unwrap();
+            if e["stem"] == victim.as_str() {
+                e["first_id"] = serde_json::json!(e["first_id"].as_u64().unwrap() + 1);
+            }
+            format!("{e}\n")
+        })
+        .collect();
+    std::fs::write(&index_path, forged).unwrap();
+    let (from, to) = day(5);
+    env.run(&["export", "--all", "--from", &fmt(from), "--to", &fmt(to)]).failure();
+}

@@ -9,7 +9,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 /// What a pass over the raw bytes of an audit-trail file finds without
-/// parsing it: the first and last record timestamps and the seal. It relies on
+/// parsing it: the first and last record timestamps, the earliest and latest
+/// event time over every record, and the seal. It relies on
 /// the writer's escaping: `<` never appears in text, so `<TimeStamp>` and
 /// `<Seal ` only ever occur as tags.
 #[derive(Debug, Default, Clone)]
@@ -17,6 +18,11 @@ pub struct ContentScan {
     carry: Vec<u8>,
     pub first_time: Option<String>,
     pub last_time: Option<String>,
+    /// The earliest and latest event time of every record fed, in
+    /// milliseconds since the epoch (event times arrive out of order, so
+    /// these are not the first and last record's).
+    pub min_ms: Option<i64>,
+    pub max_ms: Option<i64>,
     /// `first-id`, `last-id`, `records` of the last complete `<Seal …/>`.
     pub seal: Option<(u64, u64, u64)>,
     /// Its `sealed` attribute: when the archiver sealed the file, by its clock.
@@ -63,6 +69,11 @@ impl ContentScan {
     }
 
     fn scan(&mut self, buf: &[u8]) {
+        // Within the seam the same element may be seen twice: harmless for a minimum and maximum.
+        for t in memchr::memmem::find_iter(buf, TS_OPEN).filter_map(|p| element_millis(buf, p)) {
+            self.min_ms = Some(self.min_ms.map_or(t, |m| m.min(t)));
+            self.max_ms = Some(self.max_ms.map_or(t, |m| m.max(t)));
+        }
         if self.first_time.is_none()
             && let Some(t) = memchr::memmem::find_iter(buf, TS_OPEN).find_map(|p| element_text(buf, p))
         {
@@ -85,10 +96,20 @@ impl ContentScan {
     }
 }
 
-fn element_text(buf: &[u8], open: usize) -> Option<String> {
+fn element_str(buf: &[u8], open: usize) -> Option<&str> {
     let start = open + TS_OPEN.len();
-    let len = memchr::memmem::find(&buf[start..buf.len().min(start + 64)], TS_CLOSE)?;
-    std::str::from_utf8(&buf[start..start + len]).ok().map(str::to_owned)
+    // The text holds no `<` (module docs): the first one starts the end tag.
+    let len = memchr::memchr(b'<', &buf[start..buf.len().min(start + 64)])?;
+    buf[start + len..].starts_with(TS_CLOSE).then_some(())?;
+    std::str::from_utf8(&buf[start..start + len]).ok()
+}
+
+fn element_text(buf: &[u8], open: usize) -> Option<String> {
+    element_str(buf, open).map(str::to_owned)
+}
+
+fn element_millis(buf: &[u8], open: usize) -> Option<i64> {
+    element_str(buf, open).and_then(crate::timestamp::millis)
 }
 
 fn seal_attrs(buf: &[u8]) -> Option<((u64, u64, u64), Option<String>)> {
@@ -141,6 +162,24 @@ mod tests {
             assert_eq!(s.last_time.as_deref(), Some("2026-01-02T00:00:00.000+01:00"), "chunk {size}");
             assert_eq!(s.seal, Some((5, 6, 2)), "chunk {size}");
             assert_eq!(s.sealed.as_deref(), Some("2026-01-02T00:00:00.000+01:00"), "chunk {size}");
+            assert_eq!(s.min_ms, crate::timestamp::millis("2026-01-01T00:00:00.000+01:00"), "chunk {size}");
+            assert_eq!(s.max_ms, crate::timestamp::millis("2026-01-02T00:00:00.000+01:00"), "chunk {size}");
+        }
+    }
+
+    #[test]
+    fn span_is_min_and_max_not_first_and_last() {
+        let xml = "<Record id=\"1\"><TimeStamp>2026-01-02T00:00:00.000+00:00</TimeStamp></Record>\
+<Record id=\"2\"><TimeStamp>2025-01-01T00:00:00.000+00:00</TimeStamp></Record>\
+<Record id=\"3\"><TimeStamp>2027-01-01T00:00:00.000+01:00</TimeStamp></Record>\
+<Record id=\"4\"><TimeStamp>2026-06-01T00:00:00.000+00:00</TimeStamp></Record>";
+        for size in [1, 5, 64, 4096] {
+            let mut s = ContentScan::default();
+            for chunk in xml.as_bytes().chunks(size) {
+                s.feed(chunk);
+            }
+            assert_eq!(s.min_ms, crate::timestamp::millis("2025-01-01T00:00:00.000+00:00"), "chunk {size}");
+            assert_eq!(s.max_ms, crate::timestamp::millis("2027-01-01T00:00:00.000+01:00"), "chunk {size}");
         }
     }
 }
