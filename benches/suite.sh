@@ -7,7 +7,7 @@
 #
 #   benches/suite.sh [--smoke] [NAME...]
 #
-# NAME: log, serve, archive, upload, siem, chain, console. Default: all of them, but
+# NAME: log, serve, archive, upload, siem, chain, console, history. Default: all of them, but
 # chain only when its baseline build is there (benches/chain-baseline.sh
 # builds target/baseline/release/audit-trail; or set BASELINE_BIN), since the
 # chain's cost is measured against it; and upload only as root (its vsftpd
@@ -31,7 +31,7 @@ usage() {
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 }
 
-all=(log serve archive upload siem chain console)
+all=(log serve archive upload siem chain console history)
 smoke=0
 benches=()
 for arg in "$@"; do

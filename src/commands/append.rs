@@ -101,10 +101,13 @@ const BLOCK: usize = 2 << 20;
 const MAX_LINE: usize = 64 << 20;
 
 /// The input in blocks of about [`BLOCK`] bytes, each ending at a line end
-/// (or at the end of the input), so memory does not grow with its size.
+/// (or at the end of the input), read into one buffer that is used again
+/// for every block, so memory does not grow with the input's size.
 struct Blocks {
     src: Box<dyn Read + Send>,
-    carry: Vec<u8>,
+    buf: Vec<u8>,
+    /// Bytes at the start of `buf` handed out as the last block.
+    handed: usize,
     eof: bool,
     /// Where the input comes from, for errors.
     name: String,
@@ -118,36 +121,39 @@ impl Blocks {
             let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
             (Box::new(f), path.display().to_string())
         };
-        Ok(Blocks { src, carry: Vec::new(), eof: false, name })
+        Ok(Blocks { src, buf: Vec::new(), handed: 0, eof: false, name })
     }
 
-    fn next_block(&mut self) -> Result<Option<Vec<u8>>> {
-        let mut buf = std::mem::take(&mut self.carry);
+    fn next_block(&mut self) -> Result<Option<&[u8]>> {
+        // What followed the last line end of the previous block comes first.
+        self.buf.drain(..self.handed);
+        self.handed = 0;
         loop {
             if self.eof {
-                return Ok((!buf.is_empty()).then_some(buf));
+                self.handed = self.buf.len();
+                return Ok((self.handed > 0).then_some(&self.buf[..]));
             }
-            let old = buf.len();
-            buf.resize(old + BLOCK, 0);
+            let old = self.buf.len();
+            self.buf.resize(old + BLOCK, 0);
             let mut got = 0;
             while got < BLOCK {
-                match self.src.read(&mut buf[old + got..]) {
+                match self.src.read(&mut self.buf[old + got..]) {
                     Ok(0) => break,
                     Ok(n) => got += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e).with_context(|| format!("cannot read {}", self.name)),
                 }
             }
-            buf.truncate(old + got);
+            self.buf.truncate(old + got);
             if got < BLOCK {
                 self.eof = true;
                 continue;
             }
-            if let Some(nl) = memchr::memrchr(b'\n', &buf[old..]) {
-                self.carry = buf.split_off(old + nl + 1);
-                return Ok(Some(buf));
+            if let Some(nl) = memchr::memrchr(b'\n', &self.buf[old..]) {
+                self.handed = old + nl + 1;
+                return Ok(Some(&self.buf[..self.handed]));
             }
-            if buf.len() > MAX_LINE {
+            if self.buf.len() > MAX_LINE {
                 return Err(failure(
                     Kind::Invalid,
                     format!("{}: a line longer than {} MiB; nothing was appended", self.name, MAX_LINE >> 20),
@@ -219,13 +225,17 @@ fn chunks(input: &[u8], size: usize) -> Vec<(&[u8], usize)> {
 }
 
 /// Record bodies rendered from one chunk of input, ready for ids.
+#[derive(Default)]
 struct Rendered {
     bodies: Vec<u8>,
     ends: Vec<usize>,
 }
 
-fn render(chunk: &[u8], defaults: &Defaults<'_>, mask: &EventMask) -> Result<Rendered, String> {
-    let mut r = Rendered { bodies: Vec::with_capacity(chunk.len() * 2), ends: Vec::new() };
+/// Renders `chunk` into `r`, whose buffers are used again (cleared first).
+fn render(chunk: &[u8], defaults: &Defaults<'_>, mask: &EventMask, r: &mut Rendered) -> Result<(), String> {
+    r.bodies.clear();
+    r.ends.clear();
+    r.bodies.reserve(chunk.len() * 2);
     for (n, line) in lines(chunk, 1) {
         let rec = parse_valid(line, defaults).map_err(|e| format!("line {n} changed between checks: {e:?}"))?;
         if !mask.admits(rec.get(Field::Category)) {
@@ -234,13 +244,15 @@ fn render(chunk: &[u8], defaults: &Defaults<'_>, mask: &EventMask) -> Result<Ren
         crate::store::writer::render_entry(&mut r.bodies, &rec);
         r.ends.push(r.bodies.len());
     }
-    Ok(r)
+    Ok(())
 }
 
 /// Renders the spooled input on `threads` workers, in windows, and appends
 /// the records in input order. A reader thread hands the windows out; each
 /// worker keeps at most one window ahead, so memory stays bounded whatever
-/// the input size.
+/// the input size. The windows' and the rendered records' buffers go back
+/// to where they came from and are used again: with large buffers made and
+/// freed for every window, the allocator's heap grew with the input.
 fn append_parallel(
     log: &mut Log,
     spool: &std::path::Path,
@@ -248,30 +260,43 @@ fn append_parallel(
     mask: &EventMask,
     threads: usize,
 ) -> Result<Option<(u64, u64)>> {
+    use std::sync::mpsc::sync_channel;
     let mut blocks = Blocks::open(spool)?;
     let mut app = log.begin()?;
     std::thread::scope(|s| -> Result<()> {
         let mut inputs = Vec::new();
         let mut results = Vec::new();
+        let mut returns = Vec::new();
+        let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(2 * threads);
         for _ in 0..threads {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
-            let (rtx, rrx) = std::sync::mpsc::sync_channel::<Result<Rendered, String>>(1);
+            let (tx, rx) = sync_channel::<Vec<u8>>(1);
+            let (rtx, rrx) = sync_channel::<Result<Rendered, String>>(1);
+            let (back_tx, back_rx) = sync_channel::<Rendered>(2);
             inputs.push(tx);
             results.push(rrx);
+            returns.push(back_tx);
+            let spare_tx = spare_tx.clone();
             s.spawn(move || {
                 for chunk in rx {
-                    if rtx.send(render(&chunk, defaults, mask)).is_err() {
+                    let mut r = back_rx.try_recv().unwrap_or_default();
+                    let done = render(&chunk, defaults, mask, &mut r).map(|()| r);
+                    let _ = spare_tx.try_send(chunk);
+                    if rtx.send(done).is_err() {
                         return;
                     }
                 }
             });
         }
+        drop(spare_tx);
         // The reader: windows in order, round robin; how many it handed out, or why it stopped.
         let reader = s.spawn(move || -> Result<usize> {
             let mut n = 0;
             while let Some(block) = blocks.next_block()? {
-                for (w, _) in chunks(&block, WINDOW) {
-                    if inputs[n % threads].send(w.to_vec()).is_err() {
+                for (w, _) in chunks(block, WINDOW) {
+                    let mut window = spare_rx.try_recv().unwrap_or_default();
+                    window.clear();
+                    window.extend_from_slice(w);
+                    if inputs[n % threads].send(window).is_err() {
                         return Ok(n);
                     }
                     n += 1;
@@ -287,6 +312,7 @@ fn append_parallel(
                 app.push_entry(&rendered.bodies[start..end])?;
                 start = end;
             }
+            let _ = returns[i % threads].try_send(rendered);
             i += 1;
         }
         drop(results);
@@ -330,13 +356,13 @@ fn append_json(ctx: &Ctx, path: &std::path::Path, defaults: &Defaults<'_>) -> Re
         let part = if block.len() < WINDOW { block.len() } else { block.len() / threads + 1 };
         let results: Vec<Checked> = std::thread::scope(|s| {
             let mask = &mask;
-            let handles: Vec<_> = chunks(&block, part)
+            let handles: Vec<_> = chunks(block, part)
                 .into_iter()
                 .map(|(chunk, first)| s.spawn(move || check(chunk, line + first - 1, defaults, mask)))
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
         });
-        line += memchr::memchr_iter(b'\n', &block).count();
+        line += memchr::memchr_iter(b'\n', block).count();
         for r in results {
             total += r.admitted;
             for (k, v) in r.dropped {
@@ -345,7 +371,7 @@ fn append_json(ctx: &Ctx, path: &std::path::Path, defaults: &Defaults<'_>) -> Re
             errors.extend(r.errors);
         }
         if errors.is_empty() {
-            out.write_all(&block).with_context(|| format!("cannot write {}", spool.0.display()))?;
+            out.write_all(block).with_context(|| format!("cannot write {}", spool.0.display()))?;
         }
     }
     if !errors.is_empty() {
@@ -409,9 +435,9 @@ fn append_via_service(
             Some(s) => s,
             None => client::ingest(ctx)?.context("the service stopped during the append")?,
         };
-        let mut numbers = lines(&input, line).map(|(n, _)| n);
-        line += memchr::memchr_iter(b'\n', &input).count();
-        submitted = client::submit(stream, &input, timeout, |a| {
+        let mut numbers = lines(input, line).map(|(n, _)| n);
+        line += memchr::memchr_iter(b'\n', input).count();
+        submitted = client::submit(stream, input, timeout, |a| {
             let n = numbers.next().unwrap_or(0);
             match a {
                 Answer::Id(id) => {
@@ -483,6 +509,32 @@ mod tests {
                 assert_eq!(*first, expect);
             }
         }
+    }
+
+    #[test]
+    fn blocks_end_at_line_ends_and_give_back_the_whole_input() {
+        let dir = tempfile::tempdir().unwrap();
+        // Lines of many lengths, so that block ends fall everywhere; one without its line end.
+        let mut input = Vec::new();
+        for i in 0..60_000usize {
+            input.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, i * 7919 % 301));
+            input.push(b'\n');
+        }
+        input.extend_from_slice(b"last");
+        let path = dir.path().join("in");
+        std::fs::write(&path, &input).unwrap();
+        let mut blocks = Blocks::open(&path).unwrap();
+        let (mut joined, mut count) = (Vec::new(), 0);
+        while let Some(b) = blocks.next_block().unwrap() {
+            assert!(b.len() <= 2 * BLOCK, "a block of {} bytes", b.len());
+            count += 1;
+            joined.extend_from_slice(b);
+            if joined.len() < input.len() {
+                assert_eq!(b.last(), Some(&b'\n'), "block {count} ends inside a line");
+            }
+        }
+        assert!(count > 2, "{count} blocks");
+        assert!(joined == input, "the blocks differ from the input");
     }
 
     #[test]
