@@ -65,10 +65,11 @@ pub fn random_hex(n: usize) -> String {
     hex::encode(buf)
 }
 
-/// Opens a file for appending, creating it (mode 0640) when missing; a
-/// symbolic link in its place is refused.
+/// Opens a file for appending (and reading, to look at what it ends with),
+/// creating it (mode 0640) when missing; a symbolic link in its place is
+/// refused.
 pub fn open_append_nofollow(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(0o640).custom_flags(NOFOLLOW).open(path)
+    OpenOptions::new().create(true).append(true).read(true).mode(0o640).custom_flags(NOFOLLOW).open(path)
 }
 
 /// Opens a file for reading and writing without truncating it, creating it

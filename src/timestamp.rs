@@ -20,8 +20,23 @@ impl Clock for SystemClock {
 }
 
 /// A clock that stands still until moved.
+/// The same instant at an offset of whole minutes: RFC 3339 offsets have no
+/// seconds, and some zones' old local mean times had them (Africa/Monrovia
+/// was −00:44:30 until 1972). The seconds are dropped from the offset and
+/// the wall time moves with them, so the instant stays exact.
+fn whole_minute_offset(t: &DateTime<FixedOffset>) -> DateTime<FixedOffset> {
+    let off = t.offset().local_minus_utc();
+    match FixedOffset::east_opt(off - off % 60) {
+        Some(o) if off % 60 != 0 => t.with_timezone(&o),
+        _ => *t,
+    }
+}
+
 /// Formats an instant in the stored form, e.g. `2026-11-22T09:45:37.120+01:00`.
+/// The year must be within 0001..9999 at that offset ([`normalize`] makes
+/// sure of it for client times; the clock's are).
 pub fn format(t: &DateTime<FixedOffset>) -> String {
+    let t = &whole_minute_offset(t);
     let mut out = String::with_capacity(29);
     push_digits(&mut out, t.year().clamp(0, 9999) as u32, 4);
     out.push('-');
@@ -67,6 +82,14 @@ pub fn parse(s: &str) -> Result<DateTime<FixedOffset>, String> {
 /// (second 60) is kept as it is when one was inserted then, and refused
 /// otherwise.
 pub fn normalize(s: &str) -> Result<Option<String>, String> {
+    normalize_at(s, |t| Local.from_utc_datetime(&t.naive_utc()).fixed_offset())
+}
+
+/// [`normalize`], with `local` giving an instant in the server's time zone.
+fn normalize_at(
+    s: &str,
+    local: impl Fn(&DateTime<FixedOffset>) -> DateTime<FixedOffset>,
+) -> Result<Option<String>, String> {
     let t = parse(s)?;
     if !(1..=9999).contains(&t.year()) {
         return Err(format!("{s:?} is outside the years 0001..9999"));
@@ -77,7 +100,15 @@ pub fn normalize(s: &str) -> Result<Option<String>, String> {
              of the days listed in IERS Bulletin C; the last was 2016-12-31)"
         ));
     }
-    let local = Local.from_utc_datetime(&t.naive_utc()).fixed_offset();
+    let local = whole_minute_offset(&local(&t));
+    if !(1..=9999).contains(&local.year()) {
+        return Err(format!(
+            "{s:?} is in the year {} in the server's time zone (UTC{}), outside the years 0001..9999 a timestamp \
+             is stored in",
+            local.year(),
+            local.offset()
+        ));
+    }
     let stored = format(&local);
     Ok(if stored == s { None } else { Some(stored) })
 }
@@ -195,6 +226,42 @@ pub fn parse_file_stamp(s: &str) -> Option<NaiveDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stored_instant_is_the_submitted_one_at_any_server_offset_or_it_is_refused() {
+        let zones: Vec<FixedOffset> =
+            [-12 * 3600, -(44 * 60 + 30), -(10 * 3600 + 29 * 60 + 20), 0, 19 * 60 + 32, 14 * 3600, 5 * 3600 + 1799]
+                .into_iter()
+                .map(|s| FixedOffset::east_opt(s).unwrap())
+                .collect();
+        let inputs = [
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.999-00:44",
+            "2026-11-30T12:34:56.789+05:30",
+            "0001-01-01T00:00:00+14:00",
+            "0001-01-01T11:00:00Z",
+            "9999-12-31T23:59:59-12:00",
+            "9999-12-31T10:00:00Z",
+            "2016-12-31T23:59:60.500Z",
+        ];
+        for zone in &zones {
+            let at = |t: &DateTime<FixedOffset>| t.with_timezone(zone);
+            for input in inputs {
+                match normalize_at(input, at) {
+                    Ok(stored) => {
+                        let stored = stored.unwrap_or_else(|| input.to_owned());
+                        assert_eq!(millis(&stored), millis(input), "{input} at UTC{zone} stored as {stored}");
+                        // What is stored can be submitted again, unchanged.
+                        assert_eq!(normalize_at(&stored, at), Ok(None), "{stored} at UTC{zone}");
+                    }
+                    Err(e) => {
+                        let year = at(&parse(input).unwrap()).year();
+                        assert!(!(1..=9999).contains(&year), "{input} at UTC{zone} refused: {e}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn format_is_fixed_width_with_millis() {

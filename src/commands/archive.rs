@@ -12,5 +12,8 @@ pub fn run(ctx: &Ctx) -> Result<ExitCode> {
         tracing::info!("{n}");
     }
     crate::outln!("{report}")?;
-    Ok(ExitCode::SUCCESS)
+    match report.damage() {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }

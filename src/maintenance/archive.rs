@@ -92,6 +92,10 @@ pub struct ArchiveReport {
     pub completed: Vec<String>,
     /// Repairs made before starting (leftover partial files, a torn manifest line).
     pub notes: Vec<String>,
+    /// Sealed files left in place because they are damaged (no seal, or a
+    /// `.gz` beside them that holds something else); the others are
+    /// archived all the same.
+    pub damaged: Vec<String>,
     /// Plain bytes read and compressed bytes written by this run.
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -115,7 +119,27 @@ impl std::fmt::Display for ArchiveReport {
         if !self.completed.is_empty() {
             write!(f, "; finished {} interrupted earlier: {}", self.completed.len(), self.completed.join(", "))?;
         }
+        if !self.damaged.is_empty() {
+            write!(f, "; {} damaged file(s) left in place", self.damaged.len())?;
+        }
         Ok(())
+    }
+}
+
+impl ArchiveReport {
+    /// The error to end with when damaged files were left in place
+    /// ([`crate::error::Kind::Tampered`], exit 3), naming them.
+    pub fn damage(&self) -> Option<anyhow::Error> {
+        (!self.damaged.is_empty()).then(|| {
+            crate::error::failure(
+                crate::error::Kind::Tampered,
+                format!(
+                    "{} file(s) left in place, damaged (run `audit-trail verify`): {}",
+                    self.damaged.len(),
+                    self.damaged.join("; ")
+                ),
+            )
+        })
     }
 }
 
@@ -161,8 +185,10 @@ pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
         let gz_name = FileKind::Archived.file_name(stem);
         let gz = layout.archive.join(&gz_name);
         if gz.exists() {
-            finish_interrupted(layout, &plain, &gz, &mut listed, clock)?;
-            report.completed.push(gz_name);
+            match finish_interrupted(layout, &plain, &gz, &mut listed, clock)? {
+                None => report.completed.push(gz_name),
+                Some(damage) => report.damaged.push(damage),
+            }
             continue;
         }
         todo.push((stem.to_owned(), plain, gz));
@@ -178,6 +204,13 @@ pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
         |_| {},
         |(stem, plain, gz)| stage(layout, stem, plain, gz),
         |staged| {
+            let staged = match staged {
+                Staging::Ready(s) => *s,
+                Staging::Damaged(why) => {
+                    report.damaged.push(why);
+                    return Ok(());
+                }
+            };
             let done = commit(layout, staged, &index, clock)?;
             listed.insert(done.file.clone());
             report.bytes_in += done.plain_size;
@@ -191,10 +224,18 @@ pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
     // between rename and manifest, then a removed plain file; or files copied
     // in by hand): describe it so the manifest covers the whole archive.
     for name in crate::fsx::dir_names(&layout.archive)? {
-        if name.starts_with('.') || FileKind::Archived.stem_of(&name).is_none() || listed.contains(&name) {
+        let Some(stem) = FileKind::Archived.stem_of(&name) else { continue };
+        // One beside its plain twin was dealt with above.
+        if name.starts_with('.') || listed.contains(&name) || layout.file(FileKind::Sealed, stem).exists() {
             continue;
         }
-        let (entry, _) = entry_from_gz(&layout.archive.join(&name), clock)?;
+        let entry = match entry_from_gz(&layout.archive.join(&name), clock) {
+            Ok((entry, _)) => entry,
+            Err(e) => {
+                report.damaged.push(format!("{e:#}"));
+                continue;
+            }
+        };
         append_manifest(layout, &entry)?;
         listed.insert(name.clone());
         report.notes.push(format!("added the missing manifest entry of {name}"));
@@ -249,29 +290,38 @@ fn index_unindexed(layout: &Layout) -> Result<usize> {
 
 /// The `.gz` exists next to its plain file: an earlier run stopped between
 /// renaming it and removing the plain file. The `.gz` must hold exactly the
-/// plain file's content; then the missing steps are done.
+/// plain file's content; then the missing steps are done. Returns why both
+/// are left in place when it does not.
 fn finish_interrupted(
     layout: &Layout,
     plain: &Path,
     gz: &Path,
     listed: &mut HashSet<String>,
     clock: &dyn Clock,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let (plain_sha, _) = crate::fsx::sha256_file(plain)?;
-    let (entry, content_sha) = entry_from_gz(gz, clock)?;
-    if content_sha != plain_sha {
-        bail!(
-            "{} exists but does not hold the content of {}; both are left in place: move the .gz aside and run archive again",
+    let differs = || {
+        format!(
+            "{} exists but does not hold the content of {}; both are left in place: move the .gz aside and run \
+             archive again",
             gz.display(),
             plain.display()
-        );
+        )
+    };
+    let (entry, content_sha) = match entry_from_gz(gz, clock) {
+        Ok(e) => e,
+        Err(e) => return Ok(Some(format!("{}: {e:#}", differs()))),
+    };
+    if content_sha != plain_sha {
+        return Ok(Some(differs()));
     }
     if !listed.contains(&entry.file) {
         append_manifest(layout, &entry)?;
         listed.insert(entry.file.clone());
     }
     fs::remove_file(plain).with_context(|| format!("cannot remove {}", plain.display()))?;
-    sync_dir(&layout.sealed)
+    sync_dir(&layout.sealed)?;
+    Ok(None)
 }
 
 /// Manifest entry of an existing `.gz`, read back from it, and the SHA-256 of
@@ -328,8 +378,14 @@ impl Drop for Staged {
     }
 }
 
+/// A sealed file ready to commit, or why it is left in place.
+enum Staging {
+    Ready(Box<Staged>),
+    Damaged(String),
+}
+
 /// Steps 1 and 2 of the module docs for one sealed file.
-fn stage(layout: &Layout, stem: &str, plain: &Path, gz: &Path) -> Result<Staged> {
+fn stage(layout: &Layout, stem: &str, plain: &Path, gz: &Path) -> Result<Staging> {
     // Written aside under a name nobody can prepare, renamed in when complete.
     let staging = crate::maintenance::staging_dir(layout, &layout.archive)?;
     let partial = staging.join(format!(".{}.{}{PARTIAL_SUFFIX}", file_name(gz), crate::fsx::random_hex(8)));
@@ -343,12 +399,12 @@ fn stage(layout: &Layout, stem: &str, plain: &Path, gz: &Path) -> Result<Staged>
     let staged =
         Staged { stem: stem.to_owned(), plain: plain.to_owned(), gz: gz.to_owned(), partial, c, committed: false };
     if staged.c.scan.seal.is_none() {
-        bail!("{} has no seal; it is left in place (run `audit-trail verify`)", plain.display());
+        return Ok(Staging::Damaged(format!("{} has no seal", plain.display())));
     }
     if let Err(e) = verify_written(&staged.partial, &staged.c, plain) {
         return Err(e.context(format!("{} was left in place", plain.display())));
     }
-    Ok(staged)
+    Ok(Staging::Ready(Box::new(staged)))
 }
 
 /// Steps 3–5 of the module docs for a staged file, and its line in the time

@@ -78,7 +78,13 @@ pub fn run_job(env: &JobEnv, job: &Job) -> Result<String> {
                 None => Ok("nothing to seal: the active file holds no record".into()),
             }
         }
-        Job::Archive => Ok(crate::maintenance::archive::archive(&env.layout, &*env.clock)?.to_string()),
+        Job::Archive => {
+            let report = crate::maintenance::archive::archive(&env.layout, &*env.clock)?;
+            match report.damage() {
+                Some(e) => Err(e.context(report.to_string())),
+                None => Ok(report.to_string()),
+            }
+        }
         Job::Purge => {
             let config = env.config.read().unwrap_or_else(|e| e.into_inner()).clone();
             let report = crate::maintenance::purge::purge(&env.layout, &config, &*env.clock)?;

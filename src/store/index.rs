@@ -52,24 +52,50 @@ pub fn note_sealed(layout: &Layout, stem: &str, path: &Path) -> Result<()> {
     append(layout, &entry_of(stem, first_id, &scan))
 }
 
-/// Appends one line.
+/// Appends one line. After a line torn by a crash, it starts on a line of
+/// its own (the torn one is ignored by [`read`]).
 pub fn append(layout: &Layout, entry: &IndexEntry) -> Result<()> {
-    let mut line = serde_json::to_vec(entry)?;
-    line.push(b'\n');
+    use std::os::unix::fs::FileExt;
     let p = index_path(layout);
     let mut f = crate::fsx::open_append_nofollow(&p).with_context(|| format!("cannot open {}", p.display()))?;
+    let len = f.metadata().with_context(|| format!("cannot read {}", p.display()))?.len();
+    let mut last = [b'\n'];
+    if len > 0 {
+        f.read_exact_at(&mut last, len - 1).with_context(|| format!("cannot read {}", p.display()))?;
+    }
+    let mut line = if last[0] == b'\n' { Vec::new() } else { vec![b'\n'] };
+    serde_json::to_writer(&mut line, entry)?;
+    line.push(b'\n');
     f.write_all(&line).with_context(|| format!("cannot write {}", p.display()))
 }
 
-/// The index by stem (the last line for a stem wins); empty when there is none.
+/// The index by stem; empty when there is none. A later line for a stem
+/// with another first id wins (another file of that name). Lines for the
+/// same file are merged into the span that covers them all, so a line
+/// added later never narrows what an earlier one said a file may hold.
 pub fn read(layout: &Layout) -> HashMap<String, IndexEntry> {
     let Ok(bytes) = std::fs::read(index_path(layout)) else { return HashMap::new() };
     let good = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    bytes[..good]
-        .split(|&b| b == b'\n')
-        .filter_map(|l| serde_json::from_slice::<IndexEntry>(l).ok())
-        .map(|e| (e.stem.clone(), e))
-        .collect()
+    let mut index: HashMap<String, IndexEntry> = HashMap::new();
+    for e in bytes[..good].split(|&b| b == b'\n').filter_map(|l| serde_json::from_slice::<IndexEntry>(l).ok()) {
+        match index.get_mut(&e.stem) {
+            Some(had) if had.first_id == e.first_id => {
+                // No readable time in one of them means none can match a range: keep the other's.
+                had.min_ms = match (had.min_ms, e.min_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                had.max_ms = match (had.max_ms, e.max_ms) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            _ => {
+                index.insert(e.stem.clone(), e);
+            }
+        }
+    }
+    index
 }
 
 /// Whether a file (stem, first id) may hold a record with an event time in
@@ -152,6 +178,26 @@ pub fn select(layout: &Layout, from: Option<i64>, to: Option<i64>) -> Result<Sel
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_for_one_file_only_widen_and_a_torn_line_does_not_swallow_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        std::fs::create_dir_all(&layout.state).unwrap();
+        let line = |first_id, min, max| IndexEntry { stem: "h_1".into(), first_id, min_ms: min, max_ms: max };
+        append(&layout, &line(1, Some(100), Some(200))).unwrap();
+        // A crash tore the next line.
+        let mut f = crate::fsx::open_append_nofollow(&index_path(&layout)).unwrap();
+        f.write_all(b"{\"stem\":\"h_2\",\"first").unwrap();
+        append(&layout, &line(1, Some(150), Some(160))).unwrap();
+        append(&layout, &line(1, None, None)).unwrap();
+        let got = read(&layout);
+        assert_eq!(got["h_1"], line(1, Some(100), Some(200)), "a narrower line does not narrow");
+        append(&layout, &line(1, Some(50), Some(120))).unwrap();
+        assert_eq!(read(&layout)["h_1"], line(1, Some(50), Some(200)), "the line after a torn one is read");
+        append(&layout, &line(7, Some(5), Some(6))).unwrap();
+        assert_eq!(read(&layout)["h_1"], line(7, Some(5), Some(6)), "another file of that name");
+    }
 
     #[test]
     fn a_file_is_skipped_only_when_its_line_puts_every_time_outside() {

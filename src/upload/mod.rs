@@ -388,6 +388,8 @@ fn upload_target(
             let a = crate::maintenance::archive::archive(layout, clock)
                 .context("archiving sealed files before the upload")?;
             report.notes.extend(a.notes);
+            // The damaged ones stay plain, and are not sent as .gz; the rest go.
+            report.notes.extend(a.damaged.iter().map(|d| format!("not archived, damaged: {d}")));
         }
     }
     let done: HashSet<String> =

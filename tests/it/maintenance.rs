@@ -246,6 +246,34 @@ fn interrupted_archive_is_finished_by_the_next_run() {
 }
 
 #[test]
+fn a_damaged_sealed_file_is_left_in_place_and_every_other_one_is_archived() {
+    let env = Env::with_capacity(5);
+    append(&env, &json_records(40));
+    env.run(&["rotate"]).success();
+    let sealed = env.sealed_files();
+    assert_eq!(sealed.len(), 8);
+    let archive = env.data.join("archive");
+    // The third file cut short (no seal), and a .gz beside the sixth that holds something else.
+    let cut = &sealed[2];
+    let bytes = std::fs::read(cut).unwrap();
+    std::fs::write(cut, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::create_dir_all(&archive).unwrap();
+    let sixth = names(std::slice::from_ref(&sealed[5]))[0].clone();
+    std::fs::write(archive.join(format!("{sixth}.gz")), b"\x1f\x8b\x08 not this file").unwrap();
+    for round in 0..2 {
+        let run = env.run(&["archive"]);
+        assert_eq!(run.code, Some(3), "round {round}: {} {}", run.stdout, run.stderr);
+        assert!(run.stderr.contains("2 file(s) left in place, damaged"), "{}", run.stderr);
+        assert!(run.stderr.contains(&names(std::slice::from_ref(cut))[0]), "{}", run.stderr);
+        assert!(run.stderr.contains(&sixth) && run.stderr.contains("does not hold the content"), "{}", run.stderr);
+        let left: Vec<PathBuf> = env.sealed_files();
+        assert_eq!(left, vec![cut.clone(), sealed[5].clone()], "round {round}");
+        assert_eq!(manifest(&env.data).len(), 6, "round {round}: the six others are archived once");
+        assert!(files_in(&env.data.join("state/tmp"), "").is_empty(), "no staged file is left");
+    }
+}
+
+#[test]
 fn purge_removes_old_files_and_ids_continue() {
     let env = Env::with_config("host_name = \"pbx01\"\ncapacity = 5\nretention_days = 30\n");
     // Sealed and archived 60 days ago by the archiver's clock.
