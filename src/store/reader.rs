@@ -566,11 +566,21 @@ impl Follow {
         list_known(layout, &mut self.known)
     }
 
-    /// The newest file starting at or before `from` (else the oldest file).
+    /// The newest file starting at or before `from` (else the oldest file),
+    /// found from the newest file back by name, opening only the files it
+    /// passes: a position near the end of a long history opens one or two.
     fn locate(&mut self, layout: &Layout, from: u64) -> Result<Option<Spot>> {
-        let files = self.list(layout)?;
-        let at = files.iter().rposition(|f| f.first_id <= from).unwrap_or(0);
-        Ok(files.into_iter().nth(at).map(Spot::at_start))
+        self.listings += 1;
+        let mut back = Backwards::new(layout)?;
+        let mut oldest = None;
+        while let Some(f) = back.older()? {
+            self.known.0.insert(f.stem.clone(), f.first_id);
+            if f.first_id <= from {
+                return Ok(Some(Spot::at_start(f)));
+            }
+            oldest = Some(f);
+        }
+        Ok(oldest.map(Spot::at_start))
     }
 
     /// The file after `file`, whose last record is `last`: the known file
