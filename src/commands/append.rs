@@ -371,7 +371,7 @@ fn append_json(ctx: &Ctx, path: &std::path::Path, defaults: &Defaults<'_>) -> Re
     // checked (standard input cannot be read twice, and a file may change).
     let tmp = ctx.layout.state.join("tmp");
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let (spool_path, spool_file) = crate::fsx::create_temp_exclusive(&tmp, "append-input")?;
+    let (spool_path, spool_file) = crate::fsx::create_temp_exclusive(&tmp, crate::maintenance::APPEND_SPOOL)?;
     let spool = Spool(spool_path);
     let mut out = std::io::BufWriter::with_capacity(1 << 20, spool_file);
     let mut blocks = Blocks::open(path)?;

@@ -182,6 +182,10 @@ pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
             continue;
         }
         let plain = layout.sealed.join(&name);
+        if let Some(why) = not_a_file(&plain) {
+            report.damaged.push(why);
+            continue;
+        }
         let gz_name = FileKind::Archived.file_name(stem);
         let gz = layout.archive.join(&gz_name);
         if gz.exists() {
@@ -229,6 +233,10 @@ pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
         if name.starts_with('.') || listed.contains(&name) || layout.file(FileKind::Sealed, stem).exists() {
             continue;
         }
+        if let Some(why) = not_a_file(&layout.archive.join(&name)) {
+            report.damaged.push(why);
+            continue;
+        }
         let entry = match entry_from_gz(&layout.archive.join(&name), clock) {
             Ok((entry, _)) => entry,
             Err(e) => {
@@ -245,6 +253,17 @@ pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
         report.notes.push(format!("added the time-index line of {indexed} archived file(s) that had none"));
     }
     Ok(report)
+}
+
+/// Why `path` is not something to archive or describe: a directory, a
+/// link, a FIFO or a device under a history file's name (opening a FIFO
+/// would wait forever); `None` for a regular file.
+fn not_a_file(path: &Path) -> Option<String> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => None,
+        Ok(m) => Some(format!("{} is not a regular file ({:?})", path.display(), m.file_type())),
+        Err(e) => Some(format!("{}: {e}", path.display())),
+    }
 }
 
 /// Archived files without a line in the time index (archived by a version

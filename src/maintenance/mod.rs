@@ -61,14 +61,28 @@ pub fn staging_dir(layout: &Layout, dest_dir: &Path) -> Result<PathBuf> {
     Ok(if dest.dev() == meta.dev() { tmp } else { dest_dir.to_path_buf() })
 }
 
-/// Removes everything in `state/tmp/` (temporaries of an interrupted archive
-/// or backup; the caller holds the maintenance lock). Returns the names
+/// Prefix of the spool file of a bulk `append --json` (`commands::append`).
+pub const APPEND_SPOOL: &str = "append-input";
+/// A spool file younger than this may belong to an append still running.
+const SPOOL_IN_USE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes what is in `state/tmp/`: temporaries of an interrupted archive or
+/// backup (the caller holds the maintenance lock), and spool files of bulk
+/// appends a crash left, once they are a day old (appends take no
+/// maintenance lock: a younger one may be in use). Returns the names
 /// removed.
 pub fn clean_tmp_dir(layout: &Layout) -> Result<Vec<String>> {
     let dir = tmp_dir(layout);
     let mut removed = Vec::new();
     for name in crate::fsx::dir_names(&dir)? {
         let p = dir.join(&name);
+        if name.trim_start_matches('.').starts_with(APPEND_SPOOL)
+            && fs::symlink_metadata(&p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < SPOOL_IN_USE))
+        {
+            continue;
+        }
         let res = match fs::symlink_metadata(&p) {
             Ok(m) if m.is_dir() => fs::remove_dir_all(&p),
             Ok(_) => fs::remove_file(&p),

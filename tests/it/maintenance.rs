@@ -260,16 +260,26 @@ fn a_damaged_sealed_file_is_left_in_place_and_every_other_one_is_archived() {
     std::fs::create_dir_all(&archive).unwrap();
     let sixth = names(std::slice::from_ref(&sealed[5]))[0].clone();
     std::fs::write(archive.join(format!("{sixth}.gz")), b"\x1f\x8b\x08 not this file").unwrap();
+    // A FIFO under a sealed file's name (opening it would wait forever) and a dangling link.
+    let fifo = env.sealed_dir().join("pbx01_20000101000000.xml");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let link = env.sealed_dir().join("pbx01_20000101000001.xml");
+    std::os::unix::fs::symlink("/nonexistent", &link).unwrap();
+    // A bulk append's spool file in state/tmp is not a leftover of an interrupted archive.
+    std::fs::create_dir_all(env.data.join("state/tmp")).unwrap();
+    let spool = env.data.join("state/tmp/.append-input.0123456789abcdef.tmp");
+    std::fs::write(&spool, b"{}\n").unwrap();
     for round in 0..2 {
         let run = env.run(&["archive"]);
         assert_eq!(run.code, Some(3), "round {round}: {} {}", run.stdout, run.stderr);
-        assert!(run.stderr.contains("2 file(s) left in place, damaged"), "{}", run.stderr);
+        assert!(run.stderr.contains("4 file(s) left in place, damaged"), "{}", run.stderr);
+        assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
         assert!(run.stderr.contains(&names(std::slice::from_ref(cut))[0]), "{}", run.stderr);
         assert!(run.stderr.contains(&sixth) && run.stderr.contains("does not hold the content"), "{}", run.stderr);
-        let left: Vec<PathBuf> = env.sealed_files();
+        let left: Vec<PathBuf> = env.sealed_files().into_iter().filter(|p| *p != fifo && *p != link).collect();
         assert_eq!(left, vec![cut.clone(), sealed[5].clone()], "round {round}");
         assert_eq!(manifest(&env.data).len(), 6, "round {round}: the six others are archived once");
-        assert!(files_in(&env.data.join("state/tmp"), "").is_empty(), "no staged file is left");
+        assert_eq!(files_in(&env.data.join("state/tmp"), ""), vec![spool.clone()], "only the append's spool is left");
     }
 }
 
