@@ -261,7 +261,22 @@ pub fn archive(layout: &Layout, clock: &dyn Clock) -> Result<ArchiveReport> {
 fn not_a_file(path: &Path) -> Option<String> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.is_file() => None,
-        Ok(m) => Some(format!("{} is not a regular file ({:?})", path.display(), m.file_type())),
+        Ok(m) => {
+            use std::os::unix::fs::FileTypeExt;
+            let t = m.file_type();
+            let what = if t.is_dir() {
+                "a directory"
+            } else if t.is_symlink() {
+                "a symbolic link"
+            } else if t.is_fifo() {
+                "a FIFO"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "a device"
+            };
+            Some(format!("{} is not a regular file but {what}", path.display()))
+        }
         Err(e) => Some(format!("{}: {e}", path.display())),
     }
 }
