@@ -46,9 +46,10 @@ pub fn entry_of(stem: &str, first_id: u64, scan: &ContentScan) -> IndexEntry {
 /// Appends the line of a file just sealed (`path`, plain, under its sealed name). One line in one
 /// write; a crash may lose or tear it, and the file is then always read.
 pub fn note_sealed(layout: &Layout, stem: &str, path: &Path) -> Result<()> {
-    let Some(first_id) = crate::store::reader::first_id_of(path)? else { return Ok(()) };
+    // One pass: the seal the scan finds names the file's first id.
     let mut scan = ContentScan::default();
     read_content(path, "read", |chunk| scan.feed(chunk))?;
+    let Some((first_id, _, _)) = scan.seal else { return Ok(()) };
     append(layout, &entry_of(stem, first_id, &scan))
 }
 
